@@ -6,17 +6,22 @@ stderr and a non-zero exit, never a traceback. The daemon adds `serve` on top (b
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
-from typing import Callable
 
+import numpy as np
 import torch
+from PIL import Image
 
 from . import registry
 from .checkpoint import CheckpointError, load_generator
 from .devices import DEVICE_CHOICES, pick_device
 from .download import DownloadError, download, text_progress
+from .drag import DragConfig, DragSession
 from .images import to_pil
+from .latents import load_latent, save_latent
+from .overlay import draw_points, save_gif
 from .stylegan2 import ws_from_seed
 
 EXPECTED_ERRORS = (CheckpointError, registry.UnknownModelError, DownloadError, OSError, ValueError)
@@ -40,6 +45,63 @@ def cmd_generate(args: argparse.Namespace) -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     to_pil(img).save(args.out)
     print(f"wrote {args.out} ({img.shape[3]}x{img.shape[2]}, seed {args.seed}, psi {args.psi})")
+    return 0
+
+
+def parse_points(text: str) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+    """ "hx,hy:tx,ty;hx,hy:tx,ty" -> (handles, targets)."""
+    handles, targets = [], []
+    for pair in filter(None, (p.strip() for p in text.split(";"))):
+        try:
+            h, t = pair.split(":")
+            hx, hy = (float(v) for v in h.split(","))
+            tx, ty = (float(v) for v in t.split(","))
+        except ValueError:
+            raise ValueError(f"bad point pair {pair!r}: expected hx,hy:tx,ty") from None
+        handles.append((hx, hy))
+        targets.append((tx, ty))
+    if not handles:
+        raise ValueError("--points needs at least one pair hx,hy:tx,ty")
+    return handles, targets
+
+
+def load_mask(path: str, size: tuple[int, int]) -> np.ndarray:
+    """Grayscale PNG, white = editable, at the generator's image size."""
+    mask = np.asarray(Image.open(path).convert("L"))
+    if mask.shape != size:
+        raise ValueError(f"mask {path} is {mask.shape[1]}x{mask.shape[0]}, the model draws {size[1]}x{size[0]}")
+    return mask
+
+
+def cmd_drag(args: argparse.Namespace) -> int:
+    G, info = load_model(args)
+    handles, targets = parse_points(args.points)
+    cfg = DragConfig(learning_rate=args.lr or registry.default_learning_rate(info), w_layers=args.w_layers,
+                     mask_lambda=args.mask_lambda, r1=args.r1, r2=args.r2, path=args.path)
+    start = load_latent(args.latent) if args.latent else args.seed
+    session = DragSession(G, start, config=cfg, truncation_psi=args.psi)
+    session.set_points(handles, targets)
+    if args.mask:
+        session.set_mask(load_mask(args.mask, session.size))
+    frames = [draw_points(to_pil(session.image()), handles, targets, args.video_scale)] if args.video else []
+    record = []
+    preview_every = args.preview_every if args.video else 0
+    for step in session.run(max_steps=args.steps, preview_every=preview_every):
+        record.append({"step": step.step, "handles": step.handles, "loss": step.loss, "distance": step.distance,
+                       "time": step.elapsed})
+        if step.preview is not None and args.video:
+            frames.append(draw_points(to_pil(step.preview), step.handles, targets, args.video_scale))
+    print(f"{step.reason} after {step.step} steps ({step.elapsed:.1f} s); handles {step.handles}")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    to_pil(session.image()).save(args.out)
+    if args.trajectory:
+        Path(args.trajectory).write_text(json.dumps({
+            "model": args.model or registry.DEMO_MODEL, "seed": None if args.latent else args.seed,
+            "handles": handles, "targets": targets, "reason": step.reason, "steps": record}, indent=1))
+    if args.video:
+        save_gif(frames, args.video)
+    if args.latent_out:
+        save_latent(args.latent_out, session.latent())
     return 0
 
 
@@ -85,6 +147,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--psi", type=float, default=0.7, help="truncation psi (default 0.7)")
     p.add_argument("--out", required=True, help="output PNG")
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("drag", help="drag handle points to targets on a generated image")
+    add_model_args(p)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--latent", default=None, help="start from a saved W+ latent (.npy) instead of the seed")
+    p.add_argument("--psi", type=float, default=0.7)
+    p.add_argument("--points", required=True, help='"hx,hy:tx,ty;..." in image pixels (x right, y down)')
+    p.add_argument("--mask", default=None, help="grayscale PNG, white = editable (default: all editable)")
+    p.add_argument("--steps", type=int, default=300, help="maximum optimisation steps")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: the model's registry value)")
+    p.add_argument("--mask-lambda", type=float, default=20.0)
+    p.add_argument("--w-layers", type=int, default=6, help="number of W+ rows optimised")
+    p.add_argument("--r1", type=float, default=None)
+    p.add_argument("--r2", type=int, default=None)
+    p.add_argument("--path", choices=("fast", "reference"), default="fast")
+    p.add_argument("--out", required=True, help="result PNG")
+    p.add_argument("--trajectory", default=None, help="JSON record of every step")
+    p.add_argument("--video", default=None, help="animated GIF of the edit with the points drawn")
+    p.add_argument("--video-scale", type=int, default=2)
+    p.add_argument("--preview-every", type=int, default=2, help="GIF frame interval in steps")
+    p.add_argument("--latent-out", default=None, help="save the final W+ latent (.npy)")
+    p.set_defaults(func=cmd_drag)
 
     models = sub.add_parser("models", help="list or download checkpoints").add_subparsers(dest="models_command",
                                                                                             required=True)

@@ -133,7 +133,8 @@ class SynthesisLayer(nn.Module):
             self.noise_strength = nn.Parameter(torch.zeros([]))
         self.bias = nn.Parameter(torch.zeros([out_channels]))
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
+    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "const",
+                fused_modconv: bool = True) -> torch.Tensor:
         styles = self.affine(w)
         noise = None
         if noise_mode not in ("none", "const", "random"):
@@ -143,7 +144,7 @@ class SynthesisLayer(nn.Module):
         elif self.use_noise and noise_mode == "const":
             noise = self.noise_const * self.noise_strength
         x = ops.modulated_conv2d(x, self.weight, styles, noise=noise, up=self.up, padding=self.padding,
-                                 resample_filter=self.resample_filter)
+                                 resample_filter=self.resample_filter, fused=fused_modconv)
         return ops.bias_act(x, self.bias, act="lrelu", gain=self.act_gain, clamp=self.act_clamp)
 
 
@@ -158,9 +159,9 @@ class ToRGBLayer(nn.Module):
         self.bias = nn.Parameter(torch.zeros([out_channels]))
         self.weight_gain = 1 / math.sqrt(in_channels)
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, w: torch.Tensor, fused_modconv: bool = True) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain
-        x = ops.modulated_conv2d(x, self.weight, styles, demodulate=False)
+        x = ops.modulated_conv2d(x, self.weight, styles, demodulate=False, fused=fused_modconv)
         return ops.bias_act(x, self.bias, clamp=self.conv_clamp)
 
 
@@ -191,28 +192,29 @@ class SynthesisBlock(nn.Module):
             self.skip = SkipLayer(in_channels, out_channels)
 
     def forward(self, x: torch.Tensor | None, img: torch.Tensor | None, ws: torch.Tensor, noise_mode: str = "const",
-                force_fp32: bool = False, need_rgb: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+                force_fp32: bool = False, need_rgb: bool = True,
+                fused_modconv: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
         """ws holds this block's rows: [conv0,] conv1, torgb. Returns (features x, image)."""
         dtype = torch.float16 if self.use_fp16 and not force_fp32 and ws.device.type == "cuda" else torch.float32
         w_iter = iter(ws.unbind(dim=1))
         if self.in_channels == 0:
             x = self.const.to(dtype).unsqueeze(0).repeat(ws.shape[0], 1, 1, 1)
-            x = self.conv1(x, next(w_iter), noise_mode)
+            x = self.conv1(x, next(w_iter), noise_mode, fused_modconv)
         elif self.architecture == "resnet":
             x = x.to(dtype)
             y = self.skip(x)
-            x = self.conv0(x, next(w_iter), noise_mode)
-            x = self.conv1(x, next(w_iter), noise_mode)
+            x = self.conv0(x, next(w_iter), noise_mode, fused_modconv)
+            x = self.conv1(x, next(w_iter), noise_mode, fused_modconv)
             x = y + x
         else:
             x = x.to(dtype)
-            x = self.conv0(x, next(w_iter), noise_mode)
-            x = self.conv1(x, next(w_iter), noise_mode)
+            x = self.conv0(x, next(w_iter), noise_mode, fused_modconv)
+            x = self.conv1(x, next(w_iter), noise_mode, fused_modconv)
         if not need_rgb:
             return x, None
         if img is not None:
             img = ops.upsample2d(img, self.resample_filter)
-        y = self.torgb(x, next(w_iter)).to(torch.float32)
+        y = self.torgb(x, next(w_iter), fused_modconv).to(torch.float32)
         img = y if img is None else img + y
         return x, img
 
@@ -260,12 +262,13 @@ class SynthesisNetwork(nn.Module):
         return [getattr(self, f"b{r}") for r in self.block_resolutions]
 
     def forward(self, ws: torch.Tensor, noise_mode: str = "const", force_fp32: bool = False,
-                return_features: bool = False, stop_at_block: int | None = None):
+                return_features: bool = False, stop_at_block: int | None = None, fused_modconv: bool = True):
         """Render images from ws [N, num_ws, w_dim].
 
         With return_features=True also returns the list of block outputs x (before toRGB), one per
         block. stop_at_block=k stops after block k and returns (None, features[:k+1]): the drag loop
-        needs only the features, so it skips the image and the higher blocks.
+        needs only the features, so it skips the image and the higher blocks. fused_modconv=False
+        is the faster form for training batches (see ops.modulated_conv2d).
         """
         if ws.shape[1] != self.num_ws:
             raise ValueError(f"ws must have {self.num_ws} rows, got {ws.shape[1]}")
@@ -279,7 +282,7 @@ class SynthesisNetwork(nn.Module):
             w_idx += block.num_conv
             last_needed = stop_at_block is not None and k == stop_at_block
             x, img = block(x, img, block_ws, noise_mode=noise_mode, force_fp32=force_fp32,
-                           need_rgb=stop_at_block is None)
+                           need_rgb=stop_at_block is None, fused_modconv=fused_modconv)
             features.append(x)
             if last_needed:
                 return None, features

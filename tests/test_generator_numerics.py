@@ -207,3 +207,11 @@ def test_rectangular_generator_keeps_its_aspect_ratio():
     img, feats = G.synthesis(ws, return_features=True)
     assert img.shape == (2, 3, 32, 16) and G.img_size == (32, 16)
     assert feats[-1].shape[2:] == (32, 16)
+
+
+def test_unfused_modulated_conv_matches_fused():
+    G = make_generator(seed=7)
+    ws = G.mapping(torch.randn(3, G.z_dim), None)
+    fused = G.synthesis(ws)
+    unfused = G.synthesis(ws, fused_modconv=False)
+    assert torch.allclose(fused, unfused, atol=1e-4)

@@ -1,0 +1,374 @@
+"""The DragGAN editing loop: motion supervision and point tracking on generator features.
+
+Each step renders the generator's features at one synthesis block, pulls the features around each
+handle one pixel towards its target (motion supervision), optionally holds the features outside
+the editable region fixed, takes an Adam step on the first W+ rows, and finds every handle again
+by nearest-neighbour search against its initial feature (point tracking). It ends when every
+handle is close enough to its target, at the step limit, on a stall, or when the caller stops.
+
+Coordinates are image pixels, x right, y down, pixel centres at integers. Features are treated as
+a continuous field over the image: the block's map is bilinearly sampled at image coordinates,
+which equals resizing it to the image size and reading pixels, without allocating the resized map
+(the 'fast' path). The 'reference' path does what the published implementation does (full
+forward every step, feature map resized to image size) and exists for comparison.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .stylegan2 import Generator, ws_from_seed
+
+Point = tuple[float, float]
+
+
+@dataclasses.dataclass
+class DragConfig:
+    """Drag settings. None means "derived from the image size" as documented per field."""
+
+    learning_rate: float = 1e-3  # Adam; the paper uses 2e-3 for FFHQ, AFHQ cat and LSUN car models
+    w_layers: int = 6  # optimise W+ rows [0, w_layers); the rest keep their initial values
+    mask_lambda: float = 20.0  # weight of the fixed-region term
+    feature_block: int | None = None  # None: the 128-px block for models >= 256 px, else the last block
+    r1: float | None = None  # motion-supervision disk radius; None: max(2, 3 * H / 512)
+    r2: int | None = None  # tracking window half-size; None: max(4, round(12 * H / 512))
+    stop_distance: float | None = None  # None: 1 px for up to 5 points, else 2 px, times max(1, H / 512)
+    stall_steps: int = 60  # stop when the handles got no closer in this many steps (0: never)
+    track_metric: str = "l2"  # 'l2' (the published code) or 'l1' (the paper's formula)
+    path: str = "fast"  # 'fast' or 'reference'
+
+    def __post_init__(self) -> None:
+        if self.path not in ("fast", "reference"):
+            raise ValueError("path must be 'fast' or 'reference'")
+        if self.track_metric not in ("l1", "l2"):
+            raise ValueError("track_metric must be 'l1' or 'l2'")
+        if self.learning_rate <= 0 or self.w_layers < 1 or self.mask_lambda < 0:
+            raise ValueError("learning_rate must be > 0, w_layers >= 1, mask_lambda >= 0")
+
+
+@dataclasses.dataclass
+class DragStep:
+    """Progress after one step; `preview` is a [1, 3, H, W] image every preview_every steps."""
+
+    step: int
+    handles: list[Point]
+    targets: list[Point]
+    loss: float
+    distance: float  # largest handle-to-target distance in pixels
+    elapsed: float  # seconds since run() started
+    done: bool = False
+    reason: str | None = None  # 'reached', 'max_steps', 'stalled' or 'stopped' when done
+    preview: torch.Tensor | None = None
+
+
+def default_feature_block(G: Generator) -> int:
+    """Index of the block whose output is 128 px high for models of >= 256 px, else the last block."""
+    resolutions = G.synthesis.block_resolutions
+    if G.img_resolution >= 256 and 128 in resolutions:
+        return resolutions.index(128)
+    return len(resolutions) - 1
+
+
+def stop_distance_for(n_points: int, height: int) -> float:
+    return (1.0 if n_points <= 5 else 2.0) * max(1.0, height / 512)
+
+
+def disk_offsets(radius: float) -> torch.Tensor:
+    """Integer (dx, dy) offsets within a closed disk, on the exact pixel grid."""
+    r = int(math.floor(radius))
+    ys, xs = torch.meshgrid(torch.arange(-r, r + 1), torch.arange(-r, r + 1), indexing="ij")
+    keep = xs ** 2 + ys ** 2 <= radius ** 2
+    return torch.stack([xs[keep], ys[keep]], dim=1).to(torch.float32)
+
+
+def square_offsets(r: int) -> torch.Tensor:
+    ys, xs = torch.meshgrid(torch.arange(-r, r + 1), torch.arange(-r, r + 1), indexing="ij")
+    return torch.stack([xs.reshape(-1), ys.reshape(-1)], dim=1).to(torch.float32)
+
+
+class FeatureField:
+    """A feature map seen as a function of image coordinates.
+
+    sparse: bilinear sampling of the block's own map at pixel centres ((x + 0.5) * w / W - 0.5),
+    identical to resizing it to the image size at integer pixels. dense: the map is first resized
+    to the image size (the published implementation), then sampled.
+    """
+
+    def __init__(self, fmap: torch.Tensor, size: tuple[int, int], dense: bool = False):
+        self.size = size
+        self.dense = dense
+        fmap = fmap.to(torch.float32)
+        if dense and tuple(fmap.shape[2:]) != size:
+            fmap = F.interpolate(fmap, size=size, mode="bilinear", align_corners=False)
+        self.fmap = fmap
+
+    def sample(self, xy: torch.Tensor) -> torch.Tensor:
+        """xy [M, 2] image coordinates -> features [M, C]."""
+        H, W = self.size
+        if self.dense:
+            gx, gy = xy[:, 0] / max(W - 1, 1) * 2 - 1, xy[:, 1] / max(H - 1, 1) * 2 - 1
+            align = True
+        else:
+            gx, gy = (xy[:, 0] + 0.5) / W * 2 - 1, (xy[:, 1] + 0.5) / H * 2 - 1
+            align = False
+        grid = torch.stack([gx, gy], dim=-1).reshape(1, 1, -1, 2)
+        out = F.grid_sample(self.fmap, grid, mode="bilinear", padding_mode="border", align_corners=align)
+        return out[0, :, 0].t()
+
+    def masked_l1(self, other: "FeatureField", fixed: torch.Tensor) -> torch.Tensor:
+        """Mean |F - F0| over the fixed region, at the map's own resolution (fixed: [H, W] float, 1 = fixed)."""
+        weight = fixed
+        if tuple(fixed.shape) != tuple(self.fmap.shape[2:]):
+            weight = F.adaptive_avg_pool2d(fixed[None, None], self.fmap.shape[2:])[0, 0]
+        diff = (self.fmap - other.fmap).abs().mean(dim=1)[0]
+        return (diff * weight).sum() / weight.sum().clamp_min(1e-8)
+
+
+def motion_loss(field: FeatureField, handles: torch.Tensor, targets: torch.Tensor, offsets: torch.Tensor,
+                min_distance: float = 1.0) -> torch.Tensor:
+    """Sum over handles of mean |sg(F(q)) - F(q + d)| over the disk q around the handle, d = unit(t - p).
+
+    Only the shifted samples carry gradient, so the content at q is pulled to q + d. Handles within
+    min_distance of their target are not supervised.
+    """
+    delta = targets - handles
+    dist = delta.norm(dim=1, keepdim=True)
+    active = (dist[:, 0] > min_distance)
+    if not bool(active.any()):
+        return handles.new_zeros(())
+    d = delta[active] / dist[active]
+    q = handles[active, None, :] + offsets[None]  # [N, K, 2]
+    n, k = q.shape[:2]
+    both = field.sample(torch.cat([q.reshape(-1, 2), (q + d[:, None]).reshape(-1, 2)]))
+    src, dst = both[: n * k].detach(), both[n * k:]
+    per_point = (dst - src).abs().reshape(n, -1).mean(dim=1)
+    return per_point.sum()
+
+
+def track_points(field: FeatureField, handles: torch.Tensor, templates: torch.Tensor, r2: int,
+                 metric: str = "l2") -> torch.Tensor:
+    """New handle positions: the pixel within +-r2 of each (rounded) handle whose feature is nearest its template.
+
+    All handles are searched in one batched lookup. Candidates outside the image are excluded;
+    ties go to the first candidate in raster order.
+    """
+    H, W = field.size
+    offsets = square_offsets(r2).to(handles.device)
+    cand = handles.round()[:, None, :] + offsets[None]  # [N, K, 2]
+    n, k = cand.shape[:2]
+    feats = field.sample(cand.reshape(-1, 2)).reshape(n, k, -1)
+    diff = feats - templates[:, None, :]
+    dist = diff.norm(dim=-1) if metric == "l2" else diff.abs().sum(dim=-1)
+    inside = (cand[..., 0] >= 0) & (cand[..., 0] <= W - 1) & (cand[..., 1] >= 0) & (cand[..., 1] <= H - 1)
+    dist = dist.masked_fill(~inside, float("inf"))
+    best = dist.argmin(dim=1)
+    return cand[torch.arange(n, device=handles.device), best]
+
+
+def _as_points(points: Sequence[Sequence[float]], name: str) -> list[Point]:
+    out = []
+    for p in points:
+        if len(p) != 2 or not all(math.isfinite(float(v)) for v in p):
+            raise ValueError(f"{name} must be (x, y) pairs of finite numbers, got {p!r}")
+        out.append((float(p[0]), float(p[1])))
+    return out
+
+
+class DragSession:
+    """One image being edited: its latent, optimiser state, points and editable mask.
+
+    Typical use::
+
+        s = DragSession(G, seed, device="cpu")
+        s.set_points(handles=[(x, y)], targets=[(x2, y2)])
+        s.set_mask(mask)                  # [H, W], True/nonzero = editable; None = everything editable
+        for step in s.run(max_steps=200, preview_every=10):
+            ...                           # step.handles, step.loss; break to stop, keeping the state
+        img = s.image()
+
+    Mask semantics: the mask marks the *editable* region. Features outside it are held at their
+    values when the mask was set, with weight config.mask_lambda (mean absolute difference over
+    the fixed pixels). No mask, an empty mask or a full mask means everything is editable.
+
+    A finished or stopped run can be continued: call run() again, or set_points() with more or
+    moved points first. Points whose handle is where tracking left it keep their original
+    template feature; new or moved handles take their template from the current image.
+    """
+
+    def __init__(self, G: Generator, ws_or_seed: int | torch.Tensor, device: str | torch.device | None = None,
+                 config: DragConfig | None = None, truncation_psi: float = 0.7):
+        self.G = G
+        self.device = torch.device(device) if device is not None else next(G.parameters()).device
+        if next(G.parameters()).device != self.device:
+            raise ValueError(f"generator is on {next(G.parameters()).device}, session asked for {self.device}")
+        self.config = config or DragConfig()
+        self.size = G.img_size if hasattr(G, "img_size") else (G.img_resolution, G.img_resolution)
+        ws = ws_from_seed(G, ws_or_seed, truncation_psi) if isinstance(ws_or_seed, int) else ws_or_seed
+        ws = self._check_latent(ws)
+        n_opt = min(self.config.w_layers, G.num_ws)
+        self.w_opt = ws[:, :n_opt].clone().requires_grad_(True)
+        self.w_fixed = ws[:, n_opt:].clone()
+        self.optimizer = torch.optim.Adam([self.w_opt], lr=self.config.learning_rate)
+        self.block = self.config.feature_block if self.config.feature_block is not None else default_feature_block(G)
+        if not 0 <= self.block < len(G.synthesis.block_resolutions):
+            raise ValueError(f"feature_block must be in [0, {len(G.synthesis.block_resolutions) - 1}]")
+        H = self.size[0]
+        self.r1 = self.config.r1 if self.config.r1 is not None else max(2.0, 3 * H / 512)
+        self.r2 = self.config.r2 if self.config.r2 is not None else max(4, round(12 * H / 512))
+        self.disk = disk_offsets(self.r1).to(self.device)
+        self.handles = torch.zeros(0, 2, device=self.device)
+        self.targets = torch.zeros(0, 2, device=self.device)
+        self.templates: torch.Tensor | None = None
+        self.fixed: torch.Tensor | None = None
+        self.fixed_reference: FeatureField | None = None
+        self.steps_done = 0
+
+    # ------------------------------------------------------------------ state
+
+    def _check_latent(self, ws: torch.Tensor) -> torch.Tensor:
+        ws = torch.as_tensor(ws, dtype=torch.float32, device=self.device)
+        if ws.ndim == 2 and ws.shape == (1, self.G.w_dim):
+            ws = ws[:, None].repeat(1, self.G.num_ws, 1)
+        if ws.ndim != 3 or ws.shape[0] != 1 or ws.shape[1:] != (self.G.num_ws, self.G.w_dim):
+            raise ValueError(f"latent must be W [1, {self.G.w_dim}] or W+ [1, {self.G.num_ws}, {self.G.w_dim}], "
+                             f"got {tuple(ws.shape)}")
+        return ws.detach()
+
+    def latent(self) -> torch.Tensor:
+        """The current W+ latent [1, num_ws, w_dim] (detached), to save or to resume from."""
+        return torch.cat([self.w_opt.detach(), self.w_fixed], dim=1)
+
+    def _features(self, full: bool) -> tuple[FeatureField, torch.Tensor | None]:
+        ws = torch.cat([self.w_opt, self.w_fixed], dim=1)
+        dense = self.config.path == "reference"
+        if full:
+            img, feats = self.G.synthesis(ws, noise_mode="const", return_features=True)
+        else:
+            img, feats = self.G.synthesis(ws, noise_mode="const", stop_at_block=self.block)
+        return FeatureField(feats[self.block], self.size, dense=dense), img
+
+    def set_points(self, handles: Sequence[Sequence[float]], targets: Sequence[Sequence[float]]) -> None:
+        """Set handle and target points (image pixels). Unmoved tracked handles keep their templates."""
+        hs, ts = _as_points(handles, "handles"), _as_points(targets, "targets")
+        if len(hs) != len(ts) or not hs:
+            raise ValueError("need the same, non-zero number of handles and targets")
+        H, W = self.size
+        for x, y in hs + ts:
+            if not (0 <= x <= W - 1 and 0 <= y <= H - 1):
+                raise ValueError(f"point ({x}, {y}) is outside the {W}x{H} image")
+        new_h = torch.tensor(hs, device=self.device)
+        with torch.no_grad():
+            field, _ = self._features(full=False)
+            fresh = field.sample(new_h)
+        templates = fresh.clone()
+        if self.templates is not None:
+            for i in range(min(len(hs), len(self.handles))):
+                if (new_h[i] - self.handles[i]).norm() <= 0.5:
+                    templates[i] = self.templates[i]
+        self.handles, self.targets, self.templates = new_h, torch.tensor(ts, device=self.device), templates
+
+    def set_mask(self, mask: np.ndarray | torch.Tensor | None) -> None:
+        """Editable region [H, W] (bool, or 0..1 / 0..255 for soft edges); None = everything editable."""
+        if mask is None:
+            self.fixed = self.fixed_reference = None
+            return
+        m = torch.as_tensor(np.asarray(mask) if not torch.is_tensor(mask) else mask).to(self.device)
+        if tuple(m.shape) != tuple(self.size):
+            raise ValueError(f"mask must be {self.size[0]}x{self.size[1]} (HxW), got {tuple(m.shape)}")
+        editable = m.to(torch.float32)
+        if m.dtype == torch.uint8 and float(editable.max()) > 1:
+            editable = editable / 255.0
+        fixed = (1 - editable).clamp(0, 1)
+        if float(fixed.sum()) == 0 or float(fixed.min()) == 1:
+            self.fixed = self.fixed_reference = None  # all editable or nothing editable: no mask term
+            return
+        with torch.no_grad():
+            self.fixed_reference, _ = self._features(full=False)
+        self.fixed = fixed
+
+    def set_learning_rate(self, lr: float) -> None:
+        """Change the step size without losing Adam's moments."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    # ------------------------------------------------------------------ loop
+
+    def stop_distance(self) -> float:
+        if self.config.stop_distance is not None:
+            return self.config.stop_distance
+        return stop_distance_for(len(self.handles), self.size[0])
+
+    def loss(self, field: FeatureField) -> torch.Tensor:
+        loss = motion_loss(field, self.handles, self.targets, self.disk)
+        if self.fixed is not None and self.config.mask_lambda > 0:
+            loss = loss + self.config.mask_lambda * field.masked_l1(self.fixed_reference, self.fixed)
+        return loss
+
+    def run(self, max_steps: int = 300, preview_every: int = 0,
+            should_stop: Callable[[], bool] | None = None) -> Iterator[DragStep]:
+        """Optimise until the handles reach their targets; yields a DragStep after every step.
+
+        The caller may break out of the loop at any time (or make should_stop return True); the
+        session then holds the latent of the last completed step and can continue later.
+        """
+        if self.templates is None:
+            raise ValueError("set_points() first")
+        if max_steps < 1:
+            raise ValueError("max_steps must be >= 1")
+        stop_at = self.stop_distance()
+        start = time.perf_counter()
+        best, since_best = float("inf"), 0
+        reference = self.config.path == "reference"
+        for i in range(max_steps):
+            field, img = self._features(full=reference)
+            with torch.no_grad():
+                self.handles = track_points(field, self.handles, self.templates, self.r2, self.config.track_metric)
+            dist = (self.targets - self.handles).norm(dim=1)
+            loss = self.loss(field)
+            # One host sync per step: positions, distance and loss come back together.
+            summary = torch.cat([dist.max()[None], loss.detach()[None], self.handles.reshape(-1)]).cpu().tolist()
+            max_dist, loss_value, flat = summary[0], summary[1], summary[2:]
+            handles = [(flat[j], flat[j + 1]) for j in range(0, len(flat), 2)]
+            reason = None
+            if max_dist <= stop_at:
+                reason = "reached"
+            else:
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                self.steps_done += 1
+                if max_dist < best - 0.5:
+                    best, since_best = max_dist, 0
+                else:
+                    since_best += 1
+                if self.config.stall_steps and since_best >= self.config.stall_steps:
+                    reason = "stalled"
+                elif i == max_steps - 1:
+                    reason = "max_steps"
+                elif should_stop is not None and should_stop():
+                    reason = "stopped"
+            preview = None
+            if reason is not None or (preview_every and (i + 1) % preview_every == 0):
+                preview = img.detach() if reference and reason is None else self.image()
+            yield DragStep(step=i + 1, handles=handles, targets=self.target_list(), loss=loss_value,
+                           distance=max_dist, elapsed=time.perf_counter() - start, done=reason is not None,
+                           reason=reason, preview=preview)
+            if reason is not None:
+                return
+
+    def target_list(self) -> list[Point]:
+        return [tuple(p) for p in self.targets.cpu().tolist()]
+
+    def handle_list(self) -> list[Point]:
+        return [tuple(p) for p in self.handles.cpu().tolist()]
+
+    @torch.no_grad()
+    def image(self) -> torch.Tensor:
+        """Render the current latent: [1, 3, H, W] in [-1, 1]."""
+        return self.G.synthesis(self.latent(), noise_mode="const")
