@@ -105,6 +105,32 @@ def cmd_drag(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    """A meaningful drag on the embedded demo model, with before/after images and a GIF."""
+    from .demo.scenarios import make_drag
+    G, info = load_model(argparse.Namespace(model=registry.DEMO_MODEL, device=args.device))
+    drag = make_drag(args.scenario, args.seed, G.z_dim, G.img_resolution)
+    session = DragSession(G, G.mapping(drag.z_before.to(G.mapping.w_avg.device), None),
+                          config=DragConfig(learning_rate=registry.default_learning_rate(info)))
+    session.set_points(drag.handles, drag.targets)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    before = to_pil(session.image())
+    before.save(out / "before.png")
+    frames = [draw_points(before, drag.handles, drag.targets, 3)]
+    for step in session.run(max_steps=args.steps, preview_every=2):
+        if step.preview is not None:
+            frames.append(draw_points(to_pil(step.preview), step.handles, drag.targets, 3))
+    to_pil(session.image()).save(out / "after.png")
+    draw_points(to_pil(session.image()), step.handles, drag.targets, 3).save(out / "after_points.png")
+    save_gif(frames, str(out / "drag.gif"))
+    print(f"{args.scenario} on seed {args.seed}: {step.reason} after {step.step} steps ({step.elapsed:.1f} s)")
+    print(f"handles {[tuple(round(v, 1) for v in h) for h in step.handles]} "
+          f"targets {[tuple(round(v, 1) for v in t) for t in drag.targets]}")
+    print(f"wrote {out / 'before.png'}, {out / 'after.png'}, {out / 'after_points.png'}, {out / 'drag.gif'}")
+    return 0
+
+
 def cmd_models_list(args: argparse.Namespace) -> int:
     directory = Path(args.dir) if args.dir else registry.models_dir()
     print(f"models folder: {directory}")
@@ -169,6 +195,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preview-every", type=int, default=2, help="GIF frame interval in steps")
     p.add_argument("--latent-out", default=None, help="save the final W+ latent (.npy)")
     p.set_defaults(func=cmd_drag)
+
+    p = sub.add_parser("demo", help="drag on the embedded demo model (e.g. raise an ear); writes images and a GIF")
+    p.add_argument("--scenario", default="left_ear_up",
+                   choices=["left_ear_up", "right_ear_up", "open_mouth", "turn_head", "move_head"])
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    p.add_argument("--out", default="out/demo")
+    p.set_defaults(func=cmd_demo)
 
     models = sub.add_parser("models", help="list or download checkpoints").add_subparsers(dest="models_command",
                                                                                             required=True)
