@@ -180,6 +180,20 @@ def _as_points(points: Sequence[Sequence[float]], name: str) -> list[Point]:
     return out
 
 
+class _StallCounter:
+    """Counts steps without the largest handle distance improving by at least half a pixel."""
+
+    def __init__(self, patience: int):
+        self.patience, self.best, self.since_best = patience, float("inf"), 0
+
+    def update(self, distance: float) -> bool:
+        if distance < self.best - 0.5:
+            self.best, self.since_best = distance, 0
+        else:
+            self.since_best += 1
+        return bool(self.patience) and self.since_best >= self.patience
+
+
 class DragSession:
     """One image being edited: its latent, optimiser state, points and editable mask.
 
@@ -208,7 +222,7 @@ class DragSession:
         if next(G.parameters()).device != self.device:
             raise ValueError(f"generator is on {next(G.parameters()).device}, session asked for {self.device}")
         self.config = config or DragConfig()
-        self.size = G.img_size if hasattr(G, "img_size") else (G.img_resolution, G.img_resolution)
+        self.size = G.img_size
         ws = ws_from_seed(G, ws_or_seed, truncation_psi) if isinstance(ws_or_seed, int) else ws_or_seed
         ws = self._check_latent(ws)
         n_opt = min(self.config.w_layers, G.num_ws)
@@ -323,31 +337,21 @@ class DragSession:
             raise ValueError("max_steps must be >= 1")
         stop_at = self.stop_distance()
         start = time.perf_counter()
-        best, since_best = float("inf"), 0
+        stall = _StallCounter(self.config.stall_steps)
         reference = self.config.path == "reference"
         for i in range(max_steps):
             field, img = self._features(full=reference)
             with torch.no_grad():
                 self.handles = track_points(field, self.handles, self.templates, self.r2, self.config.track_metric)
-            dist = (self.targets - self.handles).norm(dim=1)
             loss = self.loss(field)
-            # One host sync per step: positions, distance and loss come back together.
-            summary = torch.cat([dist.max()[None], loss.detach()[None], self.handles.reshape(-1)]).cpu().tolist()
-            max_dist, loss_value, flat = summary[0], summary[1], summary[2:]
-            handles = [(flat[j], flat[j + 1]) for j in range(0, len(flat), 2)]
-            reason = None
-            if max_dist <= stop_at:
-                reason = "reached"
-            else:
+            max_dist, loss_value, handles = self._summary(loss)
+            reason = "reached" if max_dist <= stop_at else None
+            if reason is None:
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
                 self.steps_done += 1
-                if max_dist < best - 0.5:
-                    best, since_best = max_dist, 0
-                else:
-                    since_best += 1
-                if self.config.stall_steps and since_best >= self.config.stall_steps:
+                if stall.update(max_dist):
                     reason = "stalled"
                 elif i == max_steps - 1:
                     reason = "max_steps"
@@ -355,12 +359,20 @@ class DragSession:
                     reason = "stopped"
             preview = None
             if reason is not None or (preview_every and (i + 1) % preview_every == 0):
+                # The reference path shows the image it rendered before the update, as the published code does.
                 preview = img.detach() if reference and reason is None else self.image()
             yield DragStep(step=i + 1, handles=handles, targets=self.target_list(), loss=loss_value,
                            distance=max_dist, elapsed=time.perf_counter() - start, done=reason is not None,
                            reason=reason, preview=preview)
             if reason is not None:
                 return
+
+    def _summary(self, loss: torch.Tensor) -> tuple[float, float, list[Point]]:
+        """Largest distance, loss and handle positions in one device-to-host copy (one sync per step)."""
+        dist = (self.targets - self.handles).norm(dim=1).max()
+        values = torch.cat([dist[None], loss.detach()[None], self.handles.reshape(-1)]).cpu().tolist()
+        flat = values[2:]
+        return values[0], values[1], [(flat[j], flat[j + 1]) for j in range(0, len(flat), 2)]
 
     def target_list(self) -> list[Point]:
         return [tuple(p) for p in self.targets.cpu().tolist()]

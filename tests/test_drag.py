@@ -213,3 +213,12 @@ def test_fast_and_reference_paths_follow_the_same_trajectory():
     for a, b in zip(fast, ref):
         assert abs(a.loss - b.loss) <= 0.05 * abs(b.loss) + 1e-6
     assert (lf - lr).abs().max() < 0.05 * (lr.abs().max())
+
+
+def test_stall_rule():
+    from draggan_core.drag import _StallCounter
+    c = _StallCounter(3)
+    assert [c.update(d) for d in (10, 9.8, 9.7, 9.6)] == [False, False, False, True]
+    c = _StallCounter(3)
+    assert not any(c.update(d) for d in (10, 9.4, 8.8, 8.2, 7.6))  # steady progress is never a stall
+    assert not any(_StallCounter(0).update(5) for _ in range(10))
