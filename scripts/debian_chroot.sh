@@ -58,17 +58,24 @@ ensure() {
   printf '%s\n' "${missing[@]}" >>"$root/.packages"
 }
 
+RUN_ROOT=
+unmount_run() {  # an EXIT trap: runs after run() returned, so it reads the global
+  [[ -n $RUN_ROOT ]] || return 0
+  for m in "$RUN_ROOT/e2e" "$RUN_ROOT/dev/shm" "$RUN_ROOT/proc"; do
+    while mountpoint -q "$m"; do umount -l "$m" || break; done  # binds can be stacked
+  done
+}
+
 run() {
   local root=$1 work=$2; shift 2
   exec 8>"$root.run.lock"
   flock 8  # one run at a time per chroot: they share /e2e
   mkdir -p "$root/e2e"
-  cleanup() {
-    for m in "$root/e2e" "$root/dev/shm" "$root/proc"; do mountpoint -q "$m" && umount -l "$m"; done
-  }
-  trap cleanup EXIT
+  RUN_ROOT=$root
+  trap unmount_run EXIT
   mountpoint -q "$root/proc" || mount -t proc proc "$root/proc"
   mountpoint -q "$root/dev/shm" || mount -t tmpfs -o size=1g tmpfs "$root/dev/shm"
+  while mountpoint -q "$root/e2e"; do umount -l "$root/e2e" || break; done  # stale binds of interrupted runs
   mount --bind "$work" "$root/e2e"
   chroot "$root" env -i PATH=/usr/bin:/bin LANG=C.UTF-8 "$@"
 }

@@ -1,0 +1,144 @@
+"""The v1 HTTP API: each route parses and validates its request, hands it to the session store,
+the job queue or the worker, and answers JSON (or PNG). See docs/api.md and openapi.py."""
+from __future__ import annotations
+
+import base64
+import functools
+
+from flask import Blueprint, Response, request
+
+from draggan_core import __version__
+
+from . import editing, openapi
+from .daemon import current
+from .errors import ApiError
+from .jobs import CANCELLED, DONE, FAILED, Job
+from .sessions import new_id
+from .validation import parse_drag, parse_generate, parse_json, parse_session
+
+api = Blueprint("api_v1", __name__, url_prefix="/api/v1")
+
+
+def json_body() -> dict:
+    return parse_json(request.get_data(), request.content_type)
+
+
+def png_response(data: bytes) -> Response:
+    response = Response(data, mimetype="image/png")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def status_of(job: Job) -> dict:
+    return job.describe(current().worker.queue_position(job))
+
+
+@api.get("/health")
+def health():
+    d = current()
+    running = d.worker.running
+    return {"version": __version__, "api": "v1", "device": str(d.device), "models_loaded": d.catalogue.loaded_names(),
+            "queue_length": d.worker.queue_length(), "running_job": running.id if running else None,
+            "sessions": len(d.sessions)}
+
+
+@api.get("/models")
+def models():
+    return {"models": current().catalogue.describe()}
+
+
+@api.get("/openapi.json")
+def openapi_document():
+    return openapi.document(current().config.limits)
+
+
+@api.post("/generate")
+def generate():
+    d = current()
+    req = parse_generate(json_body())
+    session, png = d.worker.call(functools.partial(editing.generate, d.catalogue, d.sessions, req),
+                                 d.config.limits.call_timeout_s)
+    return {**session.describe(), "seed": req.seed, "psi": req.psi, "image": base64.b64encode(png).decode()}, 201
+
+
+@api.post("/sessions")
+def create_session():
+    d = current()
+    req = parse_session(json_body(), d.config.limits)
+    if req.from_session is None:
+        raise ApiError(501, "inversion_unavailable",
+                       "this daemon cannot edit images it did not generate yet (GAN inversion is not available); "
+                       "start with /generate, or pass from_session with the id of the session whose picture this is")
+    source = d.sessions.get(req.from_session)
+    session = d.worker.call(functools.partial(editing.session_like, d.sessions, source, req.image),
+                            d.config.limits.call_timeout_s)
+    return session.describe(), 201
+
+
+@api.get("/sessions/<sid>")
+def get_session(sid: str):
+    return current().sessions.get(sid).describe()
+
+
+@api.delete("/sessions/<sid>")
+def delete_session(sid: str):
+    d = current()
+    session = d.sessions.delete(sid)
+    if session.active_job is not None:
+        d.worker.stop(d.jobs.get(session.active_job), cancel=True)
+    return {"deleted": True, "session_id": sid}
+
+
+@api.post("/sessions/<sid>/drag")
+def start_drag(sid: str):
+    d = current()
+    req = parse_drag(json_body(), d.config.limits, d.sessions.get(sid).mapping)
+    job_id = new_id()
+    session = d.sessions.claim(sid, job_id)
+    job = Job("drag", sid, req.steps, work=functools.partial(editing.run_drag, session, req),
+              on_end=lambda _job: d.sessions.release(session), targets=req.targets, handles=req.handles, id=job_id)
+    d.jobs.add(job)
+    d.worker.submit(job)
+    return status_of(job), 202
+
+
+@api.get("/jobs/<jid>")
+def get_job(jid: str):
+    return status_of(current().jobs.get(jid))
+
+
+@api.get("/jobs/<jid>/preview")
+def job_preview(jid: str):
+    job = current().jobs.get(jid)
+    if job.preview_png is None:
+        raise ApiError(404, "no_preview", f"job {jid} has no preview yet; the first comes after preview_every steps")
+    return png_response(job.preview_png)
+
+
+@api.get("/jobs/<jid>/result")
+def job_result(jid: str):
+    job = current().jobs.get(jid)
+    if job.state != DONE:
+        detail = f": {job.error.message}" if job.error else ""
+        raise ApiError(409, "not_done", f"job {jid} is {job.state}{detail}; a result exists once it is done")
+    return png_response(job.result_png)
+
+
+@api.post("/jobs/<jid>/stop")
+def stop_job(jid: str):
+    """Ends the job after its current step, keeping the edit so far (a queued job is cancelled)."""
+    d = current()
+    job = d.jobs.get(jid)
+    d.worker.stop(job, cancel=False)
+    return status_of(job)
+
+
+@api.post("/jobs/<jid>/cancel")
+def cancel_job(jid: str):
+    """Ends the job and puts its session back as it was before the job."""
+    d = current()
+    job = d.jobs.get(jid)
+    if not d.worker.stop(job, cancel=True) and job.state != CANCELLED:
+        state = job.state if job.state in (DONE, FAILED) else "finishing"
+        raise ApiError(409, "job_finished", f"job {jid} is already {state}; it can no longer be cancelled")
+    return status_of(job)

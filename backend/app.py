@@ -1,0 +1,77 @@
+"""The Flask application factory: one app, one Daemon state object, the v1 API blueprint.
+
+All state (models, sessions, jobs, the worker thread) hangs off app.extensions["draggan"], so
+several apps can live in one process (as the tests do) and nothing is shared through globals.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+from flask import Flask, Response, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from . import auth, daemon
+from .api import api
+from .config import DaemonConfig
+from .errors import ApiError, describe_failure
+
+log = logging.getLogger("draggan.daemon")
+
+
+def create_app(config: DaemonConfig) -> Flask:
+    """The daemon's WSGI app; its worker thread starts now and stops with close_app()."""
+    app = Flask(__name__, static_folder=None)  # no static route: the daemon serves the API only
+    app.config["MAX_CONTENT_LENGTH"] = config.limits.max_body_bytes
+    app.json.sort_keys = False
+    app.extensions["draggan"] = daemon.Daemon.start(config)
+    app.register_blueprint(api)
+    app.before_request(_before)
+    app.after_request(_log_request)
+    app.register_error_handler(Exception, _error_response)
+    return app
+
+
+def close_app(app: Flask) -> None:
+    app.extensions["draggan"].close()
+
+
+def _before() -> None:
+    """Authenticate first, so that without the token no path, body or error says anything."""
+    g.started = time.perf_counter()
+    auth.check_request(daemon.current().config.token, request.headers.get("Authorization"), request.host)
+
+
+def _log_request(response: Response) -> Response:
+    elapsed = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+    log.info("%s %s %s %d %.1f ms", request.remote_addr, request.method, request.path, response.status_code, elapsed)
+    return response
+
+
+def _error_response(exc: Exception) -> tuple[Response, int]:
+    """Every error, expected or not, as {"error": {"code", "message"}} with the right status."""
+    if isinstance(exc, HTTPException):
+        error = ApiError(exc.code or 500, _http_code(exc), _http_message(exc))
+    else:
+        error = describe_failure(exc)
+        if error.status >= 500:
+            log.error("request failed: %s %s", request.method, request.path, exc_info=exc)
+    response = jsonify(error.body())
+    if error.status == 401:
+        response.headers["WWW-Authenticate"] = "Bearer"
+    return response, error.status
+
+
+def _http_code(exc: HTTPException) -> str:
+    return {404: "no_such_endpoint", 405: "method_not_allowed", 413: "too_large"}.get(
+        exc.code, (exc.name or "error").lower().replace(" ", "_"))
+
+
+def _http_message(exc: HTTPException) -> str:
+    if exc.code == 413:
+        return f"the request is larger than the daemon's limit of {request.max_content_length} bytes"
+    if exc.code == 404:
+        return f"no endpoint {request.path}; the API lives under /api/v1 (see /api/v1/openapi.json)"
+    if exc.code == 405:
+        return f"{request.method} is not allowed on {request.path}"
+    return exc.description or exc.name

@@ -1,0 +1,38 @@
+"""The daemon's settings: where it listens, which device and models it uses, and its limits.
+
+Limits exist so that one careless or hostile request cannot exhaust the machine: every request
+field that scales work or memory has a ceiling, and every ceiling is answered with a 4xx that
+names it.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    max_body_bytes: int = 64 * 1024 * 1024  # whole request; base64 PNGs travel inside the JSON
+    max_pixels: int = 16_000_000  # width * height of any image or mask sent
+    max_side: int = 8192  # pixels per side of any image or mask sent
+    max_points: int = 64  # handle/target pairs per drag
+    max_steps: int = 2000  # optimisation steps per drag job
+    max_sessions: int = 16  # least recently used sessions beyond this are dropped
+    max_session_bytes: int = 2 * 1024 ** 3  # estimated tensor memory of all sessions together
+    max_finished_jobs: int = 32  # finished job records (with their result PNGs) kept for polling
+    max_loaded_models: int = 2  # generators kept in memory
+    call_timeout_s: float = 300.0  # how long /generate or /sessions waits for the worker (clients wait longer)
+
+
+@dataclasses.dataclass(frozen=True)
+class DaemonConfig:
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT  # 0 picks a free port
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    models_dir: Path | None = None  # None: draggan_core.registry.models_dir()
+    token: str | None = None  # when set, every request needs "Authorization: Bearer <token>"
+    threads: int = 8  # waitress request threads (the GPU work itself runs on one worker thread)
+    limits: Limits = dataclasses.field(default_factory=Limits)

@@ -1,0 +1,43 @@
+"""The daemon's state: device, model catalogue, sessions, jobs and the worker, owned by one app."""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from flask import current_app
+
+from draggan_core import registry
+from draggan_core.devices import pick_device
+
+from .config import DaemonConfig
+from .jobs import JobStore, Worker
+from .models import ModelCatalogue
+from .sessions import SessionStore
+
+
+@dataclasses.dataclass(eq=False)
+class Daemon:
+    config: DaemonConfig
+    device: torch.device
+    catalogue: ModelCatalogue
+    sessions: SessionStore
+    jobs: JobStore
+    worker: Worker
+
+    @classmethod
+    def start(cls, config: DaemonConfig) -> "Daemon":
+        """Pick the device (ValueError when the requested one is missing) and start the worker thread."""
+        device = pick_device(config.device)
+        limits = config.limits
+        return cls(config, device,
+                   ModelCatalogue(config.models_dir or registry.models_dir(), device, limits.max_loaded_models),
+                   SessionStore(limits.max_sessions, limits.max_session_bytes), JobStore(limits.max_finished_jobs),
+                   Worker())
+
+    def close(self) -> None:
+        self.worker.close()
+
+
+def current() -> Daemon:
+    """The state of the app serving the current request."""
+    return current_app.extensions["draggan"]

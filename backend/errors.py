@@ -1,0 +1,49 @@
+"""One error type for everything a client can be told, and the translation of unexpected failures.
+
+Every refusal carries an HTTP status, a stable machine code and a message that says what to do,
+so the plug-ins can show the message as it is. Failures inside jobs (CUDA out of memory, a bug)
+are described the same way, so a failed job and a failed request read alike.
+"""
+from __future__ import annotations
+
+import torch
+
+from draggan_core.checkpoint import CheckpointError
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+    def body(self) -> dict:
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+def bad_request(message: str, code: str = "bad_request") -> ApiError:
+    return ApiError(400, code, message)
+
+
+def not_found(what: str, ident: str) -> ApiError:
+    return ApiError(404, f"unknown_{what}", f"no {what} {short(ident)} on this daemon (finished and evicted, "
+                                            f"deleted, or the daemon restarted)")
+
+
+def short(value: object, limit: int = 80) -> str:
+    """repr() of client-supplied text, cut so that a huge value cannot flood messages or logs."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "...'"
+
+
+def describe_failure(exc: BaseException) -> ApiError:
+    """The client-facing form of any exception raised while serving a request or running a job."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return ApiError(503, "out_of_memory", "the GPU ran out of memory; try fewer points, a smaller model, "
+                                              "or close other GPU programs")
+    if isinstance(exc, CheckpointError):
+        return ApiError(500, "model_load_failed", f"the model file could not be loaded: {exc}")
+    if isinstance(exc, ValueError):
+        return ApiError(400, "invalid", str(exc))
+    return ApiError(500, "internal", f"internal error ({type(exc).__name__}: {exc}); see the daemon's log")

@@ -1,0 +1,292 @@
+"""Jobs and the one worker thread that owns the GPU.
+
+Everything that touches the generator runs on the worker: long jobs (drag now, invert later)
+from a FIFO queue, and short synchronous calls (generate, open a session) that request threads
+hand over and wait for. The worker runs pending short calls before each job and between the
+steps of a running job, so a new image is ready within one drag step even while another
+client's long drag runs. Request threads only read and flag job records, so status, progress,
+stop and cancel are always answered at once.
+
+A job's failure, of any kind, ends that job with an error message; the worker goes on.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import math
+import threading
+import time
+from typing import Any, Callable
+
+import torch
+
+from .errors import ApiError, describe_failure, not_found
+from .geometry import Point
+from .sessions import new_id
+
+log = logging.getLogger("draggan.daemon")
+
+QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
+FINAL_STATES = (DONE, FAILED, CANCELLED)
+
+# work(job, between_steps) runs on the worker and returns the final state (DONE or CANCELLED).
+Work = Callable[["Job", Callable[[], None]], str]
+
+
+@dataclasses.dataclass(eq=False)
+class Job:
+    kind: str  # 'drag' (later also 'invert')
+    session_id: str
+    max_steps: int
+    work: Work
+    on_end: Callable[["Job"], None]  # called once, whichever way the job ends
+    targets: list[Point] = dataclasses.field(default_factory=list)
+    handles: list[Point] = dataclasses.field(default_factory=list)
+    id: str = dataclasses.field(default_factory=new_id)
+    state: str = QUEUED
+    created: float = dataclasses.field(default_factory=time.time)
+    started: float | None = None
+    finished: float | None = None
+    step: int = 0
+    loss: float | None = None
+    distance: float | None = None
+    first_distance: float | None = None
+    reason: str | None = None  # reached | max_steps | stalled | stopped, once done
+    error: ApiError | None = None
+    preview_png: bytes | None = None
+    preview_step: int | None = None
+    result_png: bytes | None = None
+    result_size: tuple[int, int] | None = None
+    stop_requested: bool = False
+    cancel_requested: bool = False
+    closed: bool = False  # the job's outcome is decided; stop and cancel come too late
+    _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
+
+    def should_stop(self) -> bool:
+        return self.stop_requested or self.cancel_requested
+
+    def close(self) -> bool:
+        """Decide the outcome: True when a cancel arrived before (the work then restores its session)."""
+        with self._lock:
+            self.closed = True
+            return self.cancel_requested
+
+    def request(self, cancel: bool) -> bool:
+        """Flag a stop or cancel for the running job; False when its outcome is already decided."""
+        with self._lock:
+            if self.closed or self.state in FINAL_STATES:
+                return False
+            if cancel:
+                self.cancel_requested = True
+            else:
+                self.stop_requested = True
+            return True
+
+    def progress(self, step: int, handles: list[Point], loss: float, distance: float) -> None:
+        if self.first_distance is None:
+            self.first_distance = distance
+        self.step, self.handles, self.loss, self.distance = step, handles, loss, distance
+
+    def set_state(self, state: str, reason: str | None = None, error: ApiError | None = None) -> None:
+        self.state, self.reason, self.error = state, reason, error
+        now = time.time()
+        if state == RUNNING:
+            self.started = now
+        elif state in FINAL_STATES:
+            self.finished = now
+        detail = f" ({reason})" if reason else f": {error.message}" if error else ""
+        log.info("job %s %s on session %s: %s%s (step %d/%d)", self.id, self.kind, self.session_id, state,
+                 detail, self.step, self.max_steps)
+
+    def elapsed(self) -> float | None:
+        if self.started is None:
+            return None
+        return (self.finished or time.time()) - self.started
+
+    def eta_seconds(self) -> float | None:
+        """Remaining time from the step rate, capped by how fast the handles have been closing in."""
+        elapsed = self.elapsed()
+        if self.state != RUNNING or not self.step or elapsed is None:
+            return None
+        remaining = self.max_steps - self.step
+        closed_in = (self.first_distance or 0.0) - (self.distance or 0.0)
+        if closed_in > 0:
+            remaining = min(remaining, math.ceil(self.distance / (closed_in / self.step)))
+        return remaining * elapsed / self.step
+
+    def describe(self, queue_position: int | None) -> dict[str, Any]:
+        return {
+            "job_id": self.id, "kind": self.kind, "session_id": self.session_id, "state": self.state,
+            "queue_position": queue_position, "step": self.step, "max_steps": self.max_steps,
+            "handles": [list(p) for p in self.handles], "targets": [list(p) for p in self.targets],
+            "loss": _finite(self.loss), "distance": self.distance, "eta_seconds": self.eta_seconds(),
+            "elapsed_seconds": self.elapsed(), "reason": self.reason,
+            "error": self.error.body()["error"] if self.error else None, "preview_step": self.preview_step,
+            "result": {"width": self.result_size[0], "height": self.result_size[1]} if self.result_size else None,
+        }
+
+
+def _finite(value: float | None) -> float | None:
+    """A diverging optimisation can give an infinite or NaN loss, which JSON cannot carry."""
+    return value if value is not None and math.isfinite(value) else None
+
+
+class JobStore:
+    """Job records by id; finished ones (with their PNGs) are kept for polling up to a count."""
+
+    def __init__(self, max_finished: int):
+        self.max_finished = max_finished
+        self._jobs: collections.OrderedDict[str, Job] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, job: Job) -> None:
+        with self._lock:
+            self._jobs[job.id] = job
+            finished = [j for j in self._jobs.values() if j.state in FINAL_STATES]
+            for old in finished[:max(0, len(finished) - self.max_finished)]:
+                del self._jobs[old.id]
+
+    def get(self, jid: str) -> Job:
+        with self._lock:
+            job = self._jobs.get(jid)
+        if job is None:
+            raise not_found("job", jid)
+        return job
+
+
+@dataclasses.dataclass(eq=False)
+class _Call:
+    fn: Callable[[], Any]
+    done: threading.Event = dataclasses.field(default_factory=threading.Event)
+    result: Any = None
+    error: BaseException | None = None
+    abandoned: bool = False
+
+
+class Worker:
+    def __init__(self) -> None:
+        self._queue: collections.deque[Job] = collections.deque()
+        self._calls: collections.deque[_Call] = collections.deque()
+        self._cv = threading.Condition()
+        self._closed = False
+        self.running: Job | None = None
+        self._thread = threading.Thread(target=self._loop, name="draggan-worker", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------ request side
+
+    def submit(self, job: Job) -> None:
+        with self._cv:
+            self._queue.append(job)
+            self._cv.notify()
+        job.set_state(QUEUED)
+
+    def call(self, fn: Callable[[], Any], timeout: float) -> Any:
+        """Run fn on the worker and return its result (or raise its exception) in the calling thread."""
+        call = _Call(fn)
+        with self._cv:
+            if self._closed:
+                raise ApiError(503, "shutting_down", "the daemon is shutting down")
+            self._calls.append(call)
+            self._cv.notify()
+        if not call.done.wait(timeout):
+            call.abandoned = True
+            raise ApiError(503, "busy", f"the daemon's worker did not get to this request within {timeout:.0f} s")
+        if call.error is not None:
+            raise call.error
+        return call.result
+
+    def queue_length(self) -> int:
+        return len(self._queue)
+
+    def queue_position(self, job: Job) -> int | None:
+        """1 for the next job to run; None unless queued."""
+        with self._cv:
+            for i, queued in enumerate(self._queue):
+                if queued is job:
+                    return i + 1
+        return None
+
+    def stop(self, job: Job, cancel: bool) -> bool:
+        """Stop (keep the edit so far) or cancel (undo it); False when the job's outcome is already decided.
+        A job that has not started is cancelled either way."""
+        with self._cv:
+            queued = job in self._queue
+            if queued:
+                self._queue.remove(job)
+        if queued:
+            self._end(job, CANCELLED)
+            return True
+        return job.request(cancel)
+
+    def close(self, timeout: float = 10.0) -> None:
+        with self._cv:
+            self._closed = True
+            pending, calls = list(self._queue), list(self._calls)
+            self._queue.clear()
+            self._calls.clear()
+            self._cv.notify()
+        for job in pending:
+            self._end(job, CANCELLED)
+        for call in calls:
+            call.error = ApiError(503, "shutting_down", "the daemon is shutting down")
+            call.done.set()
+        if self.running is not None:
+            self.running.request(cancel=False)
+        self._thread.join(timeout)
+
+    # ------------------------------------------------------------- worker side
+
+    def run_pending_calls(self) -> None:
+        while True:
+            with self._cv:
+                if not self._calls:
+                    return
+                call = self._calls.popleft()
+            if call.abandoned:
+                continue
+            try:
+                call.result = call.fn()
+            except BaseException as exc:  # handed to the waiting request thread, which reports it
+                call.error = exc
+                _free_gpu_memory(exc)
+            call.done.set()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                self._cv.wait_for(lambda: self._closed or self._calls or self._queue)
+                if self._closed:
+                    return
+                job = self._queue.popleft() if self._queue and not self._calls else None
+                self.running = job
+            self.run_pending_calls()
+            if job is not None:
+                self._run(job)
+                self.running = None
+
+    def _run(self, job: Job) -> None:
+        job.set_state(RUNNING)
+        try:
+            state = job.work(job, self.run_pending_calls)
+        except Exception as exc:
+            error = describe_failure(exc)
+            if error.status >= 500:
+                log.error("job %s failed", job.id, exc_info=exc)
+            _free_gpu_memory(exc)
+            self._end(job, FAILED, error=error)
+            return
+        self._end(job, state)
+
+    @staticmethod
+    def _end(job: Job, state: str, error: ApiError | None = None) -> None:
+        job.closed = True
+        job.set_state(state, reason=job.reason if state == DONE else None, error=error)
+        job.on_end(job)
+
+
+def _free_gpu_memory(exc: BaseException) -> None:
+    """After an out-of-memory error, hand the cached blocks back so the next job starts clean."""
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        torch.cuda.empty_cache()

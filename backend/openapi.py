@@ -1,0 +1,173 @@
+"""The OpenAPI 3.1 document of the v1 API, served at /api/v1/openapi.json.
+
+Response schemas are closed (no undocumented fields) and request limits are the serving daemon's
+own, so the document can be checked against real answers (tests/test_daemon_openapi.py) and
+stays the precise contract that docs/api.md summarises.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from draggan_core import __version__
+
+from .config import Limits
+
+Schema = dict[str, Any]
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def nullable(schema: Schema) -> Schema:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def closed(properties: dict[str, Schema], optional: tuple[str, ...] = ()) -> Schema:
+    """An object with exactly these fields, all required unless listed as optional."""
+    return {"type": "object", "properties": properties, "required": [k for k in properties if k not in optional],
+            "additionalProperties": False}
+
+
+STRING, INTEGER, NUMBER, BOOLEAN = ({"type": t} for t in ("string", "integer", "number", "boolean"))
+PNG_BASE64 = {"type": "string", "contentEncoding": "base64", "contentMediaType": "image/png"}
+POINT = {"type": "array", "items": NUMBER, "minItems": 2, "maxItems": 2, "description": "[x, y] in pixels of the "
+         "image the client sent: x right, y down, pixel centres at integers"}
+POINTS = {"type": "array", "items": ref("Point")}
+SESSION_FIELDS: dict[str, Schema] = {
+    "session_id": STRING, "model": STRING,
+    "width": INTEGER, "height": INTEGER, "model_width": INTEGER, "model_height": INTEGER,
+    "handles": POINTS, "targets": POINTS,
+    "active_job": nullable(STRING), "created": NUMBER, "last_used": NUMBER,
+}
+
+
+def schemas(limits: Limits) -> dict[str, Schema]:
+    point_list = {"type": "array", "items": ref("Point"), "minItems": 1, "maxItems": limits.max_points}
+    return {
+        "Point": POINT,
+        "Error": closed({"error": closed({"code": STRING, "message": STRING})}),
+        "Health": closed({"version": STRING, "api": {"const": "v1"}, "device": STRING,
+                          "models_loaded": {"type": "array", "items": STRING}, "queue_length": INTEGER,
+                          "running_job": nullable(STRING), "sessions": INTEGER}),
+        "Model": closed({"name": STRING, "resolution": nullable(INTEGER), "domain": STRING,
+                         "licence": nullable(STRING), "learning_rate": NUMBER, "loaded": BOOLEAN}),
+        "ModelList": closed({"models": {"type": "array", "items": ref("Model")}}),
+        "GenerateRequest": closed({
+            "model": nullable({**STRING, "description": "a name from /models; default: demo"}),
+            "seed": {"type": "integer", "minimum": 0, "maximum": 2 ** 32 - 1},
+            "psi": nullable({"type": "number", "minimum": -1, "maximum": 2, "default": 0.7}),
+        }, optional=("model", "psi")),
+        "Session": closed(SESSION_FIELDS),
+        "GeneratedSession": closed({**SESSION_FIELDS, "seed": INTEGER, "psi": NUMBER, "image": PNG_BASE64}),
+        "CreateSessionRequest": closed({
+            "image": {**PNG_BASE64, "description": "the layer: RGB or RGBA PNG, any size within the limits"},
+            "from_session": nullable({**STRING, "description": "the session whose picture `image` shows (maybe "
+                                                               "resized); without it the daemon answers 501"}),
+        }, optional=("from_session",)),
+        "DragRequest": closed({
+            "handles": point_list, "targets": point_list,
+            "mask": nullable({**PNG_BASE64, "description": "grayscale, the image's size, white = editable"}),
+            "steps": nullable({"type": "integer", "minimum": 1, "maximum": limits.max_steps,
+                               "default": min(300, limits.max_steps)}),
+            "preview_every": nullable({"type": "integer", "minimum": 0, "maximum": 10000, "default": 5}),
+            "learning_rate": nullable({"type": "number", "minimum": 1e-6, "maximum": 1,
+                                       "description": "default: the model's"}),
+            "mask_lambda": nullable({"type": "number", "minimum": 0, "maximum": 1e4, "default": 20}),
+            "w_layers": nullable({"type": "integer", "minimum": 1, "maximum": 64, "default": 6}),
+            "r1": nullable({"type": "number", "minimum": 1, "maximum": 64, "description": "model pixels"}),
+            "r2": nullable({"type": "integer", "minimum": 1, "maximum": 128, "description": "model pixels"}),
+        }, optional=("mask", "steps", "preview_every", "learning_rate", "mask_lambda", "w_layers", "r1", "r2")),
+        "Job": closed({
+            "job_id": STRING, "kind": {"enum": ["drag"]}, "session_id": STRING,
+            "state": {"enum": ["queued", "running", "done", "failed", "cancelled"]},
+            "queue_position": nullable(INTEGER), "step": INTEGER, "max_steps": INTEGER,
+            "handles": POINTS, "targets": POINTS, "loss": nullable(NUMBER), "distance": nullable(NUMBER),
+            "eta_seconds": nullable(NUMBER), "elapsed_seconds": nullable(NUMBER),
+            "reason": nullable({"enum": ["reached", "max_steps", "stalled", "stopped"]}),
+            "error": nullable(closed({"code": STRING, "message": STRING})), "preview_step": nullable(INTEGER),
+            "result": nullable(closed({"width": INTEGER, "height": INTEGER})),
+        }),
+        "Deleted": closed({"deleted": {"const": True}, "session_id": STRING}),
+    }
+
+
+def _json(schema_name: str, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": ref(schema_name)}}}
+
+
+PNG_CONTENT = {"image/png": {"schema": {"type": "string", "format": "binary"}}}
+ERRORS = {
+    "400": "invalid request: bad JSON, bad PNG, a value out of range, unknown model, points outside the image",
+    "401": "missing or refused token", "403": "the Host header is not a loopback name (daemon without token)",
+    "404": "unknown session or job, or nothing to show yet", "409": "the session or job is in the wrong state",
+    "413": "the body is larger than the limit", "415": "the body is not JSON",
+    "500": "the daemon failed (see its log)", "501": "needs GAN inversion, not available yet",
+    "503": "out of GPU memory, busy or shutting down",
+}
+
+
+def operation(summary: str, ok: str, ok_response: dict, errors: tuple[str, ...], body: str | None = None) -> dict:
+    op: dict[str, Any] = {"summary": summary, "responses": {ok: ok_response}}
+    for status in ("401", "403", *errors):
+        op["responses"][status] = _json("Error", ERRORS[status])
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": ref(body)}}}
+    return op
+
+
+def paths() -> dict[str, dict]:
+    sid = {"name": "sid", "in": "path", "required": True, "schema": STRING}
+    jid = {"name": "jid", "in": "path", "required": True, "schema": STRING}
+    job = _json("Job", "the job's status")
+    return {
+        "/health": {"get": operation("daemon version, device, loaded models and queue", "200",
+                                     _json("Health", "status"), ())},
+        "/models": {"get": operation("the models this daemon can load, by name", "200",
+                                     _json("ModelList", "the catalogue"), ())},
+        "/openapi.json": {"get": operation("this document", "200",
+                                           {"description": "OpenAPI 3.1", "content": {"application/json": {}}}, ())},
+        "/generate": {"post": operation("render a seed and open a session on it (its latent is known)", "201",
+                                        _json("GeneratedSession", "the new session and its image"),
+                                        ("400", "413", "415", "500", "503"), body="GenerateRequest")},
+        "/sessions": {"post": operation("open a session on a layer showing an existing session's picture", "201",
+                                        _json("Session", "the new session"),
+                                        ("400", "404", "413", "415", "500", "501", "503"),
+                                        body="CreateSessionRequest")},
+        "/sessions/{sid}": {
+            "parameters": [sid],
+            "get": operation("a session's size, model and points", "200", _json("Session", "the session"), ("404",)),
+            "delete": operation("drop a session (cancels its job)", "200", _json("Deleted", "gone"), ("404",)),
+        },
+        "/sessions/{sid}/drag": {
+            "parameters": [sid],
+            "post": operation("start a drag job", "202", job, ("400", "404", "409", "413", "415"),
+                              body="DragRequest"),
+        },
+        "/jobs/{jid}": {"parameters": [jid], "get": operation("a job's progress", "200", job, ("404",))},
+        "/jobs/{jid}/preview": {"parameters": [jid], "get": operation(
+            "the latest preview at the client's size", "200", {"description": "PNG", "content": PNG_CONTENT},
+            ("404",))},
+        "/jobs/{jid}/result": {"parameters": [jid], "get": operation(
+            "the result at the client's size, once done", "200", {"description": "PNG", "content": PNG_CONTENT},
+            ("404", "409"))},
+        "/jobs/{jid}/stop": {"parameters": [jid], "post": operation(
+            "end after the current step, keeping the edit (a queued job is cancelled)", "200", job, ("404",))},
+        "/jobs/{jid}/cancel": {"parameters": [jid], "post": operation(
+            "end and restore the session to its state before the job", "200", job, ("404", "409"))},
+    }
+
+
+def document(limits: Limits) -> dict:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "DragGAN daemon", "version": __version__,
+                 "description": "Drag-based image editing for editor plug-ins. Errors are "
+                                "{error: {code, message}}; messages are meant to be shown to users."},
+        "servers": [{"url": "/api/v1"}],
+        "security": [{}, {"bearer": []}],
+        "paths": paths(),
+        "components": {"schemas": schemas(limits),
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                                      "description": "required when the daemon has a token"}}},
+    }

@@ -1,0 +1,217 @@
+"""Request parsing: JSON bodies, base64 PNGs and points, each checked against the daemon's limits.
+
+Everything a client sends passes through here before it reaches the model, and anything wrong
+ends as a 400 (or 413/415) that names the field and the rule, never as a 500 from deep inside.
+PNG sizes are read from the header and checked before any pixel is decoded, so a small file
+that would decompress to gigabytes is refused cheaply.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import io
+import json
+import math
+from typing import Any
+
+from PIL import Image
+
+from .config import Limits
+from .errors import ApiError, bad_request, short
+from .geometry import Mapping, Point
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def parse_json(data: bytes, content_type: str | None) -> dict[str, Any]:
+    """A request body as a JSON object; an empty body is an empty object."""
+    if not data:
+        return {}
+    if (content_type or "").split(";")[0].strip().lower() != "application/json":
+        raise ApiError(415, "unsupported_media_type", "send the body as JSON with Content-Type: application/json")
+    try:
+        body = json.loads(data, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as e:
+        raise bad_request(f"the body is not valid JSON: {str(e)[:200]}", "bad_json") from None
+    if not isinstance(body, dict):
+        raise bad_request("the body must be a JSON object", "bad_json")
+    return body
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def check_fields(body: dict[str, Any], allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> None:
+    """Unknown fields are refused, so a misspelt option is an error rather than silently ignored.
+    A field given as null counts as absent (its default applies)."""
+    unknown = sorted(k for k in body if k not in allowed)
+    if unknown:
+        raise bad_request(f"unknown field {short(unknown[0])}; allowed fields: {', '.join(allowed)}", "unknown_field")
+    missing = [k for k in required if body.get(k) is None]
+    if missing:
+        raise bad_request(f"missing required field '{missing[0]}'", "missing_field")
+
+
+def integer(body: dict[str, Any], key: str, default: int | None, low: int, high: int) -> int | None:
+    value = body.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise bad_request(f"'{key}' must be an integer, got {short(value)}")
+    if not low <= value <= high:
+        raise bad_request(f"'{key}' must be between {low} and {high}, got {short(value)}", "out_of_range")
+    return value
+
+
+def number(body: dict[str, Any], key: str, default: float | None, low: float, high: float) -> float | None:
+    value = body.get(key)
+    if value is None:
+        return default
+    x = finite(value)
+    if x is None:
+        raise bad_request(f"'{key}' must be a finite number, got {short(value)}")
+    if not low <= x <= high:
+        raise bad_request(f"'{key}' must be between {low:g} and {high:g}, got {x:g}", "out_of_range")
+    return x
+
+
+def finite(value: Any) -> float | None:
+    """value as a finite float; None for anything else (booleans, text, NaN, inf, ints beyond float range)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        x = float(value)
+    except OverflowError:
+        return None
+    return x if math.isfinite(x) else None
+
+
+def text(body: dict[str, Any], key: str) -> str | None:
+    value = body.get(key)
+    if value is not None and not isinstance(value, str):
+        raise bad_request(f"'{key}' must be a string, got {short(value)}")
+    return value
+
+
+def png(body: dict[str, Any], key: str, limits: Limits, mode: str) -> Image.Image:
+    """A base64 PNG field decoded to a Pillow image in `mode` ('RGB' or 'L')."""
+    value = body.get(key)
+    if not isinstance(value, str):
+        raise bad_request(f"'{key}' must be a base64-encoded PNG string", "bad_png")
+    try:
+        data = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise bad_request(f"'{key}' is not valid base64", "bad_png") from None
+    if not data.startswith(PNG_SIGNATURE):
+        raise bad_request(f"'{key}' is not a PNG image (wrong signature)", "bad_png")
+    try:
+        image = Image.open(io.BytesIO(data), formats=["PNG"])
+        check_image_size(key, image.size, limits)
+        image.load()
+        return image.convert(mode)
+    except Image.DecompressionBombError:
+        raise bad_request(f"'{key}' has far too many pixels; the daemon accepts at most {limits.max_pixels}",
+                          "image_too_large") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise bad_request(f"'{key}' is a broken PNG: {str(e)[:200]}", "bad_png") from None
+
+
+def check_image_size(key: str, size: tuple[int, int], limits: Limits) -> None:
+    width, height = size
+    if width < 1 or height < 1 or width > limits.max_side or height > limits.max_side \
+            or width * height > limits.max_pixels:
+        raise bad_request(f"'{key}' is {width}x{height}; the daemon accepts at most {limits.max_side} px per side "
+                          f"and {limits.max_pixels} pixels", "image_too_large")
+
+
+def points(body: dict[str, Any], key: str, limits: Limits) -> list[Point]:
+    value = body.get(key)
+    if not isinstance(value, list) or not value:
+        raise bad_request(f"'{key}' must be a non-empty list of [x, y] pairs", "bad_points")
+    if len(value) > limits.max_points:
+        raise bad_request(f"'{key}' has {len(value)} points; at most {limits.max_points} are allowed", "too_many_points")
+    out = []
+    for i, p in enumerate(value):
+        xy = [finite(v) for v in p] if isinstance(p, list) and len(p) == 2 else [None]
+        if None in xy:
+            raise bad_request(f"'{key}[{i}]' must be [x, y] with finite numbers, got {short(p)}", "bad_points")
+        out.append((xy[0], xy[1]))
+    return out
+
+
+def points_inside(key: str, pts: list[Point], mapping: Mapping) -> None:
+    for i, p in enumerate(pts):
+        if not mapping.contains(p):
+            raise bad_request(f"'{key}[{i}]' ({p[0]:g}, {p[1]:g}) is outside the {mapping.width}x{mapping.height} "
+                              f"image (x from 0 to {mapping.width - 1}, y from 0 to {mapping.height - 1})",
+                              "point_outside")
+
+
+# ----------------------------------------------------------------------------- requests
+
+@dataclasses.dataclass(frozen=True)
+class GenerateRequest:
+    model: str | None
+    seed: int
+    psi: float
+
+
+def parse_generate(body: dict[str, Any]) -> GenerateRequest:
+    check_fields(body, ("model", "seed", "psi"), required=("seed",))
+    return GenerateRequest(text(body, "model"), integer(body, "seed", None, 0, 2 ** 32 - 1),
+                           number(body, "psi", 0.7, -1.0, 2.0))
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionRequest:
+    image: Image.Image
+    from_session: str | None
+
+
+def parse_session(body: dict[str, Any], limits: Limits) -> SessionRequest:
+    check_fields(body, ("image", "from_session"), required=("image",))
+    return SessionRequest(png(body, "image", limits, "RGB"), text(body, "from_session"))
+
+
+@dataclasses.dataclass(frozen=True)
+class DragRequest:
+    handles: list[Point]  # client pixels
+    targets: list[Point]
+    mask: Image.Image | None  # client size, grayscale, white = editable
+    steps: int
+    preview_every: int
+    learning_rate: float | None  # None: the model's default
+    mask_lambda: float
+    w_layers: int
+    r1: float | None  # model pixels; None: derived from the model's resolution
+    r2: int | None
+
+
+DRAG_FIELDS = ("handles", "targets", "mask", "steps", "preview_every", "learning_rate", "mask_lambda", "w_layers",
+               "r1", "r2")
+
+
+def parse_drag(body: dict[str, Any], limits: Limits, mapping: Mapping) -> DragRequest:
+    check_fields(body, DRAG_FIELDS, required=("handles", "targets"))
+    handles, targets = points(body, "handles", limits), points(body, "targets", limits)
+    if len(handles) != len(targets):
+        raise bad_request(f"{len(handles)} handles but {len(targets)} targets; give one target per handle",
+                          "bad_points")
+    points_inside("handles", handles, mapping)
+    points_inside("targets", targets, mapping)
+    mask = None if body.get("mask") is None else png(body, "mask", limits, "L")
+    if mask is not None and mask.size != (mapping.width, mapping.height):
+        raise bad_request(f"the mask is {mask.width}x{mask.height}; it must match the image, "
+                          f"{mapping.width}x{mapping.height}", "bad_mask")
+    return DragRequest(
+        handles, targets, mask,
+        steps=integer(body, "steps", min(300, limits.max_steps), 1, limits.max_steps),
+        preview_every=integer(body, "preview_every", 5, 0, 10_000),
+        learning_rate=number(body, "learning_rate", None, 1e-6, 1.0),
+        mask_lambda=number(body, "mask_lambda", 20.0, 0.0, 1e4),
+        w_layers=integer(body, "w_layers", 6, 1, 64),
+        r1=number(body, "r1", None, 1.0, 64.0),
+        r2=integer(body, "r2", None, 1, 128),
+    )

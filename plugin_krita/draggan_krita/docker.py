@@ -1,0 +1,270 @@
+"""The "DragGAN" docker (Settings > Dockers > DragGAN): widgets bound to the controller."""
+from krita import DockWidget
+from PyQt5.QtCore import Qt
+from PyQt5.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
+                             QLineEdit, QListWidget, QProgressBar, QPushButton, QScrollArea, QSpinBox, QToolButton,
+                             QVBoxLayout, QWidget)
+
+LIGHT = {"connected": "#2eb82e", "connecting": "#e6b800", "error": "#e03030", "disconnected": "#888888"}
+
+
+def _spin(lo, hi, value, decimals=None, step=None, special=None, name=None):
+    w = QDoubleSpinBox() if decimals is not None else QSpinBox()
+    if decimals is not None:
+        w.setDecimals(decimals)
+    w.setRange(lo, hi)
+    if step:
+        w.setSingleStep(step)
+    if special:
+        w.setSpecialValueText(special)
+    w.setValue(value if value is not None else lo)
+    if name:
+        w.setObjectName(name)
+    return w
+
+
+class DragGANDocker(DockWidget):
+    def __init__(self):
+        super(DragGANDocker, self).__init__()
+        from .extension import get_controller
+        self.setWindowTitle("DragGAN")
+        self.setObjectName("draggan_docker_widget")
+        self.ctl = get_controller()
+        s = self.ctl.settings
+        root = QWidget()
+        lay = QVBoxLayout(root)
+        lay.setContentsMargins(4, 4, 4, 4)
+
+        # connection
+        box = QGroupBox("Daemon")
+        form = QFormLayout(box)
+        self.url = QLineEdit(s.url)
+        self.url.setObjectName("draggan_url")
+        self.url.setToolTip("Address of `draggan serve`, e.g. http://127.0.0.1:8765 or http://gpu-box:8765")
+        self.token = QLineEdit(s.token)
+        self.token.setObjectName("draggan_token")
+        self.token.setEchoMode(QLineEdit.Password)
+        self.token.setPlaceholderText("(none: local daemon)")
+        form.addRow("URL", self.url)
+        form.addRow("Token", self.token)
+        row = QHBoxLayout()
+        self.light = QLabel()
+        self.light.setFixedSize(14, 14)
+        self.status = QLabel("Not connected")
+        self.status.setObjectName("draggan_status")
+        self.status.setWordWrap(True)
+        self.connect_btn = QPushButton("Connect")
+        self.connect_btn.setObjectName("draggan_connect")
+        row.addWidget(self.light)
+        row.addWidget(self.status, 1)
+        row.addWidget(self.connect_btn)
+        form.addRow(row)
+        lay.addWidget(box)
+
+        # model + new image
+        box = QGroupBox("Model")
+        form = QFormLayout(box)
+        self.model = QComboBox()
+        self.model.setObjectName("draggan_model")
+        self.model.setEditable(True)
+        if s.model:
+            self.model.addItem(s.model)
+        self.seed = _spin(0, 2 ** 31 - 1, s.seed, name="draggan_seed")
+        form.addRow("Model", self.model)
+        form.addRow("Seed", self.seed)
+        self.new_btn = QPushButton("New image from model")
+        self.new_btn.setObjectName("draggan_new_image")
+        self.new_btn.setToolTip("Generate the seed's picture as a new document; it can be dragged right away.")
+        form.addRow(self.new_btn)
+        lay.addWidget(box)
+
+        # tool + points
+        box = QGroupBox("Points")
+        v = QVBoxLayout(box)
+        self.tool_btn = QToolButton()
+        self.tool_btn.setObjectName("draggan_tool_toggle")
+        self.tool_btn.setText("Drag tool")
+        self.tool_btn.setCheckable(True)
+        self.tool_btn.setToolButtonStyle(Qt.ToolButtonTextOnly)
+        self.tool_btn.setToolTip("Arm the Drag tool (Ctrl+Alt+D): click a handle, then its target; drag points to "
+                                 "move them; right-click or Delete removes; Esc leaves the tool.")
+        self.reset_btn = QPushButton("Reset points")
+        self.reset_btn.setObjectName("draggan_reset")
+        row = QHBoxLayout()
+        row.addWidget(self.tool_btn)
+        row.addStretch(1)
+        row.addWidget(self.reset_btn)
+        v.addLayout(row)
+        self.point_list = QListWidget()
+        self.point_list.setObjectName("draggan_points")
+        self.point_list.setMaximumHeight(90)
+        v.addWidget(self.point_list)
+        hint = QLabel("Editable region: the selection (soft edges kept); no selection = whole layer.")
+        hint.setWordWrap(True)
+        v.addWidget(hint)
+        lay.addWidget(box)
+
+        # parameters
+        box = QGroupBox("Parameters")
+        form = QFormLayout(box)
+        p = s.params
+        self.steps = _spin(1, 2000, p["steps"], name="draggan_steps")
+        self.mask_lambda = _spin(0.0, 10000.0, p["mask_lambda"], decimals=1, step=1.0, name="draggan_mask_lambda")
+        form.addRow("Steps", self.steps)
+        form.addRow("Mask strength (lambda)", self.mask_lambda)
+        self.adv_toggle = QCheckBox("Advanced")
+        self.adv_toggle.setObjectName("draggan_advanced")
+        form.addRow(self.adv_toggle)
+        self.adv = QWidget()
+        af = QFormLayout(self.adv)
+        af.setContentsMargins(0, 0, 0, 0)
+        self.r1 = _spin(0.0, 64.0, p["r1"] or 0.0, decimals=1, step=0.5, special="auto", name="draggan_r1")
+        self.r2 = _spin(0, 128, p["r2"] or 0, special="auto", name="draggan_r2")
+        self.lr = _spin(0.0, 1.0, p["learning_rate"] or 0.0, decimals=4, step=0.0005, special="model default",
+                        name="draggan_lr")
+        self.w_layers = _spin(1, 64, p["w_layers"], name="draggan_w_layers")
+        self.preview_every = _spin(0, 1000, p["preview_every"], special="off", name="draggan_preview_every")
+        af.addRow("Motion radius r1", self.r1)
+        af.addRow("Tracking radius r2", self.r2)
+        af.addRow("Learning rate", self.lr)
+        af.addRow("W+ layers optimised", self.w_layers)
+        af.addRow("Preview every n steps", self.preview_every)
+        form.addRow(self.adv)
+        self.adv.setVisible(False)
+        lay.addWidget(box)
+
+        # run
+        row = QHBoxLayout()
+        self.run_btn = QPushButton("Run")
+        self.run_btn.setObjectName("draggan_run")
+        self.stop_btn = QPushButton("Stop")
+        self.stop_btn.setObjectName("draggan_stop")
+        self.stop_btn.setToolTip("End after the current step and keep the edit so far.")
+        row.addWidget(self.run_btn)
+        row.addWidget(self.stop_btn)
+        lay.addLayout(row)
+        self.progress = QProgressBar()
+        self.progress.setObjectName("draggan_progress")
+        self.progress.setRange(0, 100)
+        self.progress.setValue(0)
+        self.progress_text = QLabel("")
+        self.progress_text.setObjectName("draggan_progress_text")
+        lay.addWidget(self.progress)
+        lay.addWidget(self.progress_text)
+        self.msg = QLabel("")
+        self.msg.setObjectName("draggan_message")
+        self.msg.setWordWrap(True)
+        self.msg.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        lay.addWidget(self.msg)
+        lay.addStretch(1)
+
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(root)
+        self.setWidget(scroll)
+
+        # wiring
+        self.connect_btn.clicked.connect(self._connect)
+        self.url.editingFinished.connect(self._store)
+        self.token.editingFinished.connect(self._store)
+        self.new_btn.clicked.connect(self._new_image)
+        self.tool_btn.toggled.connect(self._toggle_tool)
+        self.reset_btn.clicked.connect(self.ctl.reset_points)
+        self.run_btn.clicked.connect(self._run)
+        self.stop_btn.clicked.connect(self.ctl.stop)
+        self.adv_toggle.toggled.connect(self.adv.setVisible)
+        for w in (self.steps, self.mask_lambda, self.r1, self.r2, self.lr, self.w_layers, self.preview_every):
+            w.valueChanged.connect(self._store)
+        self.ctl.connection_changed.connect(self._show_connection)
+        self.ctl.points_changed.connect(self._show_points)
+        self.ctl.job_changed.connect(self._show_job)
+        self.ctl.message.connect(self._show_message)
+        self.ctl.armed_changed.connect(self._show_armed)
+        self._show_connection()
+        self._show_job()
+        if self.ctl.last_message[0]:
+            self._show_message(*self.ctl.last_message)
+
+    # -- GUI -> controller ---------------------------------------------------------------------------
+    def _store(self, *_):
+        self.ctl.settings.update({
+            "url": self.url.text(), "token": self.token.text(), "model": self._model_name(), "seed": self.seed.value(),
+            "params": {"steps": self.steps.value(), "mask_lambda": self.mask_lambda.value(),
+                       "r1": self.r1.value() or None, "r2": self.r2.value() or None,
+                       "learning_rate": self.lr.value() or None, "w_layers": self.w_layers.value(),
+                       "preview_every": self.preview_every.value()}})
+        self.ctl.save_settings()
+
+    def _model_name(self):
+        """The chosen model's name; a typed name that is not in the list is taken as it is."""
+        text = self.model.currentText().strip()
+        idx = self.model.findText(text)
+        if idx >= 0 and self.model.itemData(idx):
+            return self.model.itemData(idx)
+        return text
+
+    def _connect(self):
+        self._store()
+        self.ctl.connect_daemon()
+
+    def _new_image(self):
+        self._store()
+        self.ctl.new_image()
+
+    def _run(self):
+        self._store()
+        self.ctl.run()
+
+    def _toggle_tool(self, on):
+        from .extension import get_tool
+        get_tool().set_armed(on)
+
+    # -- controller -> GUI ---------------------------------------------------------------------------
+    def _show_connection(self):
+        c = self.ctl
+        self.light.setStyleSheet("background:%s;border-radius:7px;" % LIGHT.get(c.state, "#888"))
+        self.status.setText(c.state_message or "Not connected")
+        if c.models:
+            current = self.model.currentText()
+            self.model.blockSignals(True)
+            self.model.clear()
+            for m in c.models:
+                size = "%sx%s" % (m.get("width"), m.get("height")) if m.get("width") else m.get("resolution")
+                self.model.addItem("%s (%s)" % (m["name"], size) if size else m["name"], m["name"])
+            idx = self.model.findData(c.settings.model or current)
+            self.model.setCurrentIndex(max(idx, 0))
+            self.model.blockSignals(False)
+
+    def _show_points(self):
+        self.point_list.clear()
+        pts = self.ctl.current_points()
+        if pts is not None:
+            self.point_list.addItems(pts.describe())
+
+    def _show_job(self):
+        running = self.ctl.running()
+        self.run_btn.setEnabled(not running)
+        self.stop_btn.setEnabled(running)
+        pr = self.ctl.progress
+        if pr is not None:
+            self.progress.setValue(pr.percent)
+            self.progress_text.setText(pr.text())
+        elif running:
+            self.progress.setValue(0)
+            self.progress_text.setText("Starting...")
+
+    def _show_message(self, text, error):
+        self.msg.setStyleSheet("color:#e03030;" if error else "")
+        self.msg.setText(text)
+
+    def _show_armed(self, on):
+        self.tool_btn.blockSignals(True)
+        self.tool_btn.setChecked(on)
+        self.tool_btn.setText("Drag tool: ON" if on else "Drag tool")
+        self.tool_btn.blockSignals(False)
+
+    def canvasChanged(self, canvas):
+        try:
+            self._show_points()
+        except RuntimeError:
+            pass

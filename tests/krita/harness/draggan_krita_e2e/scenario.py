@@ -1,0 +1,432 @@
+"""The e2e scenario (see __init__.py). Environment:
+DRAGGAN_E2E_OUT   report path (JSON; "ok": true = pass); screenshots go next to it
+DRAGGAN_URL       the live daemon (read by the plug-in itself)
+DRAGGAN_E2E_DEAD  a URL where nothing listens (error path)
+DRAGGAN_E2E_MODEL model name to generate with (default tiny)
+"""
+import faulthandler
+import json
+import os
+import sys
+import time
+import traceback
+
+from krita import Extension, Krita, Selection
+from PyQt5.QtCore import QPoint, QProcess, QTimer
+from PyQt5.QtWidgets import QApplication, QDockWidget, QPushButton, QSpinBox, QCheckBox, QComboBox, QDoubleSpinBox, QLabel
+
+T0 = time.monotonic()
+OUT = os.environ.get("DRAGGAN_E2E_OUT", "")
+OUT_DIR = os.path.dirname(os.path.abspath(OUT)) if OUT else "."
+
+
+class Check(AssertionError):
+    pass
+
+
+def check(cond, what, **data):
+    if not cond:
+        raise Check("%s %s" % (what, json.dumps(data, default=str)))
+
+
+class E2EExtension(Extension):
+    def __init__(self, parent):
+        super(E2EExtension, self).__init__(parent)
+        self.report = {"ok": False, "steps": [], "python": sys.version.split()[0]}
+        self.gen = None
+
+    def setup(self):
+        self._fh = open(OUT + ".stacks", "w")
+        faulthandler.dump_traceback_later(float(os.environ.get("DRAGGAN_E2E_WATCHDOG", "170")), file=self._fh)
+
+        def hook(t, v, tb):  # Krita's own hook opens a modal dialog: a hang in CI
+            self.report["uncaught"] = "".join(traceback.format_exception(t, v, tb))
+            self.finish(False)
+        sys.excepthook = hook
+        self.gen = self.scenario()
+        QTimer.singleShot(0, self.advance)
+
+    def createActions(self, window):
+        pass
+
+    # -- runner ---------------------------------------------------------------------------------
+    def advance(self):
+        try:
+            QTimer.singleShot(int(next(self.gen)), self.advance)
+        except StopIteration:
+            self.finish(True)
+        except Exception:  # noqa: BLE001
+            self.report["error"] = traceback.format_exc()
+            self.finish(False)
+
+    def log(self, step, **data):
+        data.update(step=step, t=round(time.monotonic() - T0, 2))
+        self.report["steps"].append(data)
+        with open(OUT + ".partial", "w") as f:
+            json.dump(self.report, f, indent=1, default=str)
+
+    def finish(self, ok):
+        self.report["ok"] = bool(ok) and "error" not in self.report and "uncaught" not in self.report
+        self.report["t_finish"] = round(time.monotonic() - T0, 2)
+        with open(OUT, "w") as f:
+            json.dump(self.report, f, indent=1, default=str)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0 if self.report["ok"] else 3)
+
+    def wait_for(self, cond, timeout_s, step_ms=50):
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            if cond():
+                return
+            yield step_ms
+        check(cond(), "timed out waiting", seconds=timeout_s)
+
+    def run_process(self, args, timeout_s=10):
+        p = QProcess()
+        p.start(args[0], args[1:])
+        yield from self.wait_for(lambda: p.state() == QProcess.NotRunning, timeout_s)
+        self._last_proc_out = bytes(p.readAllStandardError()).decode(errors="replace")
+
+    def screenshot(self, name):
+        """Whole X screen (what the artist sees; includes the OpenGL canvas and the overlay)."""
+        path = os.path.join(OUT_DIR, name)
+        yield from self.run_process(["import", "-window", "root", path], 20)
+        return path
+
+    def xclick(self, canvas, wx, wy, button=1, drag_to=None):
+        g = canvas.mapToGlobal(QPoint(int(round(wx)), int(round(wy))))
+        cmd = ["xdotool", "mousemove", str(g.x()), str(g.y()), "sleep", "0.15"]
+        if drag_to is None:
+            cmd += ["click", str(button)]
+        else:
+            g2 = canvas.mapToGlobal(QPoint(int(round(drag_to[0])), int(round(drag_to[1]))))
+            cmd += ["mousedown", str(button)]
+            for n in range(1, 5):
+                cmd += ["sleep", "0.04", "mousemove", str(int(g.x() + (g2.x() - g.x()) * n / 4)),
+                        str(int(g.y() + (g2.y() - g.y()) * n / 4))]
+            cmd += ["sleep", "0.05", "mouseup", str(button)]
+        yield from self.run_process(cmd)
+        yield 250
+
+    # -- scenario ---------------------------------------------------------------------------------
+    def scenario(self):
+        k = Krita.instance()
+        version = k.version()
+        self.report["krita"] = version
+        yield from self.wait_for(lambda: k.activeWindow() is not None, 60)
+        win = k.activeWindow()
+        qwin = win.qwindow()
+        qwin.resize(1500, 950)
+        qwin.move(0, 0)
+        yield 300
+        import draggan_krita
+        from draggan_krita import extension, kritadoc, jobspec, points as points_mod
+        ctl = extension.get_controller()
+        tool = extension.get_tool()
+        self.log("start", version=version, plugin_file=draggan_krita.__file__,
+                 flake=hasattr(win.activeView(), "flakeToImageTransform") if win.activeView() else None)
+
+        # actions and the default shortcut from draggan_krita.action
+        act = k.action("draggan_tool")
+        check(act is not None, "draggan_tool action missing")
+        self.log("actions", shortcut=act.shortcut().toString(), run=k.action("draggan_run") is not None,
+                 new=k.action("draggan_new_image") is not None)
+        check(act.shortcut().toString() == "Ctrl+Alt+D", "default shortcut not applied",
+              shortcut=act.shortcut().toString())
+
+        # the docker: shown (hidden by default on 5.2), then connect
+        docks = [d for d in k.dockers() if d.objectName() == "draggan_docker"]
+        check(len(docks) >= 1, "DragGAN docker not registered", names=[d.objectName() for d in k.dockers()][:60])
+        dock = docks[0]
+        dock.show()
+        dock.raise_()
+        yield 200
+
+        def w(cls, name):
+            found = dock.findChild(cls, name)
+            check(found is not None, "docker widget missing", name=name)
+            return found
+        w(QPushButton, "draggan_connect").click()
+        yield from self.wait_for(lambda: ctl.state in (ctl.CONNECTED, ctl.ERROR), 30)
+        status = w(QLabel, "draggan_status").text()
+        self.log("connected", state=ctl.state, status=status, models=[m["name"] for m in ctl.models])
+        check(ctl.state == ctl.CONNECTED, "could not connect", status=status)
+        check("cpu" in status and ctl.health.get("version", "?") in status, "status lacks device/version",
+              status=status)
+
+        # new image from the model
+        model = os.environ.get("DRAGGAN_E2E_MODEL", "tiny")
+        combo = w(QComboBox, "draggan_model")
+        idx = combo.findData(model)
+        check(idx >= 0, "model not offered", items=[combo.itemText(i) for i in range(combo.count())])
+        combo.setCurrentIndex(idx)
+        w(QSpinBox, "draggan_seed").setValue(7)
+        ndocs = len(k.documents())
+        w(QPushButton, "draggan_new_image").click()
+        yield from self.wait_for(lambda: len(k.documents()) > ndocs and kritadoc.active_document() is not None
+                                 and win.activeView() is not None, 60)
+        yield 400
+        doc = kritadoc.active_document()
+        doc.setBatchmode(True)  # no modal dialogs on save
+        view = win.activeView()
+        info = ctl.session_info(doc)
+        source = doc.activeNode()
+        W, H = doc.width(), doc.height()
+        src_before = bytes(source.pixelData(0, 0, W, H))
+        self.log("new_image", size=[W, H], session=info, layer=source.name(), name=doc.name(),
+                 layers=[n.name() for n in doc.topLevelNodes()])
+        check(info and info["session_id"] and info["model"] == model, "session annotation missing", info=info)
+        check(any(b for b in src_before[0::4]), "generated layer is empty")
+
+        # view: zoom in; on 5.2 also rotate and mirror (the flake transforms must follow)
+        c = view.canvas()
+        c.setZoomLevel(5.0)
+        flake = kritadoc.has_flake_transforms(view)  # 5.2+: exact transforms; 5.1: the fallback
+        c.setRotation(25.0)
+        c.setMirror(True)
+        yield 600
+        canvas = kritadoc.canvas_widget()
+        check(canvas is not None, "canvas widget not found")
+        self.log("view", zoom=c.zoomLevel(), rotation=c.rotation(), mirror=c.mirror(), flake=flake,
+                 canvas=[canvas.width(), canvas.height()])
+
+        # ground truth for the mapping: the canvas shows layer pixel (x, y) where the transform says
+        def mapping_match():
+            t0 = kritadoc.image_to_widget(view, canvas)
+            shot = canvas.grabFramebuffer() if hasattr(canvas, "grabFramebuffer") else canvas.grab().toImage()
+            dpr = shot.width() / float(canvas.width())
+            good = total = 0
+            for y in range(4, H - 3, 5):
+                for x in range(4, W - 3, 5):
+                    wx, wy = t0.map(x, y)
+                    px, py = int(wx * dpr), int(wy * dpr)
+                    if not (0 <= px < shot.width() and 0 <= py < shot.height()):
+                        continue
+                    col = shot.pixelColor(px, py)
+                    i = 4 * (y * W + x)
+                    b, g, r = src_before[i], src_before[i + 1], src_before[i + 2]
+                    total += 1
+                    if abs(col.red() - r) + abs(col.green() - g) + abs(col.blue() - b) <= 30:
+                        good += 1
+            return good, total
+        good, total = mapping_match()
+        self.log("mapping_truth", canvas_class=canvas.metaObject().className(), matched=good, samples=total)
+        check(total > 50 and good >= 0.9 * total, "the canvas does not show the image where the mapping says",
+              matched=good, samples=total)
+
+        # a throw-away click with the pan tool (Krita eats the first stroke after focus-in)
+        for name in ("PanTool", "ZoomTool"):
+            a = k.action(name)
+            if a is not None:
+                a.trigger()
+                break
+        yield 200
+        yield from self.xclick(canvas, 8, canvas.height() - 8)
+
+        # arm the Drag tool through its action (the docker's toggle follows)
+        act.trigger()
+        yield 300
+        check(tool.armed, "tool did not arm")
+        check(w(__import__("PyQt5.QtWidgets", fromlist=["QToolButton"]).QToolButton,
+                "draggan_tool_toggle").isChecked(), "docker toggle not in sync")
+        yield from self.wait_for(lambda: tool.transform is not None and tool.canvas is not None, 5)
+        pts = ctl.points_for(doc)
+        pts.clear()
+        t = tool.transform
+        tol = 1.6
+
+        def near(p, q):
+            return p is not None and abs(p[0] - q[0]) <= tol and abs(p[1] - q[1]) <= tol
+
+        handle, target, moved_target = (22.0, 24.0), (36.0, 30.0), (38.0, 34.0)
+        yield from self.xclick(canvas, *t.map(*handle))
+        self.log("click_handle", pairs=pts.pairs, tool_log=tool.log[-3:])
+        check(len(pts) == 1 and near(pts.pairs[0][0], handle), "handle not placed where clicked",
+              pairs=pts.pairs, expected=handle)
+        yield from self.xclick(canvas, *t.map(*target))
+        check(near(pts.pairs[0][1], target), "target not placed where clicked", pairs=pts.pairs)
+        # drag the target to a new place (select + move)
+        yield from self.xclick(canvas, *t.map(*target), drag_to=t.map(*moved_target))
+        check(len(pts) == 1 and near(pts.pairs[0][1], moved_target), "target not moved", pairs=pts.pairs)
+        # a third point, removed with a right click
+        yield from self.xclick(canvas, *t.map(50.0, 12.0))
+        check(len(pts) == 2, "second handle not placed", pairs=pts.pairs)
+        yield from self.xclick(canvas, *t.map(50.0, 12.0), button=3)
+        check(len(pts) == 1, "right click did not remove the point", pairs=pts.pairs)
+        # ... and one removed with the Delete key (which must not reach Krita's "clear layer")
+        yield from self.xclick(canvas, *t.map(50.0, 40.0))
+        check(len(pts) == 2 and pts.selected == (1, points_mod.HANDLE), "third handle not placed/selected",
+              pairs=pts.pairs)
+        yield from self.run_process(["xdotool", "key", "Delete"])
+        yield 300
+        check(len(pts) == 1, "Delete did not remove the selected point", pairs=pts.pairs)
+        check(bytes(source.pixelData(0, 0, W, H)) == src_before, "a click or key changed the layer")
+        ann = json.loads(kritadoc.read_annotation(doc, points_mod.ANNOTATION_POINTS))
+        self.log("points", pairs=pts.pairs, annotation=ann, tool_log=tool.log)
+        check(len(ann["pairs"]) == 1, "points annotation not updated", annotation=ann)
+        # the overlay draws the handle in red at its place
+        ov = tool.overlay
+        check(ov is not None and ov.isVisible(), "overlay not shown")
+        img = ov.grab().toImage()
+        hx, hy = t.map(*pts.pairs[0][0])
+        sx = img.width() / float(ov.width())
+        col = img.pixelColor(int(hx * sx), int(hy * sx))
+        self.log("overlay", pixel=[col.red(), col.green(), col.blue(), col.alpha()], at=[hx, hy])
+        check(col.red() > 180 and col.green() < 90 and col.blue() < 90, "overlay has no red handle there",
+              rgba=[col.red(), col.green(), col.blue(), col.alpha()])
+        shot_path = yield from self.screenshot("krita-overlay.png")
+        from PyQt5.QtGui import QImage
+        g = canvas.mapToGlobal(QPoint(int(hx), int(hy)))
+        QImage(shot_path).copy(max(g.x() - 330, 0), max(g.y() - 230, 0), 660, 460).save(
+            os.path.join(OUT_DIR, "krita-overlay-crop.png"))
+
+        # a feathered selection = the editable region
+        sel = Selection()
+        sel.select(10, 10, 40, 36, 255)
+        sel.feather(3)
+        doc.setSelection(sel)
+        yield 200
+        mask = bytes(doc.selection().pixelData(0, 0, W, H))
+        soft = sum(1 for b in mask if 0 < b < 255)
+        check(soft > 0, "selection not feathered")
+
+        # parameters and Run
+        w(QSpinBox, "draggan_steps").setValue(int(os.environ.get("DRAGGAN_E2E_STEPS", "5")))
+        w(QSpinBox, "draggan_preview_every").setValue(2)
+        nlayers = len(doc.topLevelNodes())
+        w(QPushButton, "draggan_run").click()
+        yield 100
+        check(ctl.running(), "job did not start", message=ctl.last_message)
+        saw_preview, texts = False, set()
+        end = time.monotonic() + 150
+        while ctl.running() and time.monotonic() < end:
+            texts.add(w(QLabel, "draggan_progress_text").text())
+            if ctl.job and ctl.job.get("preview_step"):
+                saw_preview = True
+            yield 100
+        check(not ctl.running(), "job did not finish in time", message=ctl.last_message)
+        self.log("run", result=ctl.last_result, message=ctl.last_message, saw_preview=saw_preview,
+                 progress_texts=sorted(texts)[:12], handles=pts.pairs)
+        check(ctl.last_result and ctl.last_result.get("ok"), "run failed", result=ctl.last_result,
+              message=ctl.last_message)
+        yield 300
+        doc.refreshProjection()
+        doc.waitForDone()
+        names = [n.name() for n in doc.topLevelNodes() if n.type() != "selectionmask"]
+        expected = jobspec.result_layer_name(model, 1)
+        result = doc.nodeByName(expected)
+        check(result is not None, "no result layer", layers=names)
+        check(names.index(expected) == names.index(source.name()) + 1, "result not right above source",
+              layers=names)
+        res = bytes(result.pixelData(0, 0, W, H))
+        src_after = bytes(source.pixelData(0, 0, W, H))
+        inside = [i for i in range(W * H) if mask[i] == 255]
+        outside = [i for i in range(W * H) if mask[i] == 0]
+        changed_inside = sum(1 for i in inside if res[4 * i:4 * i + 3] != src_before[4 * i:4 * i + 3])
+        alpha_outside = max(res[4 * i + 3] for i in outside)
+        self.log("result", layers=names, changed_inside=changed_inside, inside=len(inside),
+                 alpha_outside=alpha_outside, source_unchanged=src_after == src_before,
+                 tracked=pts.pairs, preview=saw_preview)
+        check(src_after == src_before, "source layer was modified")
+        check(changed_inside > len(inside) // 20, "result hardly differs inside the selection",
+              changed=changed_inside, of=len(inside))
+        check(alpha_outside == 0, "result layer covers pixels outside the selection", alpha=alpha_outside)
+        check(saw_preview, "no preview was shown while running")
+        w(QCheckBox, "draggan_advanced").setChecked(True)
+        dock.setFloating(True)
+        dock.resize(340, 900)
+        dock.move(1240, 40)
+        yield 400
+        dock_img = dock.grab()
+        dock_img.save(os.path.join(OUT_DIR, "krita-docker.png"))
+        yield from self.screenshot("krita-result.png")
+
+        # points are saved with the document and come back on reopening
+        kra = os.path.join(OUT_DIR, "e2e.kra")
+        if os.path.exists(kra):
+            os.remove(kra)
+        check(doc.saveAs(kra), "saveAs failed")
+        doc2 = k.openDocument(kra)
+        check(doc2 is not None, "reopen failed")
+        doc2.setBatchmode(True)
+        ann2 = json.loads(kritadoc.read_annotation(doc2, points_mod.ANNOTATION_POINTS) or "{}")
+        info2 = jobspec.parse_session_info(kritadoc.read_annotation(doc2, jobspec.ANNOTATION_SESSION))
+        self.log("reopen", pairs=ann2.get("pairs"), session=info2)
+        check(ann2.get("pairs") and len(ann2["pairs"]) == 1, "points lost on save/reopen", ann=ann2)
+        check(info2 and info2["session_id"] == info["session_id"], "session lost on save/reopen")
+        doc2.close()
+        yield 300
+
+        # one undo removes the result layer
+        k.setActiveDocument(doc)
+        yield 200
+        k.action("edit_undo").trigger()
+        yield 600
+        names_undo = [n.name() for n in doc.topLevelNodes() if n.type() != "selectionmask"]
+        self.log("undo", layers=names_undo)
+        check(expected not in names_undo and source.name() in names_undo, "one undo did not remove the result",
+              layers=names_undo)
+        check(bytes(source.pixelData(0, 0, W, H)) == src_before, "undo changed the source")
+
+        # a second Run continues from the tracked points; Stop keeps the state reached so far
+        doc.setActiveNode(source)
+        yield 200
+        w(QSpinBox, "draggan_steps").setValue(200)
+        handles_before = [list(p) for p in pts.handles()]
+        w(QPushButton, "draggan_run").click()
+        yield 100
+        check(ctl.running(), "second run did not start", message=ctl.last_message)
+        yield from self.wait_for(lambda: ctl.progress is not None and ctl.progress.step >= 2, 90)
+        stop_btn = w(QPushButton, "draggan_stop")
+        check(stop_btn.isEnabled(), "Stop disabled while running")
+        stop_btn.click()
+        yield from self.wait_for(lambda: not ctl.running(), 90)
+        names2 = [n.name() for n in doc.topLevelNodes() if n.type() != "selectionmask"]
+        self.log("stop", result=ctl.last_result, layers=names2, handles_before=handles_before,
+                 handles_after=pts.handles())
+        check(ctl.last_result and ctl.last_result.get("ok") and "stopped" in ctl.last_result["text"],
+              "stopped run did not keep its result", result=ctl.last_result)
+        check(ctl.progress.step < 200, "stop did not stop early", step=ctl.progress.step)
+        check(expected in names2, "no result layer after Stop", layers=names2)
+        k.action("edit_undo").trigger()
+        yield 500
+
+        # model missing -> the daemon's message, no new document
+        ndocs = len(k.documents())
+        combo.setEditText("no-such-model")
+        w(QPushButton, "draggan_new_image").click()
+        yield from self.wait_for(lambda: ctl.last_message[1], 30)
+        self.log("model_missing", message=ctl.last_message)
+        check("no-such-model" in ctl.last_message[0], "unclear missing-model message", message=ctl.last_message)
+        check(len(k.documents()) == ndocs, "a document was created for a missing model")
+        k.setActiveDocument(doc)
+        yield 300
+
+        # error path: daemon down -> clear message, no layer added
+        ctl.settings.url = os.environ["DRAGGAN_E2E_DEAD"]
+        doc.setActiveNode(source)
+        yield 200
+        n_before = len([n for n in doc.topLevelNodes() if n.type() != "selectionmask"])
+        ok = ctl.run()
+        yield from self.wait_for(lambda: not ctl.running(), 30)
+        yield 300
+        msg, is_err = ctl.last_message
+        n_after = len([n for n in doc.topLevelNodes() if n.type() != "selectionmask"])
+        shown = w(QLabel, "draggan_message").text()
+        self.log("daemon_down", started=ok, message=msg, error=is_err, shown=shown, layers_before=n_before,
+                 layers_after=n_after)
+        check(is_err and "cannot reach" in msg.lower() and ctl.settings.url in msg, "unclear error", message=msg)
+        check(shown == msg, "docker does not show the error", shown=shown)
+        check(n_after == n_before, "a layer was added although the daemon is down")
+        dock.grab().save(os.path.join(OUT_DIR, "krita-docker-error.png"))
+        # Escape on the canvas leaves the tool
+        check(tool.armed, "tool should still be armed")
+        qwin.activateWindow()
+        canvas.setFocus()
+        yield 200
+        yield from self.run_process(["xdotool", "key", "Escape"])
+        yield 300
+        check(not tool.armed, "Escape did not disarm the tool")
+        check(not act.isChecked(), "action still checked after disarming")
+        self.log("done")

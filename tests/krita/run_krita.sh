@@ -1,0 +1,55 @@
+#!/bin/bash
+# Runs real `krita --nosplash` under Xvfb with an isolated, persistent profile, installs the DragGAN
+# plug-in zip with Krita's own importer, enables it and the e2e harness, and waits for the harness's
+# report. Used on the host (Krita 5.1) and inside the trixie chroot (Krita 5.2); run it with a clean
+# environment (env -i PATH=/usr/bin:/bin ...), as tests/test_krita_e2e.py does.
+# env: E2E_RUN     dir with draggan_krita.zip and harness/ (the harness plug-in)
+#      PROFILE     persistent profile dir (HOME, XDG_*; keeps Krita's warm resource database)
+#      OUT         artifacts dir (report.json, screenshots, logs)
+#      DRAGGAN_URL, DRAGGAN_E2E_DEAD, DRAGGAN_E2E_*   passed to the harness
+#      KRITA_TIMEOUT  outer timeout, s (default 200)
+# exit: 0 ok, 3 scenario failed, 2 no report, 5 install failed, 124 hang (screen.png + gdb.txt in OUT)
+set -u
+mkdir -p "$OUT" "$PROFILE"
+rm -f "$OUT"/report.json* "$OUT"/*.png "$OUT"/gdb.txt "$OUT/exit_code"
+# the exit code also goes to $OUT/exit_code (callers behind wrappers that lose it, e.g. a chroot runner)
+trap 'echo $? > "$OUT/exit_code"' EXIT
+export HOME=$PROFILE/home XDG_CONFIG_HOME=$PROFILE/config XDG_DATA_HOME=$PROFILE/data \
+       XDG_CACHE_HOME=$PROFILE/cache XDG_RUNTIME_DIR=$PROFILE/runtime
+mkdir -p "$HOME" "$XDG_CONFIG_HOME" "$XDG_DATA_HOME/krita/pykrita" "$XDG_CACHE_HOME" "$XDG_RUNTIME_DIR"
+chmod 700 "$XDG_RUNTIME_DIR"
+RES=$XDG_DATA_HOME/krita
+rm -rf "$RES"/pykrita/draggan_krita* "$RES/actions/draggan_krita.action"
+# install the release zip exactly as Tools > Scripts > Import Python Plugin from File does
+python3 /usr/share/krita/pykrita/plugin_importer/plugin_importer.py "$E2E_RUN/draggan_krita.zip" "$RES" \
+  > "$OUT/install.log" 2>&1 || { cat "$OUT/install.log"; exit 5; }
+cp -r "$E2E_RUN/harness/draggan_krita_e2e" "$E2E_RUN/harness/draggan_krita_e2e.desktop" "$RES/pykrita/"
+# enable both plug-ins; a fresh kritarc each run (the plug-in's own settings must not leak between runs)
+printf '[python]\nenable_draggan_krita=true\nenable_draggan_krita_e2e=true\n' > "$XDG_CONFIG_HOME/kritarc"
+
+rm -f "$OUT/display"
+exec 5> "$OUT/display"
+Xvfb -displayfd 5 -screen 0 1600x1000x24 -nolisten tcp > "$OUT/xvfb.log" 2>&1 &
+XVFB_PID=$!
+exec 5>&-
+for i in $(seq 100); do [ -s "$OUT/display" ] && break; sleep 0.1; done
+export DISPLAY=":$(head -1 "$OUT/display")"
+export DRAGGAN_E2E_OUT=$OUT/report.json PYTHONDONTWRITEBYTECODE=1
+START=$(date +%s.%N)
+krita --nosplash > "$OUT/krita.log" 2>&1 &
+KPID=$!
+timeout "${KRITA_TIMEOUT:-200}" tail --pid=$KPID -f /dev/null
+if kill -0 $KPID 2>/dev/null; then
+  command -v import >/dev/null && import -window root "$OUT/screen.png" 2>/dev/null
+  echo "TIMEOUT: krita still running; GUI thread stack:"
+  command -v gdb >/dev/null && gdb -p $KPID -batch -ex "thread apply 1 bt 25" 2>/dev/null | grep -E "^#" | head -40 \
+    > "$OUT/gdb.txt" && head -40 "$OUT/gdb.txt"
+  kill -9 $KPID; RC=124
+else
+  wait $KPID; RC=$?
+fi
+kill $XVFB_PID 2>/dev/null
+echo "krita exit code $RC, wall $(python3 -c "import time;print(round(time.time()-$START,1))") s"
+[ $RC -eq 124 ] && exit 124
+[ -f "$OUT/report.json" ] || { echo "no report"; tail -30 "$OUT/krita.log"; exit 2; }
+python3 -c "import json,sys; r=json.load(open(sys.argv[1])); sys.exit(0 if r.get('ok') else 3)" "$OUT/report.json"
