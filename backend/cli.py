@@ -12,14 +12,14 @@ from draggan_core import cli as core_cli
 from .server import StartupError, add_serve_args, cmd_serve
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = core_cli.build_parser()
-    # argparse offers no public way to reach an existing parser's subcommands.
-    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+def add_serve_command(commands) -> None:
     p = commands.add_parser("serve", help="run the local daemon the editor plug-ins talk to")
     add_serve_args(p)
     p.set_defaults(func=cmd_serve)
-    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    return core_cli.build_parser(add_serve_command)
 
 
 def main(argv: list[str] | None = None) -> int:

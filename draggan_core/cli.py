@@ -9,6 +9,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -163,7 +164,8 @@ def cmd_models_download(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*extensions: Callable[[Any], None]) -> argparse.ArgumentParser:
+    """The core's parser; each extension adds subcommands to it (the daemon adds `serve`)."""
     parser = argparse.ArgumentParser(prog="draggan", description="Drag-based image editing with StyleGAN generators")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -216,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", default=None)
     p.add_argument("--url", default=None, help="alternative URL (a mirror) for the same file")
     p.set_defaults(func=cmd_models_download)
+    for extend in extensions:
+        extend(sub)
     return parser
 
 
