@@ -2,7 +2,8 @@
 # Install the real editors the plug-in end-to-end tests run in. As root; idempotent.
 #   host (Debian 12 or 13): Krita from the host's own release, Xvfb and xdotool
 #   /var/tmp/draggan-trixie: Debian 13 chroot with Krita 5.2 and GIMP 3.0 (a Debian 12 host has neither)
-# Chroot location: DRAGGAN_TRIXIE_ROOT. Debian mirror: DEBIAN_MIRROR (default: the host's).
+#   /var/tmp/draggan-forky: Debian forky chroot with GIMP 3.2
+# Chroot locations: DRAGGAN_TRIXIE_ROOT, DRAGGAN_FORKY_ROOT. Debian mirror: DEBIAN_MIRROR (default: the host's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HOST_PKGS=(krita python3-pyqt5 xvfb xauth xdotool zip x11-apps imagemagick)
@@ -16,3 +17,5 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
 fi
 scripts/debian_chroot.sh ensure trixie "${DRAGGAN_TRIXIE_ROOT:-/var/tmp/draggan-trixie}" "${CHROOT_PKGS[@]}"
+scripts/debian_chroot.sh ensure forky "${DRAGGAN_FORKY_ROOT:-/var/tmp/draggan-forky}" \
+    gimp python3-gi gir1.2-gimp-3.0 xvfb xauth xdotool imagemagick fonts-dejavu-core

@@ -1,0 +1,371 @@
+#!/usr/bin/env python3
+"""DragGAN for GIMP 3: drag points of a picture made by a StyleGAN generator to new places.
+
+Filters > DragGAN > DragGAN Drag...: each stroke of a path is one drag (first anchor = handle,
+last anchor = target); the selection is the region that may change (none = the whole layer).
+The daemon (`draggan serve`) does the work; the result becomes a new layer above the source,
+in one undo step. Filters > DragGAN > New image from model... (also File > Create) makes a
+picture from a seed to drag on.
+
+Runs in GIMP's own Python with the standard library and gi only. The HTTP calls run on a worker
+thread that never calls GIMP; the main thread updates the progress bar and touches the image
+only after the daemon has answered, so GIMP's Cancel (which kills this process) leaves the image
+as it was, and draggan_watchdog.py cancels the job on the daemon.
+"""
+import os
+import sys
+import tempfile
+import threading
+
+import gi
+
+gi.require_version("Gimp", "3.0")
+gi.require_version("Gegl", "0.4")
+from gi.repository import Gegl, Gimp, Gio, GLib, GObject  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import draggan_logic as logic  # noqa: E402
+from draggan_client import DaemonClient, DaemonError  # noqa: E402
+from draggan_watchdog import Watchdog  # noqa: E402
+
+DRAG_PROC = "python-fu-draggan-drag"
+NEW_PROC = "python-fu-draggan-new-image"
+MENU = "<Image>/Filters/DragGAN"
+TOKEN_ENV = "DRAGGAN_TOKEN"
+URL_ENV = "DRAGGAN_URL"
+RW = GObject.ParamFlags.READWRITE
+
+
+def _error(procedure, message, calling=False):
+    status = Gimp.PDBStatusType.CALLING_ERROR if calling else Gimp.PDBStatusType.EXECUTION_ERROR
+    return procedure.new_return_values(status, GLib.Error.new_literal(Gimp.PlugIn.error_quark(), message, 0))
+
+
+def _gimp_minor():
+    try:
+        return tuple(int(v) for v in Gimp.version().split(".")[:2])
+    except ValueError:
+        return (3, 0)
+
+
+def _client(config):
+    token = (config.get_property("token") or "").strip() or os.environ.get(TOKEN_ENV) or None
+    url = logic.clean_url(config.get_property("server-url"))
+    return DaemonClient(url, token=token, timeout=30.0, work_timeout=600.0)
+
+
+def _show_dialog(procedure, config, title, fields, advanced=()):
+    """GimpUi.ProcedureDialog with the given fields (and an Advanced expander); False on Cancel."""
+    gi.require_version("GimpUi", "3.0")
+    from gi.repository import GimpUi
+    GimpUi.init(procedure.get_name())
+    dialog = GimpUi.ProcedureDialog(procedure=procedure, config=config, title=title)
+    try:
+        if advanced:
+            dialog.fill_box("advanced-box", list(advanced))
+            dialog.get_label("advanced-label", "Advanced", False, False)
+            dialog.fill_expander("advanced", "advanced-label", False, "advanced-box")
+            dialog.fill(list(fields) + ["advanced"])
+        else:
+            dialog.fill(list(fields))
+    except Exception as e:  # an older or newer GimpUi without these builders: show everything flat
+        print("DragGAN: dialog without the Advanced section ({})".format(e), file=sys.stderr)
+        dialog.fill(list(fields) + list(advanced))
+    ok = dialog.run()
+    dialog.destroy()
+    return ok
+
+
+def _run_in_thread(work, on_status=None):
+    """Run work(state) on a thread (no GIMP calls in there) while the main thread keeps GIMP's progress
+    bar moving; returns work's result or raises its exception."""
+    state = {"status": None}
+    box = {}
+
+    def target():
+        try:
+            box["result"] = work(state)
+        except BaseException as e:  # handed back to the main thread
+            box["error"] = e
+
+    thread = threading.Thread(target=target, name="draggan-http", daemon=True)
+    thread.start()
+    shown = None
+    while thread.is_alive():
+        thread.join(0.1)
+        status = state.get("status")
+        if status is not None and on_status is not None:
+            key = (status.get("state"), status.get("step"))
+            if key != shown:
+                shown = key
+                on_status(status)
+        elif status is None:
+            Gimp.progress_pulse()
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
+
+
+def _show_progress(status):
+    fraction, text = logic.progress(status)
+    Gimp.progress_set_text(text)
+    Gimp.progress_update(fraction)
+
+
+def _load_png_layer(image, png, name):
+    """A layer (not yet inserted) of PNG bytes, decoded by GIMP's own PNG loader."""
+    fd, path = tempfile.mkstemp(prefix="draggan-", suffix=".png")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(png)
+        layer = Gimp.file_load_layer(Gimp.RunMode.NONINTERACTIVE, image, Gio.File.new_for_path(path))
+    finally:
+        os.remove(path)
+    if layer is None:
+        raise logic.PluginError("GIMP could not read the picture the daemon sent")
+    layer.set_name(name)
+    if not layer.has_alpha():
+        layer.add_alpha()
+    return layer
+
+
+def _attach(target, info):
+    flags = Gimp.PARASITE_PERSISTENT | Gimp.PARASITE_UNDOABLE
+    target.attach_parasite(Gimp.Parasite.new(logic.PARASITE, flags, logic.encode_info(info)))
+
+
+def _read_info(target):
+    parasite = target.get_parasite(logic.PARASITE)
+    return logic.decode_info(bytes(parasite.get_data())) if parasite is not None else None
+
+
+# ----------------------------------------------------------------------------- drag
+
+def _drag_path(image, config):
+    path = config.get_property("path")
+    if path is None:
+        selected = image.get_selected_paths()
+        path = selected[0] if selected else image.get_path_by_name(logic.DRAG_PATH_NAME)
+    if path is None:
+        paths = image.get_paths()
+        path = paths[0] if len(paths) == 1 else None
+    if path is None:
+        raise logic.PluginError(
+            "no drags: draw a path with the Paths tool (click the point to move, then where it should go; "
+            "Shift-click to start the next drag), select it in the Paths dialog or name it '{}', and run "
+            "DragGAN Drag again".format(logic.DRAG_PATH_NAME), calling=True)
+    strokes = [path.stroke_get_points(sid)[1] for sid in path.get_strokes()]
+    return logic.drags_from_strokes(strokes, path.get_name())
+
+
+def _selection(image, layer, width, height):
+    if Gimp.Selection.is_empty(image):
+        return None
+    iw, ih = image.get_width(), image.get_height()
+    plane = bytes(image.get_selection().get_buffer().get(Gegl.Rectangle.new(0, 0, iw, ih), 1.0, "Y u8",
+                                                        Gegl.AbyssPolicy.NONE))
+    _, ox, oy = layer.get_offsets()
+    return logic.crop_plane(plane, iw, ih, ox, oy, width, height)
+
+
+def run_drag(procedure, run_mode, image, drawables, config, data):
+    if run_mode == Gimp.RunMode.INTERACTIVE:
+        fields = ["server-url", "token", "steps", "mask-lambda", "keep-outside"]
+        if _gimp_minor() >= (3, 2):
+            fields.append("path")  # GIMP 3.0 has no widget for a path argument
+        if not _show_dialog(procedure, config, "DragGAN Drag", fields,
+                            ["learning-rate", "r1", "r2", "w-layers", "points"]):
+            return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+    try:
+        layer = _drag(procedure, image, drawables, config)
+    except logic.PluginError as e:
+        Gimp.progress_end()
+        return _error(procedure, "DragGAN: " + e.message, e.calling)
+    except DaemonError as e:
+        Gimp.progress_end()
+        return _error(procedure, "DragGAN: " + logic.friendly(e.message, e.code))
+    except Exception as e:  # a bug or an unexpected answer: a message instead of a crashed plug-in
+        Gimp.progress_end()
+        return _error(procedure, "DragGAN: unexpected error ({}: {}); please report it".format(type(e).__name__, e))
+    Gimp.progress_end()
+    Gimp.displays_flush()
+    return Gimp.ValueArray.new_from_values([GObject.Value(Gimp.PDBStatusType, Gimp.PDBStatusType.SUCCESS),
+                                            GObject.Value(Gimp.Layer, layer)])
+
+
+def _drag(procedure, image, drawables, config):
+    if len(drawables) != 1 or not isinstance(drawables[0], Gimp.Layer):
+        raise logic.PluginError("select exactly one layer (the picture to drag) in the Layers dialog", True)
+    source = drawables[0]
+    width, height = source.get_width(), source.get_height()
+    _, ox, oy = source.get_offsets()
+    points = (config.get_property("points") or "").strip()
+    drags = logic.drags_from_json(points) if points else _drag_path(image, config)
+    drags = logic.to_layer(drags, ox, oy, width, height)
+    mask = logic.editable_mask(_selection(image, source, width, height), width, height)
+    rgba = bytes(source.get_buffer().get(Gegl.Rectangle.new(0, 0, width, height), 1.0, "R'G'B'A u8",
+                                         Gegl.AbyssPolicy.NONE))
+    info, trusted = _read_info(source), True
+    if info is None:  # e.g. a copy of a DragGAN layer: the daemon checks the pixels against the image's session
+        info, trusted = _read_info(image), False
+    options = logic.drag_options(config.get_property("steps"), config.get_property("mask-lambda"),
+                                 config.get_property("learning-rate"), config.get_property("r1"),
+                                 config.get_property("r2"), config.get_property("w-layers"))
+    mask_png = logic.encode_png(width, height, 1, mask) if mask is not None else None
+    client = _client(config)
+
+    def work(state):
+        def layer_png():
+            return logic.encode_png(width, height, 3, logic.rgb_from_rgba(rgba))
+        session_id = logic.resolve_session(client, info, width, height, layer_png, trusted)
+        watchdog = Watchdog(client.url, client.token)
+        try:
+            job = client.drag(session_id, **logic.drag_request(drags, mask_png, options))
+            watchdog.job(job["job_id"])
+            state["status"] = job
+            final = client.wait(job["job_id"], on_progress=lambda s: state.__setitem__("status", s))
+            logic.finished_job(final)
+            png = client.result(job["job_id"])
+            session = client.session(session_id)
+        finally:
+            watchdog.done()
+        return final, png, session
+
+    Gimp.progress_init("DragGAN: sending the drag to {}".format(client.url))
+    final, png, session = _run_in_thread(work, _show_progress)
+    if logic.png_size(png) != (width, height):
+        raise logic.PluginError("the daemon sent a {}x{} picture for a {}x{} layer".format(
+            *logic.png_size(png), width, height))
+    # Only now, with the daemon's answer in hand, is the image touched: one undo step.
+    Gimp.progress_set_text("DragGAN: adding the result layer")
+    keep_outside = config.get_property("keep-outside") and mask is not None
+    new_info = logic.session_info(session, client.url, (info or {}).get("seed"), (info or {}).get("psi"),
+                                  origin="drag")
+    image.undo_group_start()
+    try:
+        layer = _load_png_layer(image, png, logic.layer_name(final))
+        image.insert_layer(layer, source.get_parent(), image.get_item_position(source))
+        layer.set_offsets(ox, oy)
+        if keep_outside:
+            layer.add_mask(layer.create_mask(Gimp.AddMaskType.SELECTION))
+        _attach(layer, new_info)
+        _attach(image, new_info)
+        layer.update(0, 0, width, height)
+    finally:
+        image.undo_group_end()
+    return layer
+
+
+# ----------------------------------------------------------------------------- new image
+
+def run_new_image(procedure, config, data):
+    interactive = config.get_property("run-mode") == Gimp.RunMode.INTERACTIVE
+    if interactive and not _show_dialog(procedure, config, "DragGAN: New image from model",
+                                        ["server-url", "token", "model", "seed", "psi"]):
+        return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+    client = _client(config)
+    model = (config.get_property("model") or "").strip() or None
+    seed, psi = config.get_property("seed"), config.get_property("psi")
+    Gimp.progress_init("DragGAN: generating seed {} on {}".format(seed, client.url))
+    try:
+        made = _run_in_thread(lambda state: client.generate(seed=seed, model=model, psi=psi))
+        image = Gimp.Image.new(made["width"], made["height"], Gimp.ImageBaseType.RGB)
+        image.undo_disable()
+        layer = _load_png_layer(image, made["image"], "DragGAN {} seed {}".format(made.get("model") or "", seed))
+        image.insert_layer(layer, None, 0)
+        info = logic.session_info(made, client.url, seed, psi, origin="generated")
+        _attach(layer, info)
+        _attach(image, info)
+        image.undo_enable()
+    except logic.PluginError as e:
+        Gimp.progress_end()
+        return _error(procedure, "DragGAN: " + e.message, e.calling)
+    except DaemonError as e:
+        Gimp.progress_end()
+        return _error(procedure, "DragGAN: " + logic.friendly(e.message, e.code))
+    except Exception as e:  # a bug or an unexpected answer: a message instead of a crashed plug-in
+        Gimp.progress_end()
+        return _error(procedure, "DragGAN: unexpected error ({}: {}); please report it".format(type(e).__name__, e))
+    Gimp.progress_end()
+    if interactive:
+        Gimp.Display.new(image)
+        Gimp.displays_flush()
+    return Gimp.ValueArray.new_from_values([GObject.Value(Gimp.PDBStatusType, Gimp.PDBStatusType.SUCCESS),
+                                            GObject.Value(Gimp.Image, image)])
+
+
+# ----------------------------------------------------------------------------- registration
+
+def _daemon_arguments(proc):
+    default_url = logic.clean_url(os.environ.get(URL_ENV, ""))
+    proc.add_string_argument("server-url", "Daemon _URL", "Address of `draggan serve` (default: $DRAGGAN_URL or "
+                             + logic.DEFAULT_URL + ")", default_url, RW)
+    proc.add_string_argument("token", "Acc_ess token", "Access token of the daemon (empty: none, or $DRAGGAN_TOKEN)", "",
+                             RW)
+
+
+class DragGAN(Gimp.PlugIn):
+    def do_set_i18n(self, name):
+        return False
+
+    def do_query_procedures(self):
+        return [DRAG_PROC, NEW_PROC]
+
+    def do_create_procedure(self, name):
+        if name == DRAG_PROC:
+            proc = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, run_drag, None)
+            proc.set_image_types("RGB*")
+            proc.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
+            proc.set_menu_label("DragGAN _Drag...")
+            proc.add_menu_path(MENU)
+            proc.set_documentation(
+                "Drag points of a DragGAN picture to new places",
+                "Each stroke of the path (the chosen one, else the selected path, else the path named 'drags') is "
+                "one drag: its first anchor is the handle, its last anchor the target. The selection is the region "
+                "that may change (soft edges kept); no selection: the whole layer. 'points' (JSON "
+                "[[hx,hy,tx,ty],...], image coordinates) replaces the path for scripts. The result is a new layer "
+                "above the source, in one undo step; the source layer is not modified. Needs the DragGAN daemon "
+                "(`draggan serve`).", name)
+            proc.set_attribution("draggan-studio", "draggan-studio contributors", "2026")
+            _daemon_arguments(proc)
+            proc.add_path_argument("path", "P_ath", "Path whose strokes are the drags (empty: the selected path, "
+                                   "or the path named 'drags')", True, RW)
+            proc.add_string_argument("points", "Poi_nts (JSON)", "[[hx,hy,tx,ty],...] in image pixels; replaces "
+                                     "the path", "", RW)
+            proc.add_int_argument("steps", "Ste_ps", "Most optimisation steps", 1, 2000, 200, RW)
+            proc.add_double_argument("mask-lambda", "_Mask strength", "How strongly the region outside the "
+                                     "selection is kept", 0.0, 1000.0, 20.0, RW)
+            proc.add_boolean_argument("keep-outside", "_Keep pixels outside the selection",
+                                      "Give the result layer a mask from the selection", True, RW)
+            proc.add_double_argument("learning-rate", "Learnin_g rate", "Step size (0: the model's default)",
+                                     0.0, 1.0, 0.0, RW)
+            proc.add_double_argument("r1", "Mot_ion radius", "r1 in model pixels (0: automatic)", 0.0, 64.0, 0.0,
+                                     RW)
+            proc.add_int_argument("r2", "Tracking ra_dius", "r2 in model pixels (0: automatic)", 0, 128, 0, RW)
+            proc.add_int_argument("w-layers", "_W layers", "Latent layers optimised", 1, 64, 6, RW)
+            proc.add_layer_return_value("layer", "Layer", "The new layer with the result", False, RW)
+            return proc
+        if name == NEW_PROC:
+            proc = Gimp.Procedure.new(self, name, Gimp.PDBProcType.PLUGIN, run_new_image, None)
+            proc.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.ALWAYS)
+            proc.set_menu_label("DragGAN: _New image from model...")
+            proc.add_menu_path(MENU)
+            proc.add_menu_path("<Image>/File/Create")
+            proc.set_documentation(
+                "A new image from a DragGAN model and a seed",
+                "Asks the daemon for the picture of a seed; the image remembers the daemon session (a parasite), "
+                "so DragGAN Drag can edit it at once.", name)
+            proc.set_attribution("draggan-studio", "draggan-studio contributors", "2026")
+            proc.add_enum_argument("run-mode", "Run mode", "The run mode", Gimp.RunMode, Gimp.RunMode.INTERACTIVE,
+                                   RW)
+            _daemon_arguments(proc)
+            proc.add_string_argument("model", "_Model", "Model name on the daemon (empty: its default)", "", RW)
+            proc.add_int_argument("seed", "See_d", "Random seed of the picture", 0, 2147483647, 42, RW)
+            proc.add_double_argument("psi", "_Truncation (psi)", "Lower: more typical pictures", -1.0, 2.0, 0.7, RW)
+            proc.add_image_return_value("image", "Image", "The new image", False, RW)
+            return proc
+        return None
+
+
+if __name__ == "__main__":
+    Gimp.main(DragGAN.__gtype__, sys.argv)

@@ -1,0 +1,402 @@
+"""The GIMP plug-in's logic that needs no GIMP: points from paths, masks, PNG files, requests,
+answers and the session bookkeeping. Standard library only, importable without gi, so it is
+unit-tested outside GIMP (tests/test_gimp_logic.py) and runs in any Python GIMP bundles (3.8+).
+
+Coordinates: GIMP paths and the selection live in image coordinates; the daemon wants pixels of
+the picture the plug-in sends, i.e. of the layer, so everything is shifted by the layer's offsets.
+"""
+import json
+import math
+import struct
+import zlib
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+PARASITE = "draggan-session"  # on layers made by DragGAN and on images made by "New image from model"
+DEFAULT_URL = "http://127.0.0.1:8765"
+DRAG_PATH_NAME = "drags"  # the path used when none is chosen or selected
+
+Point = Tuple[float, float]
+Drag = Tuple[Point, Point]  # (handle, target)
+
+
+class PluginError(Exception):
+    """A message for the artist. calling=True: the input is wrong (GIMP's CALLING_ERROR)."""
+
+    def __init__(self, message: str, calling: bool = False):
+        super().__init__(message)
+        self.message = message
+        self.calling = calling
+
+
+# ----------------------------------------------------------------------------- points
+
+def anchors(control_points: Sequence[float]) -> List[Point]:
+    """Anchors of a Bezier stroke from GIMP's control points: 6 doubles per anchor
+    (in-handle x, y, anchor x, y, out-handle x, y)."""
+    if len(control_points) % 6:
+        raise PluginError("a path stroke has {} control values; expected 6 per anchor".format(len(control_points)))
+    return [(float(control_points[i + 2]), float(control_points[i + 3])) for i in range(0, len(control_points), 6)]
+
+
+def drags_from_strokes(strokes: Sequence[Sequence[float]], path_name: str = "the path") -> List[Drag]:
+    """One drag per stroke: the first anchor is the handle, the last the target (image coordinates).
+    A stroke with a single anchor has no target and is refused, naming the stroke."""
+    if not strokes:
+        raise PluginError("{} has no strokes. Draw each drag with the Paths tool: click the handle (the point to "
+                          "move), then its target; Shift-click to start the next drag.".format(_quoted(path_name)),
+                          calling=True)
+    drags = []
+    for number, cps in enumerate(strokes, 1):
+        pts = anchors(cps)
+        if len(pts) < 2:
+            raise PluginError("stroke {} of {} has only one anchor, so it has no target. Click a second point "
+                              "(where the handle should go) with the Paths tool, or delete that stroke."
+                              .format(number, _quoted(path_name)), calling=True)
+        drags.append((pts[0], pts[-1]))
+    return drags
+
+
+def drags_from_json(text: str) -> List[Drag]:
+    """The "points" argument: [[hx, hy, tx, ty], ...] or [[[hx, hy], [tx, ty]], ...] in image coordinates."""
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise PluginError("'points' is not valid JSON ({}); write e.g. [[10, 20, 30, 40]] for one drag from "
+                          "(10, 20) to (30, 40)".format(e), calling=True) from None
+    if not isinstance(value, list) or not value:
+        raise PluginError("'points' must be a non-empty JSON list of [hx, hy, tx, ty] drags", calling=True)
+    drags = []
+    for i, item in enumerate(value):
+        flat = item
+        if isinstance(item, list) and len(item) == 2 and all(isinstance(p, list) for p in item):
+            flat = item[0] + item[1]
+        if not (isinstance(flat, list) and len(flat) == 4 and all(_is_number(v) for v in flat)):
+            raise PluginError("'points' item {} must be [hx, hy, tx, ty] (numbers), got {}".format(
+                i + 1, json.dumps(item)[:60]), calling=True)
+        drags.append(((float(flat[0]), float(flat[1])), (float(flat[2]), float(flat[3]))))
+    return drags
+
+
+def to_layer(drags: Sequence[Drag], offset_x: int, offset_y: int, width: int, height: int) -> List[Drag]:
+    """Image coordinates -> layer pixels; every point must lie on the layer."""
+    out = []
+    for i, drag in enumerate(drags):
+        moved = tuple((x - offset_x, y - offset_y) for x, y in drag)
+        for (x, y), role in zip(moved, ("handle", "target")):
+            if not (-0.5 <= x <= width - 0.5 and -0.5 <= y <= height - 0.5):
+                raise PluginError("the {} of drag {} ({:g}, {:g}) is outside the layer (at {}, {}, size {}x{}); "
+                                  "move it onto the layer".format(role, i + 1, x + offset_x, y + offset_y,
+                                                                  offset_x, offset_y, width, height), calling=True)
+        out.append(tuple((min(max(x, 0.0), width - 1.0), min(max(y, 0.0), height - 1.0)) for x, y in moved))
+    return out
+
+
+# ----------------------------------------------------------------------------- mask
+
+def crop_plane(plane: bytes, plane_width: int, plane_height: int, x: int, y: int, width: int, height: int,
+               fill: int = 0) -> bytes:
+    """The width x height window at (x, y) of a one-byte-per-pixel plane; outside the plane is `fill`.
+    Used to cut the image-sized selection at the layer's offsets (a layer may stick out of the canvas)."""
+    if len(plane) != plane_width * plane_height:
+        raise ValueError("plane has {} bytes, not {}x{}".format(len(plane), plane_width, plane_height))
+    x0, x1 = max(x, 0), min(x + width, plane_width)
+    row_fill = bytes([fill]) * width
+    if x0 >= x1:
+        return row_fill * height
+    left, right = bytes([fill]) * (x0 - x), bytes([fill]) * (x + width - x1)
+    rows = []
+    for row in range(y, y + height):
+        if 0 <= row < plane_height:
+            start = row * plane_width
+            rows.append(left + plane[start + x0:start + x1] + right)
+        else:
+            rows.append(row_fill)
+    return b"".join(rows)
+
+
+def editable_mask(selection: Optional[bytes], width: int, height: int) -> Optional[bytes]:
+    """The mask to send for a layer-sized cut of the selection (0..255, soft values kept): None when
+    there is no selection or it covers the whole layer (everything editable), an error when the
+    selection misses the layer."""
+    if selection is None:
+        return None
+    if len(selection) != width * height:
+        raise ValueError("mask has {} bytes, not {}x{}".format(len(selection), width, height))
+    if not selection.strip(b"\x00"):
+        raise PluginError("the selection does not touch this layer, so nothing could change. Select the region "
+                          "the drag may edit (or Select > None to edit the whole layer).", calling=True)
+    if not selection.strip(b"\xff"):
+        return None
+    return selection
+
+
+# ----------------------------------------------------------------------------- PNG
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_COLOUR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> PNG colour type (gray, gray+alpha, RGB, RGBA)
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def encode_png(width: int, height: int, channels: int, pixels: bytes, level: int = 6) -> bytes:
+    """An 8-bit PNG (channels 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA) of row-major pixels."""
+    stride = width * channels
+    if channels not in _COLOUR_TYPES or len(pixels) != stride * height or width < 1 or height < 1:
+        raise ValueError("cannot encode {} bytes as {}x{} with {} channels".format(len(pixels), width, height,
+                                                                                 channels))
+    raw = b"".join(b"\x00" + pixels[r * stride:(r + 1) * stride] for r in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, _COLOUR_TYPES[channels], 0, 0, 0)
+    return PNG_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(raw, level)) + _chunk(b"IEND", b"")
+
+
+def png_size(data: bytes) -> Tuple[int, int]:
+    """(width, height) from a PNG's header, without decoding it."""
+    if not data.startswith(PNG_SIGNATURE) or data[12:16] != b"IHDR":
+        raise PluginError("the daemon sent something that is not a PNG image")
+    return struct.unpack(">II", data[16:24])
+
+
+def decode_png(data: bytes) -> Tuple[int, int, int, bytes]:
+    """(width, height, channels, pixels) of a non-interlaced 8- or 16-bit PNG (16 bits are cut to 8);
+    palette images come out as RGB(A)."""
+    if not data.startswith(PNG_SIGNATURE):
+        raise ValueError("not a PNG file")
+    pos, idat, palette, trns = 8, [], None, None
+    width = height = depth = colour = None
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + length]
+        pos += 12 + length
+        if kind == b"IHDR":
+            width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", body)
+            if interlace:
+                raise ValueError("interlaced PNGs are not supported")
+        elif kind == b"PLTE":
+            palette = body
+        elif kind == b"tRNS":
+            trns = body
+        elif kind == b"IDAT":
+            idat.append(body)
+        elif kind == b"IEND":
+            break
+    if width is None:
+        raise ValueError("PNG without IHDR")
+    channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[colour]
+    if depth not in (8, 16) and not (colour == 3 and depth == 8):
+        raise ValueError("PNG bit depth {} is not supported".format(depth))
+    bpp = channels * depth // 8
+    stride = width * bpp
+    raw = zlib.decompress(b"".join(idat))
+    if len(raw) != (stride + 1) * height:
+        raise ValueError("PNG data is {} bytes, expected {}".format(len(raw), (stride + 1) * height))
+    out = bytearray(stride * height)
+    prev = bytearray(stride)
+    for r in range(height):
+        kind = raw[r * (stride + 1)]
+        line = bytearray(raw[r * (stride + 1) + 1:(r + 1) * (stride + 1)])
+        _unfilter(kind, line, prev, bpp)
+        out[r * stride:(r + 1) * stride] = line
+        prev = line
+    if depth == 16:
+        out = out[0::2]
+    if colour == 3:
+        if palette is None:
+            raise ValueError("palette PNG without PLTE")
+        alpha = trns or b""
+        if alpha:
+            out = bytearray(b"".join(palette[3 * i:3 * i + 3] + bytes([alpha[i] if i < len(alpha) else 255])
+                                     for i in out))
+            channels = 4
+        else:
+            out = bytearray(b"".join(palette[3 * i:3 * i + 3] for i in out))
+            channels = 3
+    return width, height, channels, bytes(out)
+
+
+def _unfilter(kind: int, line: bytearray, prev: bytearray, bpp: int) -> None:
+    n = len(line)
+    if kind == 0:
+        return
+    if kind == 1:
+        for i in range(bpp, n):
+            line[i] = (line[i] + line[i - bpp]) & 255
+    elif kind == 2:
+        for i in range(n):
+            line[i] = (line[i] + prev[i]) & 255
+    elif kind == 3:
+        for i in range(n):
+            left = line[i - bpp] if i >= bpp else 0
+            line[i] = (line[i] + ((left + prev[i]) >> 1)) & 255
+    elif kind == 4:
+        for i in range(n):
+            a = line[i - bpp] if i >= bpp else 0
+            b = prev[i]
+            c = prev[i - bpp] if i >= bpp else 0
+            p = a + b - c
+            pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+            line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+    else:
+        raise ValueError("unknown PNG filter type {}".format(kind))
+
+
+def rgb_from_rgba(pixels: bytes) -> bytes:
+    """Drop the alpha channel of RGBA bytes (the daemon's generators make opaque pictures)."""
+    out = bytearray(len(pixels) // 4 * 3)
+    out[0::3], out[1::3], out[2::3] = pixels[0::4], pixels[1::4], pixels[2::4]
+    return bytes(out)
+
+
+# ----------------------------------------------------------------------------- settings and requests
+
+def drag_options(steps: int, mask_lambda: float, learning_rate: float = 0.0, r1: float = 0.0, r2: int = 0,
+                 w_layers: int = 6, preview_every: int = 0) -> Dict[str, Any]:
+    """Keyword options for DaemonClient.drag; 0 in learning_rate/r1/r2 means "the daemon's default"."""
+    options = {"steps": int(steps), "mask_lambda": float(mask_lambda), "w_layers": int(w_layers),
+               "preview_every": int(preview_every)}
+    if learning_rate > 0:
+        options["learning_rate"] = float(learning_rate)
+    if r1 > 0:
+        options["r1"] = float(r1)
+    if r2 > 0:
+        options["r2"] = int(r2)
+    return options
+
+
+def drag_request(drags: Sequence[Drag], mask_png: Optional[bytes], options: Dict[str, Any]) -> Dict[str, Any]:
+    """Arguments for DaemonClient.drag(session_id, **request)."""
+    return dict(options, handles=[[h[0], h[1]] for h, _ in drags], targets=[[t[0], t[1]] for _, t in drags],
+                mask_png=mask_png)
+
+
+def clean_url(url: str) -> str:
+    url = (url or "").strip() or DEFAULT_URL
+    if "://" not in url:
+        url = "http://" + url
+    url = url.rstrip("/")
+    if url.endswith("/api/v1"):
+        url = url[:-len("/api/v1")]
+    return url
+
+
+def progress(status: Dict[str, Any]) -> Tuple[float, str]:
+    """(fraction for GIMP's progress bar, text) from a job status."""
+    state, step, total = status.get("state"), status.get("step") or 0, status.get("max_steps") or 0
+    if state == "queued":
+        pos = status.get("queue_position")
+        return 0.0, "DragGAN: waiting for the daemon" + (" (place {} in the queue)".format(pos) if pos else "")
+    text = "DragGAN: step {}/{}".format(step, total)
+    if status.get("distance") is not None:
+        text += ", {:.1f} px to go".format(status["distance"])
+    eta = status.get("eta_seconds")
+    if eta is not None:
+        text += ", about {:.0f} s left".format(math.ceil(eta))
+    return (min(step / total, 1.0) if total else 0.0), text
+
+
+def finished_job(status: Dict[str, Any]) -> Dict[str, Any]:
+    """The final status of a job that produced a picture; a failed or cancelled job is an error."""
+    state = status.get("state")
+    if state == "done":
+        return status
+    if state == "cancelled":
+        raise PluginError("the drag was cancelled on the daemon; the image is unchanged")
+    error = status.get("error") or {}
+    raise PluginError("the drag failed on the daemon: {}".format(error.get("message") or "no reason given"))
+
+
+def layer_name(status: Dict[str, Any]) -> str:
+    reasons = {"reached": "targets reached", "max_steps": "step limit", "stalled": "stalled", "stopped": "stopped"}
+    return "DragGAN drag ({} steps, {})".format(status.get("step", 0),
+                                                reasons.get(status.get("reason"), status.get("reason") or "done"))
+
+
+def friendly(message: str, code: Optional[str] = None) -> str:
+    """A daemon or client message with the advice that fits the GIMP plug-in."""
+    if code == "unreachable":
+        return (message + ". Start it with `draggan serve` (or fix the daemon URL in Filters > DragGAN > "
+                "DragGAN Drag's dialog), then try again.")
+    if code == "unauthorized":
+        return message + " (the Token field of the DragGAN dialog)."
+    if code == "inversion_unavailable":
+        return ("the daemon holds no picture matching this layer (the layer was not made by DragGAN, or it is an "
+                "older state that a later drag moved on from) and it cannot take other pictures yet (GAN "
+                "inversion is not available). Drag the newest DragGAN layer, or start from Filters > DragGAN > "
+                "New image from model. (Daemon: " + message + ")")
+    return message[:1].upper() + message[1:] if message else "unknown error"
+
+
+# ----------------------------------------------------------------------------- sessions
+
+def session_info(session: Dict[str, Any], url: str, seed: Optional[int] = None, psi: Optional[float] = None,
+                 origin: str = "generated") -> Dict[str, Any]:
+    """What a layer (and its image) remember about the daemon session whose picture they show.
+    handles/targets are the session's state for this picture; if the session has moved on (a later
+    drag), they differ and the layer's picture must be given to the daemon again."""
+    return {"url": url, "session_id": session["session_id"], "model": session.get("model"),
+            "width": session["width"], "height": session["height"], "handles": session.get("handles") or [],
+            "targets": session.get("targets") or [], "seed": seed, "psi": psi, "origin": origin}
+
+
+def encode_info(info: Dict[str, Any]) -> bytes:
+    return json.dumps(info, sort_keys=True).encode("utf-8")
+
+
+def decode_info(data: Optional[bytes]) -> Optional[Dict[str, Any]]:
+    if not data:
+        return None
+    try:
+        info = json.loads(bytes(data).decode("utf-8"))
+    except ValueError:
+        return None
+    return info if isinstance(info, dict) and isinstance(info.get("session_id"), str) else None
+
+
+def same_state(info: Dict[str, Any], session: Dict[str, Any]) -> bool:
+    return (_points(info.get("handles")) == _points(session.get("handles"))
+            and _points(info.get("targets")) == _points(session.get("targets")))
+
+
+def resolve_session(client: Any, info: Optional[Dict[str, Any]], width: int, height: int,
+                    layer_png: Callable[[], bytes], trusted: bool = True) -> str:
+    """The id of a daemon session showing this layer's picture, reusing the layer's own session when
+    it still shows it, else making one: from the session's picture (a scaled or older copy), from
+    the seed the picture was generated from, or from the pixels (needs inversion on the daemon).
+    `client` is a DaemonClient; layer_png() gives the layer as PNG bytes. trusted=False (the info
+    is the image's, not the layer's): the daemon compares the pixels before reusing the session."""
+    from_session = None
+    if info is not None:
+        sid = info["session_id"]
+        try:
+            current = client.session(sid)
+            if trusted and (current["width"], current["height"]) == (width, height) and same_state(info, current):
+                return sid
+            from_session = sid
+        except Exception as e:  # DaemonError from the shared client
+            if getattr(e, "code", None) != "unknown_session":
+                raise
+        if from_session is not None:
+            try:
+                return client.create_session(layer_png(), from_session=from_session)["session_id"]
+            except Exception as e:
+                if getattr(e, "code", None) not in ("inversion_unavailable", "unknown_session"):
+                    raise
+        if trusted and info.get("origin") == "generated" and info.get("seed") is not None:
+            made = client.generate(seed=int(info["seed"]), model=info.get("model"), psi=info.get("psi"))
+            if (made["width"], made["height"]) == (width, height):
+                return made["session_id"]
+            return client.create_session(layer_png(), from_session=made["session_id"])["session_id"]
+    return client.create_session(layer_png())["session_id"]
+
+
+def _points(value: Any) -> List[Tuple[float, float]]:
+    return [(float(p[0]), float(p[1])) for p in (value or [])]
+
+
+def _is_number(v: Any) -> bool:
+    return not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def _quoted(name: str) -> str:
+    return name if name.startswith("the ") else "path '{}'".format(name)

@@ -1,0 +1,174 @@
+# End-to-end driver, executed by python-fu-eval inside a real gimp-console (Gimp, Gegl, Gio,
+# GLib and GObject are imported by the interpreter). It calls the DragGAN procedures
+# NONINTERACTIVE against the real daemon, records what happened in $E2E_DIR/report.json and
+# leaves the judging to tests/test_gimp_e2e.py. It raises only when it cannot go on.
+import json
+import os
+import traceback
+
+D = os.environ["E2E_DIR"]
+URL, TOKEN, DEAD = os.environ["DRAGGAN_URL"], os.environ["DRAGGAN_TOKEN"], os.environ["DEAD_URL"]
+MODEL = os.environ["DRAGGAN_MODEL"]
+STATUS = {int(Gimp.PDBStatusType.EXECUTION_ERROR): "execution_error",
+          int(Gimp.PDBStatusType.CALLING_ERROR): "calling_error", int(Gimp.PDBStatusType.SUCCESS): "success",
+          int(Gimp.PDBStatusType.CANCEL): "cancel", int(Gimp.PDBStatusType.PASS_THROUGH): "pass_through"}
+rep = {"gimp": Gimp.version(), "calls": {}}
+pdb = Gimp.get_pdb()
+
+
+def call(label, name, image=None, drawables=None, **props):
+    proc = pdb.lookup_procedure(name)
+    if proc is None:
+        raise RuntimeError(name + " is not registered (exec bit? NAME/NAME.py? error at query time?)")
+    cfg = proc.create_config()
+    cfg.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+    if image is not None:
+        cfg.set_property("image", image)
+        cfg.set_core_object_array("drawables", drawables)
+    for key, value in props.items():
+        cfg.set_property(key.replace("_", "-"), value)
+    res = proc.run(cfg)
+    status = STATUS.get(int(res.index(0)), str(res.index(0)))
+    out = res.index(1) if res.length() > 1 else None
+    rep["calls"][label] = {"status": status, "message": None if status == "success" else out}
+    return status, out
+
+
+def pixels(drawable, fmt="R'G'B'A u8"):
+    w, h = drawable.get_width(), drawable.get_height()
+    return bytes(drawable.get_buffer().get(Gegl.Rectangle.new(0, 0, w, h), 1.0, fmt, Gegl.AbyssPolicy.NONE))
+
+
+def parasite(target):
+    p = target.get_parasite("draggan-session")
+    return json.loads(bytes(p.get_data()).decode()) if p is not None else None
+
+
+def flattened(image):
+    dup = image.duplicate()
+    layer = dup.flatten()
+    data = pixels(layer, "R'G'B' u8")
+    dup.delete()
+    return data
+
+
+def mean_diff(a, b, width, channels, box):
+    x0, y0, x1, y1 = box
+    total = n = 0
+    for y in range(y0, y1):
+        for x in range(x0, x1):
+            i = (y * width + x) * channels
+            total += sum(abs(a[i + c] - b[i + c]) for c in range(3))
+            n += 3
+    return total / n
+
+
+def stroke(path, *anchors):
+    cps = []
+    for x, y in anchors:
+        cps += [x, y] * 3
+    path.stroke_new_from_points(Gimp.PathStrokeType.BEZIER, cps, False)
+
+
+def layer_names(image):
+    return [l.get_name() for l in image.get_layers()]
+
+
+daemon = dict(server_url=URL, token=TOKEN)
+try:
+    n_images = len(Gimp.get_images())
+    # --- New image: errors first (nothing may be created), then the real one
+    call("new_dead", "python-fu-draggan-new-image", server_url=DEAD, token=TOKEN, model=MODEL, seed=5)
+    call("new_bad_token", "python-fu-draggan-new-image", server_url=URL, token="wrong-token-0123456789",
+         model=MODEL, seed=5)
+    rep["images_after_errors"] = len(Gimp.get_images()) - n_images
+    status, img = call("new", "python-fu-draggan-new-image", model=MODEL, seed=5, psi=0.7, **daemon)
+    if status != "success":
+        raise RuntimeError("New image failed: " + str(img))
+    src = img.get_layers()[0]
+    rep["new"] = {"size": [img.get_width(), img.get_height()], "layers": layer_names(img),
+                  "image_parasite": parasite(img), "layer_parasite": parasite(src)}
+    W, H = img.get_width(), img.get_height()
+    src_before = pixels(src)
+
+    # --- Drag errors: the image must stay as it was
+    call("drag_no_path", "python-fu-draggan-drag", img, [src], **daemon)
+    path = Gimp.Path.new(img, "drags")
+    img.insert_path(path, None, 0)
+    stroke(path, (20, 20))
+    call("drag_one_anchor", "python-fu-draggan-drag", img, [src], **daemon)
+    img.remove_path(path)
+    path = Gimp.Path.new(img, "drags")
+    img.insert_path(path, None, 0)
+    stroke(path, (24, 28), (30, 20), (34, 30))  # three anchors: handle (24, 28), target (34, 30)
+    call("drag_dead", "python-fu-draggan-drag", img, [src], server_url=DEAD, token=TOKEN)
+    rep["layers_after_errors"] = layer_names(img)
+
+    # --- The drag: soft selection, path 'drags' found by name
+    img.select_rectangle(Gimp.ChannelOps.REPLACE, 16, 16, 32, 32)
+    Gimp.Selection.feather(img, 8.0)
+    sel = pixels(img.get_selection(), "Y u8")
+    status, layer = call("drag", "python-fu-draggan-drag", img, [src], steps=15, mask_lambda=20.0,
+                         learning_rate=0.05, **daemon)
+    if status != "success":
+        raise RuntimeError("drag failed: " + str(layer))
+    new = img.get_layers()[0]
+    mask = new.get_mask()
+    result = pixels(new)
+    flat = flattened(img)
+    rep["drag"] = {
+        "returned_is_top": layer.get_id() == new.get_id(), "layers": layer_names(img),
+        "offsets": list(new.get_offsets()[1:]), "source_unchanged": pixels(src) == src_before,
+        "selection_soft_values": len({v for v in sel if 0 < v < 255}),
+        "mask": None if mask is None else {"centre": pixels(mask, "Y u8")[32 * W + 32],
+                                           "corner": pixels(mask, "Y u8")[0],
+                                           "equals_selection": pixels(mask, "Y u8") == sel},
+        "diff_inside": mean_diff(result, src_before, W, 4, (26, 26, 38, 38)),
+        "parasite": parasite(new), "image_parasite": parasite(img),
+    }
+    # the visible picture: the source outside the selection, the edit inside
+    src_rgb = bytes(b for i, b in enumerate(src_before) if i % 4 != 3)
+    rep["drag"]["flat_diff_inside"] = mean_diff(flat, src_rgb, W, 3, (26, 26, 38, 38))
+    rep["drag"]["flat_diff_outside"] = max(mean_diff(flat, src_rgb, W, 3, box) for box in
+                                           [(0, 0, W, 6), (0, H - 6, W, H), (0, 0, 6, H), (W - 6, 0, W, H)])
+
+    # --- A second drag on the result, from the "points" argument (image coordinates), no selection
+    Gimp.Selection.none(img)
+    top = img.get_layers()[0]
+    status, second = call("drag_points", "python-fu-draggan-drag", img, [top], points="[[40, 40, 30, 44]]",
+                          steps=5, **daemon)
+    rep["drag_points"] = {"layers": layer_names(img), "parasite": parasite(img.get_layers()[0]),
+                          "mask": img.get_layers()[0].get_mask() is not None}
+
+    # --- The source again, after the canvas grew (layer offsets): its session has moved on
+    img.resize(W + 16, H + 8, 8, 4)
+    img.select_rectangle(Gimp.ChannelOps.REPLACE, 0, 0, 40, 40)  # partly outside the layer
+    img.remove_path(img.get_path_by_name("drags"))
+    path = Gimp.Path.new(img, "drags")
+    img.insert_path(path, None, 0)
+    stroke(path, (8 + 20, 4 + 20), (8 + 26, 4 + 26))
+    status, third = call("drag_offset", "python-fu-draggan-drag", img, [src], steps=5, **daemon)
+    names = layer_names(img)
+    idx = names.index(src.get_name())
+    above = img.get_layers()[idx - 1]
+    rep["drag_offset"] = {"layers": names, "above_offsets": list(above.get_offsets()[1:]),
+                          "source_offsets": list(src.get_offsets()[1:]), "parasite": parasite(above),
+                          "source_unchanged": pixels(src) == src_before,
+                          "mask": None if above.get_mask() is None else
+                          {"at_0_0": pixels(above.get_mask(), "Y u8")[0],
+                           "at_40_40": pixels(above.get_mask(), "Y u8")[40 * W + 40]}}
+
+    # --- Parasites survive XCF
+    xcf = Gio.File.new_for_path(D + "/result.xcf")
+    Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, img, xcf, None)
+    again = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, xcf)
+    rep["xcf"] = {"image_parasite": parasite(again), "layer_parasites": [parasite(l) for l in again.get_layers()]}
+    again.delete()
+    img.delete()
+except Exception:
+    rep["exception"] = traceback.format_exc()
+    raise
+finally:
+    with open(D + "/report.json", "w") as f:
+        json.dump(rep, f, indent=1)
+print("E2E_DRIVER_DONE", flush=True)

@@ -1,0 +1,97 @@
+# GUI driver, executed by python-fu-eval inside the real `gimp` under Xvfb (see gui_inside.sh).
+# Makes a DragGAN image, shows it, calls DragGAN Drag INTERACTIVE (gui_inside.sh presses Return on
+# the dialog), then waits while gui_inside.sh presses Ctrl+Z once in the image window: one undo
+# must take away the whole insertion (layer and session parasite). Then, during a long drag,
+# gui_inside.sh clicks GIMP's Cancel button in the status bar. Writes $E2E_DIR/gui_report.json.
+import json
+import os
+import time
+
+D = os.environ["E2E_DIR"]
+rep = {"gimp": Gimp.version()}
+
+
+def parasite(target):
+    p = target.get_parasite("draggan-session")
+    return json.loads(bytes(p.get_data()).decode()) if p is not None else None
+
+
+def names(image):
+    return [l.get_name() for l in image.get_layers()]
+
+
+def wait_for(path, seconds):
+    deadline = time.time() + seconds
+    while time.time() < deadline and not os.path.exists(path):
+        time.sleep(0.2)
+    return os.path.exists(path)
+
+
+try:
+    pdb = Gimp.get_pdb()
+    proc = pdb.lookup_procedure("python-fu-draggan-new-image")
+    cfg = proc.create_config()
+    cfg.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+    cfg.set_property("token", os.environ["DRAGGAN_TOKEN"])
+    cfg.set_property("model", os.environ["DRAGGAN_MODEL"])
+    cfg.set_property("seed", 11)
+    img = proc.run(cfg).index(1)
+    src = img.get_layers()[0]
+    Gimp.Display.new(img)
+    img.select_rectangle(Gimp.ChannelOps.REPLACE, 16, 16, 32, 32)
+    path = Gimp.Path.new(img, "drags")
+    img.insert_path(path, None, 0)
+    path.stroke_new_from_points(Gimp.PathStrokeType.BEZIER, [24, 28] * 3 + [34, 30] * 3, False)
+    img.set_selected_paths([path])
+    Gimp.displays_flush()
+    before = parasite(img)
+
+    drag = pdb.lookup_procedure("python-fu-draggan-drag")
+    cfg = drag.create_config()
+    cfg.set_property("run-mode", Gimp.RunMode.INTERACTIVE)
+    cfg.set_property("image", img)
+    cfg.set_core_object_array("drawables", [src])
+    print("CALLING_INTERACTIVE", flush=True)
+    res = drag.run(cfg)
+    rep["status"] = int(res.index(0))
+    rep["success"] = res.index(0) == Gimp.PDBStatusType.SUCCESS
+    rep["message"] = None if rep["success"] else str(res.index(1))
+    rep["layers_after_drag"] = names(img)
+    rep["parasite_changed"] = parasite(img) != before
+    Gimp.displays_flush()
+    open(D + "/ready_for_undo", "w").close()
+    rep["undo_pressed"] = wait_for(D + "/undo_pressed", 60)
+    deadline = time.time() + 10
+    while time.time() < deadline and names(img) == rep["layers_after_drag"]:
+        time.sleep(0.2)
+    rep["layers_after_undo"] = names(img)
+    rep["parasite_restored"] = parasite(img) == before
+
+    # GIMP's Cancel (clicked by gui_inside.sh) kills the plug-in during a long drag on a bigger model
+    cfg = proc.create_config()
+    cfg.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+    cfg.set_property("token", os.environ["DRAGGAN_TOKEN"])
+    cfg.set_property("model", os.environ["DRAGGAN_SLOW_MODEL"])
+    big = proc.run(cfg).index(1)
+    Gimp.Display.new(big)
+    Gimp.displays_flush()
+    rep["big_session"] = parasite(big)["session_id"]
+    cfg = drag.create_config()
+    cfg.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+    cfg.set_property("image", big)
+    cfg.set_core_object_array("drawables", [big.get_layers()[0]])
+    cfg.set_property("points", "[[20, 20, 200, 200]]")
+    cfg.set_property("steps", 2000)
+    open(D + "/cancel_phase", "w").close()
+    time.sleep(2.0)  # gui_inside.sh takes its "before" screenshot
+    res = drag.run(cfg)
+    rep["cancel_status"] = int(res.index(0))
+    rep["cancelled"] = res.index(0) == Gimp.PDBStatusType.CANCEL
+    rep["layers_after_cancel"] = names(big)
+except Exception:
+    import traceback
+    rep["exception"] = traceback.format_exc()
+    raise
+finally:
+    with open(D + "/gui_report.json", "w") as f:
+        json.dump(rep, f, indent=1)

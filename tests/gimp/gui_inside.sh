@@ -1,0 +1,69 @@
+#!/bin/bash
+# GUI check, run INSIDE the GIMP chroot by gimp_chroot_run.sh's caller (tests/test_gimp_e2e.py):
+# real `gimp` under Xvfb runs gui_driver.py, which opens DragGAN Drag's dialog; this script waits
+# for the dialog, screenshots it, presses Return (OK), then, once the driver says the result is in,
+# presses Ctrl+Z once in the image window, and finally clicks GIMP's Cancel button during a long
+# drag. Needs xvfb xauth xdotool imagemagick in the chroot.
+# Env: E2E_DIR (the work dir, with profile/ and gui_driver.py), DRAGGAN_URL, DRAGGAN_TOKEN, DRAGGAN_MODEL,
+# DRAGGAN_SLOW_MODEL.
+set -u
+OUT=$E2E_DIR
+export HOME=$E2E_DIR/home GIMP3_DIRECTORY=$E2E_DIR/profile XDG_CONFIG_HOME=$E2E_DIR/home/.config \
+  XDG_CACHE_HOME=$E2E_DIR/home/.cache XDG_DATA_HOME=$E2E_DIR/home/.local/share
+mkdir -p "$HOME"
+exec 5>"$OUT/displaynum"  # Xvfb picks a free display: X sockets are shared with the host network namespace
+Xvfb -displayfd 5 -screen 0 1280x900x24 -nolisten tcp >"$OUT/xvfb.log" 2>&1 &
+XPID=$!
+for _ in $(seq 1 40); do [ -s "$OUT/displaynum" ] && break; sleep 0.25; done
+export DISPLAY=:$(cat "$OUT/displaynum")
+gimp -n -s --batch-interpreter=python-fu-eval -b "exec(open('$E2E_DIR/gui_driver.py').read())" --quit \
+  >"$OUT/gimp.log" 2>&1 &
+GPID=$!
+WID=
+for i in $(seq 1 90); do
+  WID=$(xdotool search --name '^DragGAN Drag$' 2>/dev/null | head -1)
+  [ -n "$WID" ] && break
+  kill -0 $GPID 2>/dev/null || break
+  sleep 1
+done
+echo "dialog window: ${WID:-none} after ${i}s"
+if [ -n "$WID" ]; then
+  sleep 1.5
+  import -window root "$OUT/dialog.png"
+  xdotool windowfocus --sync "$WID"; sleep 0.3; xdotool key Return  # no window manager: windowfocus
+  for _ in $(seq 1 120); do [ -e "$OUT/ready_for_undo" ] && break; sleep 0.5; done
+  import -window root "$OUT/after_drag.png"
+  IMG=$(xdotool search --name 'GIMP$' 2>/dev/null | tail -1)
+  echo "image window: ${IMG:-none}"
+  if [ -n "$IMG" ]; then
+    xdotool windowfocus --sync "$IMG"; sleep 0.3; xdotool key ctrl+z; sleep 0.5
+  fi
+  touch "$OUT/undo_pressed"
+  sleep 1
+  import -window root "$OUT/after_undo.png"
+  # Cancel: the status bar shows a progress bar and a Cancel button while the plug-in runs; find
+  # them as what changed at the bottom of the image window, and click the right end (the button).
+  for _ in $(seq 1 120); do [ -e "$OUT/cancel_phase" ] && break; sleep 0.5; done
+  sleep 0.7
+  W=$(xdotool search --name 'GIMP$' 2>/dev/null | tail -1)
+  eval "$(xdotool getwindowgeometry --shell "$W")"
+  import -window root "$OUT/before_cancel.png"
+  sleep 2.8
+  import -window root "$OUT/during_drag.png"
+  BAND=$((Y + HEIGHT - 50))
+  read -r BW BH BX BY <<<"$(convert "$OUT/before_cancel.png" "$OUT/during_drag.png" -compose difference \
+    -composite -crop "${WIDTH}x50+${X}+${BAND}" +repage -threshold 3% -trim -format '%w %h %X %Y' info:)"
+  echo "status bar change: ${BW}x${BH} at ${BX},${BY} (window ${WIDTH}x${HEIGHT}+${X}+${Y})"
+  if ((BW > 40)); then
+    xdotool mousemove --sync $((X + BX + BW - 20)) $((BAND + BY + BH / 2)) click 1
+    echo "clicked Cancel"
+  fi
+  sleep 2
+  import -window root "$OUT/after_cancel.png"
+fi
+for _ in $(seq 1 60); do kill -0 $GPID 2>/dev/null || break; sleep 1; done
+kill $GPID 2>/dev/null
+wait $GPID
+echo "gimp rc=$?"
+kill $XPID 2>/dev/null
+[ -n "$WID" ]

@@ -1,0 +1,201 @@
+"""The GIMP plug-in in a real GIMP (3.0 from Debian 13, 3.2 from Debian forky, each in a chroot),
+driven headless by tests/gimp/driver.py against a real daemon serving a tiny random model.
+
+Needs root (chroot, mounts). A chroot that is not there is built only with DRAGGAN_GIMP_E2E_BUILD=1
+(about 2 minutes and 1 GB each, network needed); otherwise that GIMP version is skipped with the
+command that builds it. DRAGGAN_GIMP_E2E=0 skips these tests.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "gimp"))
+from gimp_daemon import MODEL, REPO, SLOW_MODEL, dead_url, running_daemon, write_tiny_model  # noqa: E402
+
+PLUGIN = REPO / "plugin_gimp" / "draggan"
+TOKEN = "gimp-e2e-token-0123456789"
+PACKAGES = ["gimp", "python3-gi", "gir1.2-gimp-3.0"]
+SUITES = {
+    "3.0": ("trixie", os.environ.get("DRAGGAN_TRIXIE_ROOT", "/var/tmp/draggan-trixie")),
+    "3.2": ("forky", os.environ.get("DRAGGAN_FORKY_ROOT", "/var/tmp/draggan-forky")),
+}
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(os.environ.get("DRAGGAN_GIMP_E2E") == "0", reason="DRAGGAN_GIMP_E2E=0"),
+    pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0 or not shutil.which("chroot"),
+                       reason="the GIMP end-to-end test needs root and chroot (it runs GIMP in a Debian chroot)"),
+]
+
+
+def ensure_chroot(version: str) -> str:
+    suite, root = SUITES[version]
+    built = Path(root, ".packages").exists()
+    if not built and os.environ.get("DRAGGAN_GIMP_E2E_BUILD") != "1":
+        pytest.skip(f"no GIMP {version} chroot at {root}; build it with `scripts/debian_chroot.sh ensure {suite} "
+                    f"{root} {' '.join(PACKAGES)}` or run with DRAGGAN_GIMP_E2E_BUILD=1")
+    p = subprocess.run(["bash", str(REPO / "scripts/debian_chroot.sh"), "ensure", suite, root, *PACKAGES],
+                       capture_output=True, text=True, timeout=1800)
+    if p.returncode != 0:
+        pytest.skip(f"could not build/extend the GIMP {version} chroot at {root}: {p.stderr.strip()[-500:]}")
+    return root
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    models = tmp_path_factory.mktemp("models")
+    write_tiny_model(models, slow=True)
+    log = tmp_path_factory.mktemp("daemon") / "daemon.log"
+    with running_daemon(models, token=TOKEN, log_path=log) as url:
+        yield url
+
+
+def install_plugin(work: Path) -> None:
+    """The plug-in as an artist installs it: the folder (with its copy of the client), executable."""
+    dest = work / "profile" / "plug-ins" / "draggan"
+    shutil.copytree(PLUGIN, dest, ignore=shutil.ignore_patterns("__pycache__"))
+    (dest / "draggan.py").chmod(0o755)
+
+
+@pytest.mark.parametrize("version", ["3.0", "3.2"])
+def test_gimp_plugin_end_to_end(version, daemon, tmp_path):
+    root = ensure_chroot(version)
+    sys.path.insert(0, str(PLUGIN))
+    from draggan_client import DaemonClient
+
+    client = DaemonClient(daemon, token=TOKEN)
+    sessions_before = client.health()["sessions"]
+    work = tmp_path / "work"
+    work.mkdir()
+    install_plugin(work)
+    shutil.copy(REPO / "tests/gimp/driver.py", work / "driver.py")
+    started = time.monotonic()
+    p = subprocess.run(["bash", str(REPO / "tests/gimp/gimp_chroot_run.sh"), root, str(work),
+                        f"DRAGGAN_URL={daemon}", f"DRAGGAN_TOKEN={TOKEN}", f"DEAD_URL={dead_url()}",
+                        f"DRAGGAN_MODEL={MODEL}"], capture_output=True, text=True, timeout=420)
+    elapsed = time.monotonic() - started
+    log = (work / "gimp.log").read_text(errors="replace") if (work / "gimp.log").exists() else ""
+    print(f"GIMP {version}: gimp-console run took {elapsed:.1f} s")
+    assert p.returncode == 0, f"rc={p.returncode}\n{p.stderr}\n{log[-4000:]}"
+    rep = json.loads((work / "report.json").read_text())
+    assert rep["gimp"].startswith(version + "."), rep["gimp"]
+    calls = rep["calls"]
+
+    # New image: errors are messages that say what to do, and create nothing
+    assert calls["new_dead"]["status"] == "execution_error"
+    assert "cannot reach the DragGAN daemon" in calls["new_dead"]["message"]
+    assert "draggan serve" in calls["new_dead"]["message"]
+    assert calls["new_bad_token"]["status"] == "execution_error"
+    assert "refused the token" in calls["new_bad_token"]["message"]
+    assert rep["images_after_errors"] == 0
+    assert calls["new"]["status"] == "success"
+    new = rep["new"]
+    assert new["size"] == [64, 64] and len(new["layers"]) == 1
+    session = new["image_parasite"]["session_id"]
+    assert new["layer_parasite"]["session_id"] == session
+    assert (new["image_parasite"]["seed"], new["image_parasite"]["model"]) == (5, MODEL)
+
+    # Drag errors: messages, and the image is untouched
+    assert calls["drag_no_path"]["status"] == "calling_error"
+    assert "no drags" in calls["drag_no_path"]["message"] and "Paths tool" in calls["drag_no_path"]["message"]
+    assert calls["drag_one_anchor"]["status"] == "calling_error"
+    assert "only one anchor" in calls["drag_one_anchor"]["message"]
+    assert calls["drag_dead"]["status"] == "execution_error"
+    assert "cannot reach the DragGAN daemon" in calls["drag_dead"]["message"]
+    assert rep["layers_after_errors"] == new["layers"]
+
+    # The drag: a new layer above the source, edited inside the selection, source untouched
+    assert calls["drag"]["status"] == "success"
+    drag = rep["drag"]
+    assert drag["returned_is_top"]
+    assert len(drag["layers"]) == 2 and drag["layers"][1] == new["layers"][0]
+    assert drag["layers"][0].startswith("DragGAN drag (15 steps")
+    assert drag["source_unchanged"]
+    assert drag["selection_soft_values"] > 0
+    assert drag["mask"] == {"centre": 255, "corner": 0, "equals_selection": True}  # soft edges kept
+    assert drag["diff_inside"] > 5 and drag["flat_diff_inside"] > 5, drag
+    assert drag["flat_diff_outside"] == 0, drag  # the visible picture keeps the source outside the selection
+    assert drag["parasite"]["session_id"] == session  # the generated session was used: no inversion
+    assert drag["parasite"]["origin"] == "drag" and drag["image_parasite"] == drag["parasite"]
+
+    # A second drag on the result from the "points" argument continues the same session
+    assert calls["drag_points"]["status"] == "success"
+    assert len(rep["drag_points"]["layers"]) == 3 and not rep["drag_points"]["mask"]
+    assert rep["drag_points"]["parasite"]["session_id"] == session
+
+    # The source again, on a grown canvas (layer offsets 8, 4): a fresh session, result at the offsets
+    assert calls["drag_offset"]["status"] == "success"
+    off = rep["drag_offset"]
+    assert off["above_offsets"] == [8, 4] == off["source_offsets"] and off["source_unchanged"]
+    assert off["mask"] == {"at_0_0": 255, "at_40_40": 0}
+    assert off["parasite"]["session_id"] != session
+
+    # Parasites survive saving as XCF
+    assert rep["xcf"]["image_parasite"]["session_id"] == off["parasite"]["session_id"]
+    assert all(p and p["session_id"] for p in rep["xcf"]["layer_parasites"])
+
+    # One undo group per insertion, closed by the plug-in itself; no plug-in crashed
+    assert "inconsistent state" not in log and "Traceback" not in log, log[-4000:]
+    health = client.health()  # the generated session and the fresh one of the last drag
+    assert health["sessions"] - sessions_before == 2 and health["queue_length"] == 0 and health["running_job"] is None
+
+
+GUI_PACKAGES = ["xvfb", "xauth", "xdotool", "imagemagick", "fonts-dejavu-core"]
+
+
+@pytest.mark.parametrize("version", ["3.0", "3.2"])
+def test_gimp_dialog_undo_and_cancel(version, daemon, tmp_path):
+    """The real GUI under Xvfb: DragGAN Drag's dialog opens (INTERACTIVE, values from the plug-in's
+    defaults: $DRAGGAN_URL and $DRAGGAN_TOKEN), OK runs the drag, and one Ctrl+Z in the image window
+    takes away the whole insertion (the layer and the session parasite). Then GIMP's Cancel button,
+    clicked during a long drag, stops the job on the daemon."""
+    root = ensure_chroot(version)
+    sys.path.insert(0, str(PLUGIN))
+    from draggan_client import DaemonClient
+
+    suite, _ = SUITES[version]
+    p = subprocess.run(["bash", str(REPO / "scripts/debian_chroot.sh"), "ensure", suite, root, *PACKAGES,
+                        *GUI_PACKAGES], capture_output=True, text=True, timeout=900)
+    if p.returncode != 0:
+        pytest.skip(f"could not add Xvfb/xdotool to the GIMP {version} chroot: {p.stderr.strip()[-500:]}")
+    work = tmp_path / "work"
+    work.mkdir()
+    install_plugin(work)
+    for name in ("gui_driver.py", "gui_inside.sh"):
+        shutil.copy(REPO / "tests/gimp" / name, work / name)
+    started = time.monotonic()
+    p = subprocess.run(["bash", str(REPO / "tests/gimp/gimp_chroot_run.sh"), "--gui", root, str(work),
+                        f"DRAGGAN_URL={daemon}", f"DRAGGAN_TOKEN={TOKEN}", f"DRAGGAN_MODEL={MODEL}",
+                        f"DRAGGAN_SLOW_MODEL={SLOW_MODEL}"], capture_output=True, text=True, timeout=420)
+    print(f"GIMP {version}: GUI run took {time.monotonic() - started:.1f} s")
+    logs = "".join((work / n).read_text(errors="replace")[-3000:] for n in ("gui.log", "gimp.log")
+                   if (work / n).exists())
+    assert p.returncode == 0, f"rc={p.returncode}\n{p.stderr}\n{logs}"
+    rep = json.loads((work / "gui_report.json").read_text())
+    assert rep["gimp"].startswith(version + ".")
+    assert rep["success"], rep
+    assert len(rep["layers_after_drag"]) == 2 and rep["layers_after_drag"][0].startswith("DragGAN drag")
+    assert rep["parasite_changed"] and rep["undo_pressed"]
+    assert rep["layers_after_undo"] == rep["layers_after_drag"][1:], rep  # one undo: the layer is gone ...
+    assert rep["parasite_restored"], rep  # ... and so is the session update, in the same step
+    # GIMP's Cancel button killed the plug-in mid-drag: nothing added, and its watchdog cancelled the
+    # job on the daemon (a finished job would have moved the session's handles)
+    assert rep["cancelled"], rep
+    assert len(rep["layers_after_cancel"]) == 1, rep
+    client = DaemonClient(daemon, token=TOKEN)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and client.health()["running_job"] is not None:
+        time.sleep(0.2)
+    assert client.health()["running_job"] is None
+    assert client.session(rep["big_session"])["handles"] == [], "the daemon finished the cancelled drag"
+    gimp_log = (work / "gimp.log").read_text(errors="replace")
+    assert "dialog without the Advanced section" not in gimp_log
+    assert "duplicate mnemonic" not in gimp_log and "Traceback" not in gimp_log, gimp_log[-3000:]

@@ -1,0 +1,374 @@
+"""The GIMP plug-in's logic, outside GIMP: points from paths, selection masks at layer offsets, PNG
+files, requests the daemon accepts, answers, session reuse, and the plug-in folder's rules."""
+from __future__ import annotations
+
+import ast
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+PLUGIN = REPO / "plugin_gimp" / "draggan"
+sys.path.insert(0, str(PLUGIN))
+import draggan_logic as logic  # noqa: E402
+import draggan_watchdog  # noqa: E402
+from draggan_client import DaemonClient, DaemonError  # noqa: E402
+
+
+def cps(*anchors):
+    """GIMP's control points for a stroke through the anchors (handles on the anchors)."""
+    out = []
+    for x, y in anchors:
+        out += [x - 1, y - 1, x, y, x + 1, y + 1]  # in-handle, anchor, out-handle
+    return out
+
+
+# ----------------------------------------------------------------------------- points
+
+def test_anchors_are_the_middle_pair_of_each_six():
+    assert logic.anchors([0, 0, 10, 20, 5, 5, 1, 1, 30.5, 40, 2, 2]) == [(10, 20), (30.5, 40)]
+    with pytest.raises(logic.PluginError, match="6 per anchor"):
+        logic.anchors([1, 2, 3, 4, 5])
+
+
+def test_each_stroke_is_one_drag_first_anchor_to_last():
+    drags = logic.drags_from_strokes([cps((12, 12), (15, 13), (20, 14)), cps((30.5, 20), (40, 30))], "drags")
+    assert drags == [((12, 12), (20, 14)), ((30.5, 20), (40, 30))]
+
+
+def test_a_one_anchor_stroke_is_refused_with_what_to_do():
+    with pytest.raises(logic.PluginError) as e:
+        logic.drags_from_strokes([cps((1, 2), (3, 4)), cps((5, 6))], "drags")
+    assert e.value.calling
+    assert "stroke 2 of path 'drags' has only one anchor" in e.value.message
+    assert "Click a second point" in e.value.message
+
+
+def test_a_path_without_strokes_is_refused():
+    with pytest.raises(logic.PluginError, match="has no strokes.*Paths tool"):
+        logic.drags_from_strokes([], "drags")
+
+
+def test_points_json_in_both_shapes():
+    assert logic.drags_from_json("[[1, 2, 3, 4.5]]") == [((1, 2), (3, 4.5))]
+    assert logic.drags_from_json("[[[1, 2], [3, 4]], [5, 6, 7, 8]]") == [((1, 2), (3, 4)), ((5, 6), (7, 8))]
+    for bad, words in [("[[1, 2, 3]", "not valid JSON"), ("[]", "non-empty"), ("{}", "non-empty"),
+                       ('[[1, 2, 3, "x"]]', "item 1"), ("[[1, 2, 3, NaN]]", "item 1"), ("[[true, 2, 3, 4]]", "item 1")]:
+        with pytest.raises(logic.PluginError, match=words):
+            logic.drags_from_json(bad)
+
+
+def test_points_move_to_layer_pixels_and_must_lie_on_the_layer():
+    drags = [((18.0, 14.0), (27.0, 20.0))]
+    assert logic.to_layer(drags, 8, 4, 64, 64) == [((10.0, 10.0), (19.0, 16.0))]
+    assert logic.to_layer([((8.0, 4.0), (71.4, 67.3))], 8, 4, 64, 64) == [((0.0, 0.0), (63.0, 63.0))]
+    with pytest.raises(logic.PluginError, match="target of drag 1 .80, 10. is outside the layer"):
+        logic.to_layer([((10.0, 10.0), (80.0, 10.0))], 8, 4, 64, 64)
+    with pytest.raises(logic.PluginError, match="handle of drag 2"):
+        logic.to_layer([((10.0, 10.0), (11.0, 10.0)), ((2.0, 10.0), (11.0, 10.0))], 8, 4, 64, 64)
+
+
+# ----------------------------------------------------------------------------- masks
+
+def test_selection_is_cut_at_the_layer_offsets_keeping_soft_values():
+    sel = np.zeros((40, 50), np.uint8)
+    sel[10:20, 10:30] = 255
+    sel[10:20, 9] = 128  # a soft edge
+    plane = sel.tobytes()
+    out = np.frombuffer(logic.crop_plane(plane, 50, 40, 5, 8, 30, 20), np.uint8).reshape(20, 30)
+    assert (out == sel[8:28, 5:35]).all()
+    assert 128 in out
+    # a layer sticking out on every side: outside the image counts as unselected
+    out = np.frombuffer(logic.crop_plane(plane, 50, 40, -3, -2, 60, 45), np.uint8).reshape(45, 60)
+    expected = np.zeros((45, 60), np.uint8)
+    expected[2:42, 3:53] = sel
+    assert (out == expected).all()
+    assert logic.crop_plane(plane, 50, 40, 60, 0, 4, 3) == bytes(12)
+    assert logic.crop_plane(plane, 50, 40, 0, 50, 4, 3) == bytes(12)
+    with pytest.raises(ValueError):
+        logic.crop_plane(plane[:-1], 50, 40, 0, 0, 4, 4)
+
+
+def test_the_mask_sent_for_a_selection():
+    assert logic.editable_mask(None, 4, 2) is None  # no selection: the whole layer
+    assert logic.editable_mask(b"\xff" * 8, 4, 2) is None  # everything selected: the same
+    soft = bytes([0, 0, 128, 255, 255, 40, 0, 0])
+    assert logic.editable_mask(soft, 4, 2) == soft
+    with pytest.raises(logic.PluginError, match="does not touch this layer"):
+        logic.editable_mask(bytes(8), 4, 2)
+
+
+# ----------------------------------------------------------------------------- PNG
+
+@pytest.mark.parametrize("channels,mode", [(1, "L"), (2, "LA"), (3, "RGB"), (4, "RGBA")])
+def test_png_encoding_is_read_by_pillow(channels, mode):
+    rng = np.random.default_rng(channels)
+    pixels = rng.integers(0, 256, (7, 5, channels), dtype=np.uint8)
+    png = logic.encode_png(5, 7, channels, pixels.tobytes())
+    img = Image.open(io.BytesIO(png))
+    assert img.mode == mode and img.size == (5, 7)
+    assert (np.asarray(img).reshape(7, 5, channels) == pixels).all()
+    assert logic.png_size(png) == (5, 7)
+    assert logic.decode_png(png) == (5, 7, channels, pixels.tobytes())
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "P", "I;16"])
+def test_png_decoding_of_pillow_files(mode):
+    """Pillow picks filters per row (Sub, Up, Average, Paeth), as the daemon's answers do."""
+    y, x = np.mgrid[0:23, 0:31]
+    rgb = np.stack([x * 8, y * 11, (x * y) % 256], -1).astype(np.uint8)
+    rgb[5:9, 3:20] = np.random.default_rng(0).integers(0, 256, (4, 17, 3))
+    img = Image.fromarray(rgb).convert("RGBA" if mode == "RGBA" else "RGB")
+    if mode in ("L", "P"):
+        img = img.convert(mode)
+    if mode == "I;16":
+        img = Image.fromarray((x * 2000 + y).astype(np.uint16))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    w, h, channels, data = logic.decode_png(buf.getvalue())
+    assert (w, h) == (31, 23)
+    if mode == "P":
+        expected = np.asarray(img.convert("RGB"))
+    elif mode == "I;16":
+        expected = (np.asarray(img).astype(np.uint16) >> 8).astype(np.uint8)
+    else:
+        expected = np.asarray(img)
+    assert np.frombuffer(data, np.uint8).tolist() == expected.reshape(-1).tolist()
+    assert channels == (expected.shape[2] if expected.ndim == 3 else 1)
+
+
+def test_png_errors():
+    with pytest.raises(logic.PluginError, match="not a PNG"):
+        logic.png_size(b"GIF89a....")
+    with pytest.raises(ValueError):
+        logic.decode_png(b"nope")
+    with pytest.raises(ValueError):
+        logic.encode_png(2, 2, 3, b"\x00" * 11)
+
+
+def test_rgb_from_rgba():
+    assert logic.rgb_from_rgba(bytes([1, 2, 3, 4, 5, 6, 7, 8])) == bytes([1, 2, 3, 5, 6, 7])
+
+
+# ----------------------------------------------------------------------------- requests and answers
+
+def test_drag_request_is_what_the_daemon_accepts():
+    from backend.config import Limits
+    from backend.geometry import Mapping
+    from backend.validation import parse_drag
+
+    mask = bytes([0, 100, 255, 255] * 6)
+    request = logic.drag_request([((1.0, 2.0), (3.0, 4.0)), ((0.0, 5.0), (2.5, 1.0))],
+                                 logic.encode_png(4, 6, 1, mask),
+                                 logic.drag_options(40, 12.5, learning_rate=0.01, r1=3.0, r2=0, w_layers=4))
+    sent = {}
+
+    class Recorder(DaemonClient):
+        def _call(self, method, path, body=None, timeout=None, raw=False):
+            sent.update(method=method, path=path, body=body)
+            return {"job_id": "j"}
+
+    Recorder("http://127.0.0.1:1").drag("sid", **request)
+    assert (sent["method"], sent["path"]) == ("POST", "/sessions/sid/drag")
+    body = json.loads(json.dumps(sent["body"]))
+    parsed = parse_drag(body, Limits(), Mapping(4, 6, 64, 64))
+    assert parsed.handles == [(1.0, 2.0), (0.0, 5.0)] and parsed.targets == [(3.0, 4.0), (2.5, 1.0)]
+    assert (parsed.steps, parsed.mask_lambda, parsed.learning_rate, parsed.r1, parsed.r2, parsed.w_layers) == \
+        (40, 12.5, 0.01, 3.0, None, 4)
+    assert np.asarray(parsed.mask).tobytes() == mask  # soft values arrive as sent
+    assert parsed.preview_every == 0
+    no_mask = logic.drag_request([((1.0, 2.0), (3.0, 4.0))], None, logic.drag_options(5, 20.0))
+    Recorder("http://127.0.0.1:1").drag("sid", **no_mask)
+    assert "mask" not in sent["body"] and "learning_rate" not in sent["body"]
+
+
+def test_progress_text_and_fraction():
+    assert logic.progress({"state": "queued", "queue_position": 2}) == \
+        (0.0, "DragGAN: waiting for the daemon (place 2 in the queue)")
+    fraction, text = logic.progress({"state": "running", "step": 30, "max_steps": 120, "distance": 7.25,
+                                     "eta_seconds": 12.2})
+    assert fraction == 0.25 and text == "DragGAN: step 30/120, 7.2 px to go, about 13 s left"
+    assert logic.progress({"state": "running", "step": 0, "max_steps": 0}) == (0.0, "DragGAN: step 0/0")
+
+
+def test_job_answers():
+    done = {"state": "done", "step": 12, "reason": "reached"}
+    assert logic.finished_job(done) is done
+    assert logic.layer_name(done) == "DragGAN drag (12 steps, targets reached)"
+    with pytest.raises(logic.PluginError, match="failed on the daemon: out of memory"):
+        logic.finished_job({"state": "failed", "error": {"code": "x", "message": "out of memory"}})
+    with pytest.raises(logic.PluginError, match="cancelled.*unchanged"):
+        logic.finished_job({"state": "cancelled"})
+
+
+def test_messages_say_what_to_do():
+    assert "Start it with `draggan serve`" in logic.friendly("cannot reach the DragGAN daemon at x", "unreachable")
+    assert "Token field" in logic.friendly("the daemon refused the token", "unauthorized")
+    assert "New image from model" in logic.friendly("no", "inversion_unavailable")
+    assert logic.friendly("model 'x' is not installed", "unknown_model") == "Model 'x' is not installed"
+
+
+def test_clean_url():
+    assert logic.clean_url("") == logic.DEFAULT_URL
+    assert logic.clean_url(" 127.0.0.1:9000/ ") == "http://127.0.0.1:9000"
+    assert logic.clean_url("http://h:1/api/v1/") == "http://h:1"
+
+
+# ----------------------------------------------------------------------------- sessions
+
+class FakeClient:
+    def __init__(self, sessions, refuse=()):
+        self.sessions, self.refuse, self.calls = sessions, refuse, []
+
+    def session(self, sid):
+        self.calls.append(("session", sid))
+        if sid not in self.sessions:
+            raise DaemonError("gone", 404, "unknown_session")
+        return self.sessions[sid]
+
+    def create_session(self, png, from_session=None):
+        self.calls.append(("create_session", from_session))
+        if from_session is None or from_session in self.refuse:
+            raise DaemonError("needs inversion", 501, "inversion_unavailable")
+        return {"session_id": "copy-of-" + from_session}
+
+    def generate(self, seed, model=None, psi=None):
+        self.calls.append(("generate", seed, model, psi))
+        return {"session_id": "new", "width": 64, "height": 64}
+
+
+def info_for(handles, origin="generated"):
+    return logic.session_info({"session_id": "s1", "model": "tiny", "width": 64, "height": 64,
+                               "handles": handles, "targets": handles}, "http://x", seed=5, psi=0.7, origin=origin)
+
+
+def test_a_layer_showing_its_session_reuses_it():
+    client = FakeClient({"s1": {"width": 64, "height": 64, "handles": [[1.0, 2.0]], "targets": [[1.0, 2.0]]}})
+    assert logic.resolve_session(client, info_for([[1.0, 2.0]]), 64, 64, lambda: b"png") == "s1"
+    assert client.calls == [("session", "s1")]
+
+
+def test_an_older_or_scaled_picture_gets_a_session_from_the_daemon():
+    state = {"width": 64, "height": 64, "handles": [[9.0, 9.0]], "targets": [[9.0, 9.0]]}
+    client = FakeClient({"s1": state})
+    assert logic.resolve_session(client, info_for([]), 64, 64, lambda: b"png") == "copy-of-s1"
+    client = FakeClient({"s1": state})  # a scaled layer
+    assert logic.resolve_session(client, info_for([[9.0, 9.0]]), 128, 128, lambda: b"png") == "copy-of-s1"
+
+
+def test_a_generated_picture_is_regenerated_from_its_seed():
+    state = {"width": 64, "height": 64, "handles": [[9.0, 9.0]], "targets": [[9.0, 9.0]]}
+    client = FakeClient({"s1": state}, refuse=("s1",))  # the session moved on
+    assert logic.resolve_session(client, info_for([]), 64, 64, lambda: b"png") == "new"
+    assert client.calls[-1] == ("generate", 5, "tiny", 0.7)
+    client = FakeClient({})  # the daemon restarted
+    assert logic.resolve_session(client, info_for([]), 64, 64, lambda: b"png") == "new"
+    client = FakeClient({})  # ... and the layer was scaled
+    assert logic.resolve_session(client, info_for([]), 32, 32, lambda: b"png") == "copy-of-new"
+
+
+def test_other_pictures_need_inversion():
+    with pytest.raises(DaemonError) as e:
+        logic.resolve_session(FakeClient({}), None, 64, 64, lambda: b"png")
+    assert e.value.code == "inversion_unavailable"
+    with pytest.raises(DaemonError):  # a dragged layer whose session is gone cannot be regenerated
+        logic.resolve_session(FakeClient({}), info_for([[1.0, 1.0]], origin="drag"), 64, 64, lambda: b"png")
+
+
+def test_session_info_round_trip():
+    info = info_for([[1.5, 2.0]])
+    assert logic.decode_info(logic.encode_info(info)) == info
+    assert logic.decode_info(b"not json") is None and logic.decode_info(None) is None
+    assert logic.decode_info(b'{"x": 1}') is None
+
+
+# ----------------------------------------------------------------------------- watchdog
+
+def test_watchdog_cancels_named_jobs_unless_told_done():
+    cancelled = []
+    assert not draggan_watchdog.watch(["job a\n", "job b\n"], cancelled.append)
+    assert cancelled == ["a", "b"]
+    cancelled.clear()
+    assert draggan_watchdog.watch(["job a\n", "done\n"], cancelled.append)
+    assert cancelled == []
+
+    def refuse(job_id):
+        raise DaemonError("already finished", 409, "job_finished")
+
+    assert not draggan_watchdog.watch(["job a\n"], refuse)
+
+
+# ----------------------------------------------------------------------------- the plug-in folder
+
+def test_the_client_copy_is_identical_to_the_shared_client():
+    assert (PLUGIN / "draggan_client.py").read_bytes() == (REPO / "backend" / "client.py").read_bytes(), \
+        "run scripts/package_gimp.py --sync"
+
+
+def test_the_plugin_file_is_an_executable_python3_script():
+    main = PLUGIN / "draggan.py"
+    assert main.read_text().startswith("#!/usr/bin/env python3\n")
+    assert os.access(main, os.X_OK), "GIMP ignores a plug-in file that is not executable"
+
+
+ALLOWED = {"os", "sys", "subprocess", "tempfile", "threading", "json", "math", "struct", "zlib", "typing",
+           "gi", "gi.repository", "draggan_logic", "draggan_client", "draggan_watchdog", "base64", "http.client", "socket", "time",
+           "urllib.error", "urllib.parse", "urllib.request"}
+
+
+@pytest.mark.parametrize("name", ["draggan.py", "draggan_logic.py", "draggan_watchdog.py", "draggan_client.py"])
+def test_the_plugin_imports_only_the_standard_library_and_gi(name):
+    tree = ast.parse((PLUGIN / name).read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            imported.add(node.module)
+    assert imported <= ALLOWED, imported - ALLOWED
+
+
+@pytest.mark.skipif(not Path("/usr/bin/python3").exists(), reason="no system python3")
+def test_the_plugin_modules_load_in_the_system_python():
+    """GIMP runs the plug-in with the system python3, never the project's venv."""
+    p = subprocess.run(["/usr/bin/python3", "-I", "-c", "import sys; sys.path.insert(0, '.'); "
+                        "import draggan_logic, draggan_client, draggan_watchdog; print('ok')"],
+                       cwd=PLUGIN, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+    assert p.stdout.strip() == "ok", p.stderr
+
+
+def test_package_and_install(tmp_path):
+    p = subprocess.run([sys.executable, str(REPO / "scripts/package_gimp.py"), "--out", str(tmp_path)],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    import zipfile
+    with zipfile.ZipFile(next(tmp_path.glob("draggan-gimp-*.zip"))) as z:
+        names = set(z.namelist())
+        assert {"draggan/draggan.py", "draggan/draggan_client.py", "draggan/draggan_logic.py"} <= names
+        assert (z.getinfo("draggan/draggan.py").external_attr >> 16) & 0o111
+    if shutil.which("bash"):
+        home = tmp_path / "home"
+        p = subprocess.run(["bash", str(REPO / "scripts/install_gimp_plugin.sh")], capture_output=True, text=True,
+                           env={"PATH": "/usr/bin:/bin", "HOME": str(home)})
+        assert p.returncode == 0, p.stderr
+        for version in ("3.0", "3.2"):
+            dest = home / ".config" / "GIMP" / version / "plug-ins" / "draggan"
+            assert os.access(dest / "draggan.py", os.X_OK)
+            assert (dest / "draggan_client.py").read_bytes() == (REPO / "backend/client.py").read_bytes()
+
+
+def test_the_images_session_is_only_used_after_the_daemon_compared_the_pixels():
+    state = {"width": 64, "height": 64, "handles": [], "targets": []}
+    client = FakeClient({"s1": state})
+    assert logic.resolve_session(client, info_for([]), 64, 64, lambda: b"png", trusted=False) == "copy-of-s1"
+    with pytest.raises(DaemonError):  # other pixels: no silent regeneration from the seed
+        logic.resolve_session(FakeClient({"s1": state}, refuse=("s1",)), info_for([]), 64, 64, lambda: b"png",
+                              trusted=False)
