@@ -98,10 +98,11 @@ def run_drag(session: Session, req: DragRequest, job: Job, between_steps: Callab
         drag.set_mask(None if req.mask is None else mapping.mask_to_model(req.mask))
         for step in drag.run(max_steps=req.steps, preview_every=req.preview_every, should_stop=job.should_stop):
             handles = mapping.to_client(step.handles)
-            job.progress(step.step, handles, step.loss, largest_distance(handles, req.targets))
+            # The preview goes first: a client that sees step k may fetch step k's preview at once.
             if step.preview is not None and not step.done:
                 job.preview_png = encode_png(mapping.image_to_client(to_pil(step.preview)), fast=True)
                 job.preview_step = step.step
+            job.progress(step.step, handles, step.loss, largest_distance(handles, req.targets))
             between_steps()
     except BaseException:
         session.drag = before
