@@ -63,16 +63,19 @@ def generate():
 
 @api.post("/sessions")
 def create_session():
+    """A session on a layer: a copy of a generated session (from_session), or a real image, which is
+    inverted by an 'invert' job first (or reuses the session of the same layer and settings)."""
     d = current()
     req = parse_session(json_body(), d.config.limits)
-    if req.from_session is None:
-        raise ApiError(501, "inversion_unavailable",
-                       "this daemon cannot edit images it did not generate yet (GAN inversion is not available); "
-                       "start with /generate, or pass from_session with the id of the session whose picture this is")
-    source = d.sessions.get(req.from_session)
-    session = d.worker.call(functools.partial(editing.session_like, d.sessions, source, req.image),
-                            d.config.limits.call_timeout_s)
-    return session.describe(), 201
+    if req.from_session is not None:
+        source = d.sessions.get(req.from_session)
+        session = d.worker.call(functools.partial(editing.session_like, d.sessions, source, req.image.convert("RGB")),
+                                d.config.limits.call_timeout_s)
+        return {**session.describe(), "reused": False, "job_id": None}, 201
+    session, job, reused = d.worker.call(
+        functools.partial(editing.start_inversion, d.catalogue, d.sessions, d.jobs, d.worker, d.device, req),
+        d.config.limits.call_timeout_s)
+    return {**session.describe(), "reused": reused, "job_id": job.id if job is not None else None}, 201
 
 
 @api.get("/sessions/<sid>")
@@ -92,7 +95,12 @@ def delete_session(sid: str):
 @api.post("/sessions/<sid>/drag")
 def start_drag(sid: str):
     d = current()
-    req = parse_drag(json_body(), d.config.limits, d.sessions.get(sid).mapping)
+    target = d.sessions.get(sid)
+    req = parse_drag(json_body(), d.config.limits, target.mapping)
+    if not target.ready:
+        raise ApiError(409, "session_inverting",
+                       f"session {sid} is still being inverted (job {target.invert_job}); wait until that job is "
+                       f"done, or stop it to keep the best inversion so far, then drag")
     job_id = new_id()
     session = d.sessions.claim(sid, job_id)
     job = Job("drag", sid, req.steps, work=functools.partial(editing.run_drag, session, req),

@@ -20,6 +20,7 @@ class Limits:
     max_side: int = 8192  # pixels per side of any image or mask sent
     max_points: int = 64  # handle/target pairs per drag
     max_steps: int = 2000  # optimisation steps per drag job
+    max_invert_steps: int = 2000  # optimisation steps per inversion stage (w, w+, pti)
     max_sessions: int = 16  # least recently used sessions beyond this are dropped
     max_session_bytes: int = 2 * 1024 ** 3  # estimated tensor memory of all sessions together
     max_finished_jobs: int = 32  # finished job records (with their result PNGs) kept for polling

@@ -1,28 +1,33 @@
-"""What the worker thread does with the generator: make sessions and run drag jobs.
+"""What the worker thread does with the generator: make sessions, invert real images and run drag jobs.
 
 These functions run only on the worker (see jobs.py), so they may use the GPU freely. They speak
 in the client's pixels at their edges and in the model's pixels inside, through the session's
-Mapping.
+Mapping (a generated picture at any size) or LayerMapping (a region of a real layer, fitted into
+the model's image by draggan_core.region and composited back into the full layer).
 """
 from __future__ import annotations
 
 import copy
+import hashlib
 import io
 import math
 from typing import Callable
 
 import numpy as np
+import torch
 from PIL import Image
 
 from draggan_core.drag import DragConfig, DragSession
 from draggan_core.images import to_pil
+from draggan_core.invert import InversionConfig, Inverter, session_key
+from draggan_core.region import RegionMapping, composite, select_region
 
-from .errors import ApiError
-from .geometry import Mapping, Point
+from .errors import ApiError, bad_request
+from .geometry import LayerMapping, Mapping, Point
 from .jobs import CANCELLED, DONE, Job
-from .models import ModelCatalogue
-from .sessions import Session, SessionStore
-from .validation import DragRequest, GenerateRequest
+from .models import LoadedModel, ModelCatalogue
+from .sessions import Session, SessionStore, new_id
+from .validation import DragRequest, GenerateRequest, SessionRequest
 
 SAME_PICTURE_TOLERANCE = 8.0  # mean absolute difference in 8-bit levels, after resizing to the model's size
 
@@ -51,16 +56,19 @@ def generate(catalogue: ModelCatalogue, store: SessionStore, req: GenerateReques
 
 def session_like(store: SessionStore, source: Session, image: Image.Image) -> Session:
     """A new session for `image`, which must show source's current picture at any size (e.g. a
-    scaled layer). Anything else would need GAN inversion, which the daemon does not have yet."""
+    scaled layer). Other pictures are edited through inversion (start_inversion)."""
+    if isinstance(source.mapping, LayerMapping):
+        raise bad_request(f"session {source.id} edits a real layer; from_session works with sessions from "
+                          f"/generate (send the layer again without from_session instead)", "bad_combination")
     height, width = source.model.size
     mapping = Mapping(image.width, image.height, width, height)
     current = np.asarray(to_pil(source.drag.image()), dtype=np.float32)
     sent = np.asarray(mapping.image_to_model(image), dtype=np.float32)
     difference = float(np.abs(current - sent).mean())
     if difference > SAME_PICTURE_TOLERANCE:
-        raise ApiError(501, "inversion_unavailable",
+        raise ApiError(409, "different_picture",
                        f"the image differs from session {source.id}'s picture (mean difference {difference:.1f} "
-                       f"levels); editing other images needs GAN inversion, which this daemon does not have yet")
+                       f"levels); send it without from_session to edit it through GAN inversion")
     drag = copy_drag(source.drag)
     session = Session(source.model, drag, mapping, handles=mapping.to_client(drag.handle_list()),
                       targets=mapping.to_client(drag.target_list()))
@@ -100,18 +108,172 @@ def run_drag(session: Session, req: DragRequest, job: Job, between_steps: Callab
             handles = mapping.to_client(step.handles)
             # The preview goes first: a client that sees step k may fetch step k's preview at once.
             if step.preview is not None and not step.done:
-                job.preview_png = encode_png(mapping.image_to_client(to_pil(step.preview)), fast=True)
+                job.preview_png = picture_png(session, req, step.preview, fast=True)[0]
                 job.preview_step = step.step
             job.progress(step.step, handles, step.loss, largest_distance(handles, req.targets))
             between_steps()
+        result_png, changed = picture_png(session, req, step.preview)
     except BaseException:
         session.drag = before
         raise
     if job.close():
         session.drag = before
         return CANCELLED
-    result = mapping.image_to_client(to_pil(step.preview))
-    job.result_png, job.result_size, job.reason = encode_png(result), result.size, step.reason
+    job.result_png, job.result_size, job.reason = result_png, (mapping.width, mapping.height), step.reason
+    job.changed = changed
     job.preview_png, job.preview_step = job.result_png, step.step  # the latest picture is the result
     session.handles, session.targets = job.handles, req.targets
+    return DONE
+
+
+def picture_png(session: Session, req: DragRequest, render: torch.Tensor, fast: bool = False
+                ) -> tuple[bytes, dict | None]:
+    """A drag's picture for the client: the render at the client's size (generated sessions), or the
+    full layer with the edit composited into its region: outside the mask the layer's own bytes,
+    without a mask the pixels the edit changed against the reconstruction, feathered (real layers)."""
+    if isinstance(session.mapping, LayerMapping):
+        return layer_png(session, render, mask=req.mask, reference=session.reference, feather=req.feather, fast=fast)
+    return encode_png(session.mapping.image_to_client(to_pil(render)), fast=fast), None
+
+
+# ----------------------------------------------------------------------------- real images: inversion
+
+CPU_STEP_FACTOR = 0.4  # model-size defaults take too long on a CPU; this inverts the 128 px demo in about a minute
+
+
+def invert_config(model: LoadedModel, device: torch.device, req: SessionRequest) -> tuple[InversionConfig, int]:
+    """The inversion's settings (every step count explicit, so equal settings give equal session
+    keys) and its total step budget. Defaults scale with the model's size (InversionConfig) and
+    are cut to CPU_STEP_FACTOR of that on a CPU; the request may set each stage's steps within
+    the limits."""
+    base = InversionConfig().resolved(model.G)
+    factor = CPU_STEP_FACTOR if device.type == "cpu" else 1.0
+
+    def pick(asked: int | None, default: int, floor: int) -> int:
+        return asked if asked is not None else max(floor, round(default * factor))
+    inv = req.invert
+    w = pick(inv.steps_w, base.w_steps, 20)
+    wplus = pick(inv.steps_wplus, base.wplus_steps, 10)
+    pti = pick(inv.steps_pti, base.pti_steps, 10) if inv.pti else 0
+    stages = ("w",) + (("w+",) if wplus else ()) + (("pti",) if pti else ())
+    config = InversionConfig(stages=stages, w_steps=w, wplus_steps=wplus or None, pti_steps=pti or None)
+    return config, w + wplus + pti
+
+
+def model_identity(model: LoadedModel) -> str:
+    """Names the checkpoint for session keys without hashing its weights: name, path, size, mtime."""
+    path = model.entry.path
+    try:
+        st = path.stat()
+        stamp = f"{st.st_size}:{st.st_mtime_ns}"
+    except OSError:
+        stamp = "?"
+    return f"{model.entry.name}:{path}:{stamp}"
+
+
+def start_inversion(catalogue: ModelCatalogue, store: SessionStore, jobs, worker, device: torch.device,
+                    req: SessionRequest) -> tuple[Session, Job | None, bool]:
+    """A session on a real layer: (session, its invert job or None, reused).
+
+    The region (explicit, or the selection's bounding box grown by the margin, or the whole layer)
+    is fitted into the model's image. A session made from the same layer, region, model and
+    inversion settings is returned as it is (reused); otherwise a new session is opened and an
+    invert job queued for it. Runs on the worker, so two equal requests cannot both start one.
+    """
+    model = catalogue.load(req.model)
+    layer = np.asarray(req.image.convert("RGBA"), dtype=np.uint8)
+    lh, lw = layer.shape[:2]
+    try:
+        if req.region is not None:
+            rect = req.region
+        elif req.selection_bbox is not None:
+            rect = select_region((lh, lw), req.selection_bbox, margin=req.margin, model_size=model.size)
+        else:
+            rect = None
+        region = RegionMapping.create((lh, lw), model.size, rect)
+    except ValueError as e:
+        raise bad_request(f"cannot use that region: {e}", "bad_region") from None
+    config, total = invert_config(model, device, req)
+    inv_key = session_key(region.crop(layer), model_identity(model), config)
+    key = hashlib.sha256(f"{inv_key}:{region.region}".encode() + hashlib.sha256(layer.tobytes()).digest()
+                         + f"{layer.shape}".encode()).hexdigest()
+    found = store.find(key)
+    if found is not None:
+        running = jobs_get(jobs, found.invert_job) if not found.ready else None
+        return found, running, True
+    target, valid = region.crop_and_fit(layer)
+    if float(valid.sum()) < 1:
+        raise bad_request("the region is fully transparent: there is nothing to edit", "bad_region")
+    job_id = new_id()
+    session = Session(model, None, LayerMapping(region), layer=layer, key=key, invert_job=job_id, active_job=job_id)
+    store.add(session)
+
+    def on_end(job: Job) -> None:
+        if job.state == DONE:
+            store.release(session)
+        else:  # cancelled or failed: the session has nothing to drag, and a new request starts afresh
+            store.discard(session)
+
+    job = Job("invert", session.id, total, id=job_id, on_end=on_end,
+              work=lambda job, between: run_invert(session, target, valid, config, req.invert.preview_every,
+                                                   job, between))
+    jobs.add(job)
+    worker.submit(job)
+    return session, job, False
+
+
+def jobs_get(jobs, jid: str | None) -> Job | None:
+    try:
+        return jobs.get(jid) if jid is not None else None
+    except ApiError:
+        return None
+
+
+def _quality(stage) -> dict:
+    return {"psnr": round(float(stage.psnr), 3), "ssim": round(float(stage.ssim), 5), "steps": stage.steps,
+            "seconds": round(float(stage.seconds), 3), "stopped": stage.stopped}
+
+
+def layer_png(session: Session, edited: torch.Tensor, mask: Image.Image | None = None, reference=None,
+              feather: int = 0, fast: bool = False) -> tuple[bytes, dict | None]:
+    """The full-size layer with `edited` (model-size render) composited into its region: PNG RGBA and
+    the changed rectangle (None: nothing changed)."""
+    region = session.mapping.region_mapping
+    m = None if mask is None else np.asarray(mask.convert("L"))
+    out = composite(session.layer, region, edited, mask=m, reference=reference, feather=feather)
+    png = encode_png(Image.fromarray(out.layer, "RGBA"), fast=fast)
+    return png, (out.changed.to_dict() if out.changed is not None else None)
+
+
+def run_invert(session: Session, target: np.ndarray, valid: np.ndarray, config: InversionConfig, preview_every: int,
+               job: Job, between_steps: Callable[[], None]) -> str:
+    """Invert the session's region: W -> W+ -> PTI (as configured). A stop keeps the best result so
+    far; the tuned generator copy stays in the session (memory only, never on disk)."""
+    model = session.model
+    inverter = Inverter(model.G, target, valid, config)
+    offsets, done_before, stage = {}, 0, None
+    for s in config.stages:
+        offsets[s] = done_before
+        done_before += {"w": config.w_steps, "w+": config.wplus_steps, "pti": config.pti_steps}[s]
+    job.psnr = inverter.quality["start"].psnr
+    for step in inverter.run(should_stop=job.should_stop, preview_every=preview_every):
+        total_step = offsets[step.stage] + step.step
+        if step.preview is not None and not step.done:  # the preview first, as in run_drag
+            job.preview_png, _ = layer_png(session, step.preview, fast=True)
+            job.preview_step = total_step
+        job.invert_progress(total_step, step.stage, step.step, step.steps, step.loss, step.psnr)
+        stage = step
+        between_steps()
+    if job.close():
+        return CANCELLED
+    result = inverter.result()
+    reference = result.image()
+    session.inversion, session.reference = result, reference
+    session.drag = DragSession(result.generator, result.ws, config=DragConfig(learning_rate=model.entry.learning_rate))
+    job.quality = {name: _quality(q) for name, q in result.quality.items()}
+    job.result_png, job.changed = layer_png(session, reference)
+    job.result_size = (session.mapping.width, session.mapping.height)
+    job.preview_png, job.preview_step = job.result_png, job.step
+    job.psnr = result.quality[list(result.quality)[-1]].psnr
+    job.reason = "stopped" if result.stopped else (stage.reason if stage is not None and stage.reason else "finished")
     return DONE

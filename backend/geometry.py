@@ -56,3 +56,55 @@ class Mapping:
 
 def _clamp(value: float, high: float) -> float:
     return min(max(value, 0.0), high)
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerMapping:
+    """The client's pixels are a whole layer, of which a region was fitted into the model's image
+    (draggan_core.region.RegionMapping: resize keeping the aspect ratio, centred, padded).
+
+    Same interface as Mapping, so drags read alike: width and height are the layer's, points must
+    lie inside the region (the only part the model sees), masks are layer-sized, and tracked
+    handles come back in layer pixels. Images are not resized here: results are composited into
+    the layer (editing.py)."""
+
+    region_mapping: object  # draggan_core.region.RegionMapping (imported lazily: geometry stays light)
+
+    @property
+    def width(self) -> int:
+        return self.region_mapping.layer_size[1]
+
+    @property
+    def height(self) -> int:
+        return self.region_mapping.layer_size[0]
+
+    @property
+    def model_width(self) -> int:
+        return self.region_mapping.model_size[1]
+
+    @property
+    def model_height(self) -> int:
+        return self.region_mapping.model_size[0]
+
+    @property
+    def region(self):
+        return self.region_mapping.region
+
+    def contains(self, point: Sequence[float]) -> bool:
+        r = self.region
+        return r.x <= point[0] <= r.right - 1 and r.y <= point[1] <= r.bottom - 1
+
+    def describe_bounds(self) -> str:
+        r = self.region
+        return (f"the edited region of the {self.width}x{self.height} layer (x from {r.x} to {r.right - 1}, "
+                f"y from {r.y} to {r.bottom - 1})")
+
+    def to_model(self, points: Sequence[Sequence[float]]) -> list[Point]:
+        return self.region_mapping.clamp_model(self.region_mapping.to_model(list(points)))
+
+    def to_client(self, points: Sequence[Sequence[float]]) -> list[Point]:
+        return self.region_mapping.to_layer(list(points))
+
+    def mask_to_model(self, mask: Image.Image) -> np.ndarray:
+        """A layer-sized grayscale mask -> float32 [mh, mw] in 0..1; the padding is not editable."""
+        return self.region_mapping.mask_to_model(np.asarray(mask.convert("L")))

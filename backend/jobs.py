@@ -1,6 +1,6 @@
 """Jobs and the one worker thread that owns the GPU.
 
-Everything that touches the generator runs on the worker: long jobs (drag now, invert later)
+Everything that touches the generator runs on the worker: long jobs (drag, invert)
 from a FIFO queue, and short synchronous calls (generate, open a session) that request threads
 hand over and wait for. The worker runs pending short calls before each job and between the
 steps of a running job, so a new image is ready within one drag step even while another
@@ -36,7 +36,7 @@ Work = Callable[["Job", Callable[[], None]], str]
 
 @dataclasses.dataclass(eq=False)
 class Job:
-    kind: str  # 'drag' (later also 'invert')
+    kind: str  # 'drag' or 'invert'
     session_id: str
     max_steps: int
     work: Work
@@ -52,12 +52,18 @@ class Job:
     loss: float | None = None
     distance: float | None = None
     first_distance: float | None = None
-    reason: str | None = None  # reached | max_steps | stalled | stopped, once done
+    reason: str | None = None  # reached | max_steps | stalled | stopped (drag), finished | reached | stopped (invert)
     error: ApiError | None = None
     preview_png: bytes | None = None
     preview_step: int | None = None
     result_png: bytes | None = None
     result_size: tuple[int, int] | None = None
+    changed: dict | None = None  # {x, y, width, height}: the layer pixels a composited result changed
+    stage: str | None = None  # invert jobs: the running stage ('w', 'w+', 'pti'), its step and budget, PSNR
+    stage_step: int = 0
+    stage_steps: int = 0
+    psnr: float | None = None
+    quality: dict | None = None  # invert jobs once done: {stage: {psnr, ssim, steps, seconds, stopped}}
     stop_requested: bool = False
     cancel_requested: bool = False
     closed: bool = False  # the job's outcome is decided; stop and cancel come too late
@@ -88,6 +94,11 @@ class Job:
             self.first_distance = distance
         self.step, self.handles, self.loss, self.distance = step, handles, loss, distance
 
+    def invert_progress(self, step: int, stage: str, stage_step: int, stage_steps: int, loss: float,
+                        psnr: float) -> None:
+        self.stage, self.stage_step, self.stage_steps = stage, stage_step, stage_steps
+        self.step, self.loss, self.psnr = step, loss, psnr
+
     def set_state(self, state: str, reason: str | None = None, error: ApiError | None = None) -> None:
         self.state, self.reason, self.error = state, reason, error
         now = time.time()
@@ -111,7 +122,7 @@ class Job:
             return None
         remaining = self.max_steps - self.step
         closed_in = (self.first_distance or 0.0) - (self.distance or 0.0)
-        if closed_in > 0:
+        if closed_in > 0 and self.distance is not None:
             remaining = min(remaining, math.ceil(self.distance / (closed_in / self.step)))
         return remaining * elapsed / self.step
 
@@ -123,8 +134,18 @@ class Job:
             "loss": _finite(self.loss), "distance": self.distance, "eta_seconds": self.eta_seconds(),
             "elapsed_seconds": self.elapsed(), "reason": self.reason,
             "error": self.error.body()["error"] if self.error else None, "preview_step": self.preview_step,
-            "result": {"width": self.result_size[0], "height": self.result_size[1]} if self.result_size else None,
+            "result": self.describe_result(), "changed": self.changed,
+            "inversion": {"stage": self.stage, "stage_step": self.stage_step, "stage_steps": self.stage_steps,
+                          "psnr": _finite(self.psnr)} if self.kind == "invert" else None,
         }
+
+    def describe_result(self) -> dict | None:
+        if not self.result_size:
+            return None
+        result: dict[str, Any] = {"width": self.result_size[0], "height": self.result_size[1]}
+        if self.quality is not None:
+            result["quality"] = self.quality
+        return result
 
 
 def _finite(value: float | None) -> float | None:

@@ -34,12 +34,29 @@ PNG_BASE64 = {"type": "string", "contentEncoding": "base64", "contentMediaType":
 POINT = {"type": "array", "items": NUMBER, "minItems": 2, "maxItems": 2, "description": "[x, y] in pixels of the "
          "image the client sent: x right, y down, pixel centres at integers"}
 POINTS = {"type": "array", "items": ref("Point")}
+RECT = {"type": "object", "properties": {k: INTEGER for k in ("x", "y", "width", "height")},
+        "required": ["x", "y", "width", "height"], "additionalProperties": False,
+        "description": "a rectangle in the layer's pixels"}
+RECT_ARRAY = {"type": "array", "items": INTEGER, "minItems": 4, "maxItems": 4,
+              "description": "[x, y, width, height] in the layer's pixels"}
 SESSION_FIELDS: dict[str, Schema] = {
     "session_id": STRING, "model": STRING,
     "width": INTEGER, "height": INTEGER, "model_width": INTEGER, "model_height": INTEGER,
     "handles": POINTS, "targets": POINTS,
     "active_job": nullable(STRING), "created": NUMBER, "last_used": NUMBER,
+    "region": nullable({**RECT, "description": "real layers: the part of the layer fitted into the model's image"}),
+    "fit": nullable({**closed({"content": RECT, "scale": {"type": "array", "items": NUMBER, "minItems": 2,
+                                                          "maxItems": 2},
+                               "padding": {"type": "array", "items": INTEGER, "minItems": 4, "maxItems": 4}}),
+                     "description": "real layers: where the region lands in the model's image (content, model "
+                                    "pixels), model pixels per layer pixel [sx, sy], padding [left, top, right, "
+                                    "bottom]"}),
+    "invert_job": nullable({**STRING, "description": "real layers: the job that inverts the region"}),
+    "ready": {**BOOLEAN, "description": "whether drags can start (false while the inversion runs)"},
 }
+STAGE_QUALITY = {"type": "object", "properties": {"psnr": NUMBER, "ssim": NUMBER, "steps": INTEGER,
+                                                  "seconds": NUMBER, "stopped": BOOLEAN},
+                 "required": ["psnr", "ssim", "steps", "seconds", "stopped"], "additionalProperties": False}
 
 
 def schemas(limits: Limits) -> dict[str, Schema]:
@@ -61,10 +78,32 @@ def schemas(limits: Limits) -> dict[str, Schema]:
         "Session": closed(SESSION_FIELDS),
         "GeneratedSession": closed({**SESSION_FIELDS, "seed": INTEGER, "psi": NUMBER, "image": PNG_BASE64}),
         "CreateSessionRequest": closed({
-            "image": {**PNG_BASE64, "description": "the layer: RGB or RGBA PNG, any size within the limits"},
+            "image": {**PNG_BASE64, "description": "the layer: RGB or RGBA PNG at its own size, within the limits"},
             "from_session": nullable({**STRING, "description": "the session whose picture `image` shows (maybe "
-                                                               "resized); without it the daemon answers 501"}),
-        }, optional=("from_session",)),
+                                                               "resized); without it the layer is inverted"}),
+            "model": nullable({**STRING, "description": "real layers: a name from /models; default: demo"}),
+            "region": nullable({**RECT_ARRAY, "description": "real layers: the part to edit, used as given"}),
+            "selection_bbox": nullable({**RECT_ARRAY, "description": "real layers: the selection's bounds, grown "
+                                                                     "by the margin (and towards the model's shape)"}),
+            "margin": nullable({"type": "number", "minimum": 0, "maximum": 4, "default": 0.15,
+                                "description": "fraction of the selection's longer side, at least 8 px"}),
+            "invert": nullable(closed({
+                "steps_w": nullable({"type": "integer", "minimum": 1, "maximum": limits.max_invert_steps}),
+                "steps_wplus": nullable({"type": "integer", "minimum": 0, "maximum": limits.max_invert_steps,
+                                         "description": "0 skips the W+ stage"}),
+                "steps_pti": nullable({"type": "integer", "minimum": 0, "maximum": limits.max_invert_steps,
+                                       "description": "0 skips pivotal tuning"}),
+                "pti": nullable({**BOOLEAN, "default": True}),
+                "preview_every": nullable({"type": "integer", "minimum": 0, "maximum": 10000, "default": 10}),
+            }, optional=("steps_w", "steps_wplus", "steps_pti", "pti", "preview_every"))),
+        }, optional=("from_session", "model", "region", "selection_bbox", "margin", "invert")),
+        "CreatedSession": closed({
+            **SESSION_FIELDS,
+            "reused": {**BOOLEAN, "description": "an existing session of the same layer, region, model and "
+                                                 "inversion settings"},
+            "job_id": nullable({**STRING, "description": "the invert job to wait for before dragging (null when "
+                                                         "none runs)"}),
+        }),
         "DragRequest": closed({
             "handles": point_list, "targets": point_list,
             "mask": nullable({**PNG_BASE64, "description": "grayscale, the image's size, white = editable"}),
@@ -77,16 +116,28 @@ def schemas(limits: Limits) -> dict[str, Schema]:
             "w_layers": nullable({"type": "integer", "minimum": 1, "maximum": 64, "default": 6}),
             "r1": nullable({"type": "number", "minimum": 1, "maximum": 64, "description": "model pixels"}),
             "r2": nullable({"type": "integer", "minimum": 1, "maximum": 128, "description": "model pixels"}),
-        }, optional=("mask", "steps", "preview_every", "learning_rate", "mask_lambda", "w_layers", "r1", "r2")),
+            "feather": nullable({"type": "integer", "minimum": 0, "maximum": 256, "default": 8,
+                                 "description": "real layers: width in layer pixels of the blend inside the "
+                                                "mask's edge"}),
+        }, optional=("mask", "steps", "preview_every", "learning_rate", "mask_lambda", "w_layers", "r1", "r2",
+                     "feather")),
         "Job": closed({
-            "job_id": STRING, "kind": {"enum": ["drag"]}, "session_id": STRING,
+            "job_id": STRING, "kind": {"enum": ["drag", "invert"]}, "session_id": STRING,
             "state": {"enum": ["queued", "running", "done", "failed", "cancelled"]},
             "queue_position": nullable(INTEGER), "step": INTEGER, "max_steps": INTEGER,
             "handles": POINTS, "targets": POINTS, "loss": nullable(NUMBER), "distance": nullable(NUMBER),
             "eta_seconds": nullable(NUMBER), "elapsed_seconds": nullable(NUMBER),
-            "reason": nullable({"enum": ["reached", "max_steps", "stalled", "stopped"]}),
+            "reason": nullable({"enum": ["reached", "max_steps", "stalled", "stopped", "finished"]}),
             "error": nullable(closed({"code": STRING, "message": STRING})), "preview_step": nullable(INTEGER),
-            "result": nullable(closed({"width": INTEGER, "height": INTEGER})),
+            "result": nullable(closed({
+                "width": INTEGER, "height": INTEGER,
+                "quality": {"type": "object", "additionalProperties": STAGE_QUALITY,
+                            "propertyNames": {"enum": ["start", "w", "w+", "pti"]},
+                            "description": "invert jobs: the reconstruction's PSNR (dB) and SSIM after each stage"},
+            }, optional=("quality",))),
+            "changed": nullable({**RECT, "description": "real layers: the pixels the composited result changed"}),
+            "inversion": nullable(closed({"stage": nullable({"enum": ["w", "w+", "pti"]}), "stage_step": INTEGER,
+                                          "stage_steps": INTEGER, "psnr": nullable(NUMBER)})),
         }),
         "Deleted": closed({"deleted": {"const": True}, "session_id": STRING}),
     }
@@ -102,7 +153,7 @@ ERRORS = {
     "401": "missing or refused token", "403": "the Host header is not a loopback name (daemon without token)",
     "404": "unknown session or job, or nothing to show yet", "409": "the session or job is in the wrong state",
     "413": "the body is larger than the limit", "415": "the body is not JSON",
-    "500": "the daemon failed (see its log)", "501": "needs GAN inversion, not available yet",
+    "500": "the daemon failed (see its log)",
     "503": "out of GPU memory, busy or shutting down",
 }
 
@@ -130,9 +181,10 @@ def paths() -> dict[str, dict]:
         "/generate": {"post": operation("render a seed and open a session on it (its latent is known)", "201",
                                         _json("GeneratedSession", "the new session and its image"),
                                         ("400", "413", "415", "500", "503"), body="GenerateRequest")},
-        "/sessions": {"post": operation("open a session on a layer showing an existing session's picture", "201",
-                                        _json("Session", "the new session"),
-                                        ("400", "404", "413", "415", "500", "501", "503"),
+        "/sessions": {"post": operation("open a session on a layer: a copy of a session's picture, or a real "
+                                        "image (inverted by an invert job; the same layer again reuses its "
+                                        "session)", "201", _json("CreatedSession", "the session"),
+                                        ("400", "404", "409", "413", "415", "500", "503"),
                                         body="CreateSessionRequest")},
         "/sessions/{sid}": {
             "parameters": [sid],
@@ -141,7 +193,8 @@ def paths() -> dict[str, dict]:
         },
         "/sessions/{sid}/drag": {
             "parameters": [sid],
-            "post": operation("start a drag job", "202", job, ("400", "404", "409", "413", "415"),
+            "post": operation("start a drag job (on a real layer: once its inversion is done)", "202", job,
+                              ("400", "404", "409", "413", "415"),
                               body="DragRequest"),
         },
         "/jobs/{jid}": {"parameters": [jid], "get": operation("a job's progress", "200", job, ("404",))},
@@ -149,7 +202,8 @@ def paths() -> dict[str, dict]:
             "the latest preview at the client's size", "200", {"description": "PNG", "content": PNG_CONTENT},
             ("404",))},
         "/jobs/{jid}/result": {"parameters": [jid], "get": operation(
-            "the result at the client's size, once done", "200", {"description": "PNG", "content": PNG_CONTENT},
+            "the result at the client's size, once done (real layers: the full layer, RGBA)", "200",
+            {"description": "PNG", "content": PNG_CONTENT},
             ("404", "409"))},
         "/jobs/{jid}/stop": {"parameters": [jid], "post": operation(
             "end after the current step, keeping the edit (a queued job is cancelled)", "200", job, ("404",))},

@@ -2,11 +2,14 @@
 
 A session holds a DragSession (latent, optimiser moments, tracked handles), so a second drag
 continues where the first stopped, and the mapping between the client's pixels and the model's.
-Sessions created by /generate know their latent; sessions of real images will also carry a tuned
-generator after inversion (issue 5), which is why the generator is reached through the session's
-DragSession rather than the catalogue.
+Sessions created by /generate know their latent; sessions of real layers get theirs from an
+invert job, and carry the layer, the inversion's tuned generator copy and its reconstruction,
+which is why the generator is reached through the session's DragSession rather than the
+catalogue. Real-layer sessions are also indexed by a key (layer, region, model, inversion
+settings), so the same layer sent again finds its session.
 
-The store is bounded by count and by the estimated memory of the sessions' tensors, dropping the
+The store is bounded by count and by the estimated memory of the sessions' tensors (tuned
+generator copies and layers included), dropping the
 least recently used idle session first; a session with a queued or running job is never dropped.
 """
 from __future__ import annotations
@@ -24,7 +27,7 @@ from torch import nn
 from draggan_core.drag import DragSession
 
 from .errors import ApiError, not_found
-from .geometry import Mapping, Point
+from .geometry import LayerMapping, Mapping, Point
 from .models import LoadedModel
 
 log = logging.getLogger("draggan.daemon")
@@ -38,8 +41,8 @@ def new_id() -> str:
 @dataclasses.dataclass(eq=False)
 class Session:
     model: LoadedModel
-    drag: DragSession
-    mapping: Mapping
+    drag: DragSession | None  # None while the session's inversion runs
+    mapping: Mapping | LayerMapping
     id: str = dataclasses.field(default_factory=new_id)
     created: float = dataclasses.field(default_factory=time.time)
     last_used: float = dataclasses.field(default_factory=time.time)
@@ -47,13 +50,44 @@ class Session:
     targets: list[Point] = dataclasses.field(default_factory=list)
     active_job: str | None = None
     bytes: int = 0
+    # Sessions of real images (made by inversion): the layer as sent (uint8 RGBA, the compositing
+    # base), the inversion's job and result, and its reconstruction (what "changed" is measured against).
+    layer: object = None  # numpy uint8 [H, W, 4]
+    key: str | None = None  # the store's reuse key (sha256 of layer, region, model and inversion settings)
+    invert_job: str | None = None
+    inversion: object = None  # draggan_core.invert.Inversion once inverted (its tuned generator lives here)
+    reference: torch.Tensor | None = None  # the reconstruction [1, 3, H, W]
+
+    @property
+    def ready(self) -> bool:
+        """Whether drags can start: False while the inversion runs."""
+        return self.drag is not None
+
+    def extra_bytes(self) -> int:
+        """Memory beyond the DragSession's tensors: the layer, the reconstruction and the inversion's
+        tuned generator copy (or its noise maps)."""
+        total = 0 if self.layer is None else int(self.layer.nbytes)
+        if self.reference is not None:
+            total += self.reference.nelement() * self.reference.element_size()
+        if self.inversion is not None:
+            total += int(self.inversion.extra_bytes)
+        return total
+
+    def estimate(self) -> int:
+        return (estimate_bytes(self.drag) if self.drag is not None else 0) + self.extra_bytes()
 
     def describe(self) -> dict:
+        region = fit = None
+        if isinstance(self.mapping, LayerMapping):
+            rm = self.mapping.region_mapping
+            region = rm.region.to_dict()
+            fit = {"content": rm.content.to_dict(), "scale": list(rm.scale), "padding": list(rm.padding)}
         return {"session_id": self.id, "model": self.model.entry.name, "width": self.mapping.width,
                 "height": self.mapping.height, "model_width": self.mapping.model_width,
                 "model_height": self.mapping.model_height, "handles": [list(p) for p in self.handles],
                 "targets": [list(p) for p in self.targets], "active_job": self.active_job,
-                "created": self.created, "last_used": self.last_used}
+                "created": self.created, "last_used": self.last_used, "region": region, "fit": fit,
+                "invert_job": self.invert_job, "ready": self.ready}
 
 
 def estimate_bytes(drag: DragSession) -> int:
@@ -84,17 +118,33 @@ class SessionStore:
         self.max_sessions = max_sessions
         self.max_bytes = max_bytes
         self._sessions: collections.OrderedDict[str, Session] = collections.OrderedDict()
+        self._by_key: dict[str, str] = {}  # reuse key -> session id, for sessions of real images
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._sessions)
 
     def add(self, session: Session) -> Session:
-        session.bytes = estimate_bytes(session.drag)
+        session.bytes = session.estimate()
         with self._lock:
             self._sessions[session.id] = session
+            if session.key is not None:
+                self._by_key[session.key] = session.id
             self._evict()
         return session
+
+    def find(self, key: str) -> Session | None:
+        """The session made from the same layer, region, model and inversion settings, marked as used."""
+        with self._lock:
+            sid = self._by_key.get(key)
+            return self._touch(sid) if sid is not None and sid in self._sessions else None
+
+    def discard(self, session: Session) -> None:
+        """Drop a session whose inversion failed or was cancelled (it has nothing to drag)."""
+        with self._lock:
+            session.active_job = None
+            if self._sessions.get(session.id) is session:
+                self._remove(session.id)
 
     def get(self, sid: str) -> Session:
         """The session, marked as just used."""
@@ -103,9 +153,17 @@ class SessionStore:
 
     def delete(self, sid: str) -> Session:
         with self._lock:
-            session = self._sessions.pop(sid, None)
+            session = self._sessions.get(sid)
+            if session is not None:
+                self._remove(sid)
         if session is None:
             raise not_found("session", sid)
+        return session
+
+    def _remove(self, sid: str) -> Session:
+        session = self._sessions.pop(sid)
+        if session.key is not None and self._by_key.get(session.key) == sid:
+            del self._by_key[session.key]
         return session
 
     def claim(self, sid: str, job_id: str) -> Session:
@@ -128,7 +186,7 @@ class SessionStore:
 
     def release(self, session: Session) -> None:
         """The session's job ended: re-estimate its memory and apply the limits it may now exceed."""
-        session.bytes = estimate_bytes(session.drag)
+        session.bytes = session.estimate()
         with self._lock:
             session.active_job = None
             self._evict()
@@ -140,7 +198,7 @@ class SessionStore:
                 return
             session = self._sessions[sid]
             if session.active_job is None and len(self._sessions) > 1:
-                del self._sessions[sid]
+                self._remove(sid)
                 total -= session.bytes
                 log.info("session %s dropped (least recently used; limits %d sessions, %d MiB)",
                          sid, self.max_sessions, self.max_bytes // 2 ** 20)

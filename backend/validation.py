@@ -19,7 +19,7 @@ from PIL import Image
 
 from .config import Limits
 from .errors import ApiError, bad_request, short
-from .geometry import Mapping, Point
+from .geometry import LayerMapping, Mapping, Point
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -141,12 +141,13 @@ def points(body: dict[str, Any], key: str, limits: Limits) -> list[Point]:
     return out
 
 
-def points_inside(key: str, pts: list[Point], mapping: Mapping) -> None:
+def points_inside(key: str, pts: list[Point], mapping: Mapping | LayerMapping) -> None:
     for i, p in enumerate(pts):
         if not mapping.contains(p):
-            raise bad_request(f"'{key}[{i}]' ({p[0]:g}, {p[1]:g}) is outside the {mapping.width}x{mapping.height} "
-                              f"image (x from 0 to {mapping.width - 1}, y from 0 to {mapping.height - 1})",
-                              "point_outside")
+            bounds = mapping.describe_bounds() if isinstance(mapping, LayerMapping) else \
+                f"the {mapping.width}x{mapping.height} image (x from 0 to {mapping.width - 1}, " \
+                f"y from 0 to {mapping.height - 1})"
+            raise bad_request(f"'{key}[{i}]' ({p[0]:g}, {p[1]:g}) is outside {bounds}", "point_outside")
 
 
 # ----------------------------------------------------------------------------- requests
@@ -165,14 +166,86 @@ def parse_generate(body: dict[str, Any]) -> GenerateRequest:
 
 
 @dataclasses.dataclass(frozen=True)
+class InvertRequest:
+    """Inversion settings; None: the daemon's default for the model and device (editing.invert_config)."""
+    steps_w: int | None
+    steps_wplus: int | None  # 0 skips the W+ stage
+    steps_pti: int | None  # 0 skips pivotal tuning
+    pti: bool
+    preview_every: int
+
+
+INVERT_FIELDS = ("steps_w", "steps_wplus", "steps_pti", "pti", "preview_every")
+
+
+@dataclasses.dataclass(frozen=True)
 class SessionRequest:
-    image: Image.Image
+    image: Image.Image  # RGBA
     from_session: str | None
+    model: str | None = None
+    region: tuple[int, int, int, int] | None = None  # x, y, width, height in layer pixels, used as given
+    selection_bbox: tuple[int, int, int, int] | None = None  # grown by the margin (draggan_core.region.select_region)
+    margin: float = 0.15
+    invert: InvertRequest = InvertRequest(None, None, None, True, 10)
+
+
+SESSION_FIELDS = ("image", "from_session", "model", "region", "selection_bbox", "margin", "invert")
+
+
+def rectangle(body: dict[str, Any], key: str) -> tuple[int, int, int, int] | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != 4 or \
+            any(isinstance(v, bool) or not isinstance(v, int) or abs(v) > 2 ** 31 for v in value):
+        raise bad_request(f"'{key}' must be [x, y, width, height] with integers, got {short(value)}", "bad_region")
+    if value[2] < 1 or value[3] < 1:
+        raise bad_request(f"'{key}' must have a positive width and height, got {short(value)}", "bad_region")
+    return tuple(value)
+
+
+def boolean(body: dict[str, Any], key: str, default: bool) -> bool:
+    value = body.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise bad_request(f"'{key}' must be true or false, got {short(value)}")
+    return value
+
+
+def parse_invert(value: Any, limits: Limits) -> InvertRequest:
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise bad_request(f"'invert' must be an object with fields {', '.join(INVERT_FIELDS)}, got {short(value)}")
+    unknown = sorted(k for k in value if k not in INVERT_FIELDS)
+    if unknown:
+        raise bad_request(f"unknown field {short(unknown[0])} in 'invert'; allowed fields: {', '.join(INVERT_FIELDS)}",
+                          "unknown_field")
+    high = limits.max_invert_steps
+    return InvertRequest(integer(value, "steps_w", None, 1, high), integer(value, "steps_wplus", None, 0, high),
+                         integer(value, "steps_pti", None, 0, high), boolean(value, "pti", True),
+                         integer(value, "preview_every", 10, 0, 10_000))
 
 
 def parse_session(body: dict[str, Any], limits: Limits) -> SessionRequest:
-    check_fields(body, ("image", "from_session"), required=("image",))
-    return SessionRequest(png(body, "image", limits, "RGB"), text(body, "from_session"))
+    check_fields(body, SESSION_FIELDS, required=("image",))
+    from_session = text(body, "from_session")
+    if from_session is not None:
+        extra = [k for k in SESSION_FIELDS[2:] if body.get(k) is not None]
+        if extra:
+            raise bad_request(f"'{extra[0]}' cannot be combined with 'from_session' (a copy of a session keeps its "
+                              f"model and picture)", "bad_combination")
+    region, bbox = rectangle(body, "region"), rectangle(body, "selection_bbox")
+    if region is not None and bbox is not None:
+        raise bad_request("give either 'region' (used as it is) or 'selection_bbox' (grown by 'margin'), not both",
+                          "bad_combination")
+    image = png(body, "image", limits, "RGBA")
+    if region is not None and (region[0] < 0 or region[1] < 0 or region[0] + region[2] > image.width
+                               or region[1] + region[3] > image.height):
+        raise bad_request(f"'region' {list(region)} is not inside the {image.width}x{image.height} image", "bad_region")
+    return SessionRequest(image, from_session, text(body, "model"), region, bbox,
+                          number(body, "margin", 0.15, 0.0, 4.0), parse_invert(body.get("invert"), limits))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,10 +260,11 @@ class DragRequest:
     w_layers: int
     r1: float | None  # model pixels; None: derived from the model's resolution
     r2: int | None
+    feather: int = 8  # layer pixels; compositing into the layer of an inverted session
 
 
 DRAG_FIELDS = ("handles", "targets", "mask", "steps", "preview_every", "learning_rate", "mask_lambda", "w_layers",
-               "r1", "r2")
+               "r1", "r2", "feather")
 
 
 def parse_drag(body: dict[str, Any], limits: Limits, mapping: Mapping) -> DragRequest:
@@ -214,4 +288,5 @@ def parse_drag(body: dict[str, Any], limits: Limits, mapping: Mapping) -> DragRe
         w_layers=integer(body, "w_layers", 6, 1, 64),
         r1=number(body, "r1", None, 1.0, 64.0),
         r2=integer(body, "r2", None, 1, 128),
+        feather=integer(body, "feather", 8, 0, 256),
     )

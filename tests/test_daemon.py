@@ -185,13 +185,14 @@ def test_resized_copy_of_a_generated_image(client):
     assert client.session(made["session_id"])["handles"] == []
 
 
-def test_images_that_need_inversion_are_refused_clearly(client):
+def test_a_different_picture_is_not_taken_for_a_copy(client):
+    """from_session promises the layer shows that session's picture; anything else is refused with a
+    pointer to inversion (tests/test_daemon_invert.py), which a request without from_session starts."""
     made = client.generate(seed=15, model=TINY)
     noise = Image.fromarray(np.random.RandomState(0).randint(0, 256, (64, 64, 3), dtype=np.uint8))
-    for kwargs in ({}, {"from_session": made["session_id"]}):
-        with pytest.raises(DaemonError) as e:
-            client.create_session(png_of(noise), **kwargs)
-        assert e.value.status == 501 and e.value.code == "inversion_unavailable" and "inversion" in str(e.value)
+    with pytest.raises(DaemonError) as e:
+        client.create_session(png_of(noise), from_session=made["session_id"])
+    assert e.value.status == 409 and e.value.code == "different_picture" and "inversion" in str(e.value)
     assert client.health()["api"] == "v1"
 
 

@@ -6,12 +6,14 @@ import base64
 import json
 import re
 
+import numpy as np
 import pytest
+from PIL import Image
 from hypothesis import HealthCheck, given, settings
 from jsonschema import Draft202012Validator
 
 from backend.client import DaemonClient
-from test_daemon_support import TINY, http_session, models_dir, server  # noqa: F401
+from test_daemon_support import TINY, http_session, models_dir, png_of, server  # noqa: F401
 from test_daemon_validation import DRAG_BODIES
 
 METHODS = ("get", "post", "put", "delete", "patch")
@@ -91,7 +93,24 @@ def test_real_answers_follow_the_document(server, doc):
     check("post", "/generate", 413, data=b"x" * (server.config.limits.max_body_bytes + 1),
           headers={"Content-Type": "application/json"})
     copy = check("post", "/sessions", 201, {"image": made["image"], "from_session": sid}).json()
-    check("post", "/sessions", 501, {"image": made["image"]})
+    noise = base64.b64encode(png_of(Image.fromarray(np.random.RandomState(0).randint(0, 256, (40, 56, 4), np.uint8),
+                                                    "RGBA"))).decode()
+    check("post", "/sessions", 409, {"image": noise, "from_session": sid})
+    invert = {"steps_w": 3, "steps_wplus": 1, "steps_pti": 2, "preview_every": 1}
+    real = check("post", "/sessions", 201, {"image": noise, "model": TINY, "selection_bbox": [10, 8, 20, 20],
+                                            "margin": 0.1, "invert": invert}).json()
+    inverted = DaemonClient(server.url).wait(real["job_id"], poll_interval=0.02)
+    assert inverted["state"] == "done" and inverted["result"]["quality"]
+    check("get", f"/jobs/{real['job_id']}", 200)
+    check("get", f"/jobs/{real['job_id']}/result", 200)
+    again = check("post", "/sessions", 201, {"image": noise, "model": TINY, "selection_bbox": [10, 8, 20, 20],
+                                             "margin": 0.1, "invert": invert}).json()
+    assert again["reused"] and again["job_id"] is None
+    layer_job = check("post", f"/sessions/{real['session_id']}/drag", 202,
+                      {"handles": [[20, 18]], "targets": [[24, 18]], "steps": 2, "feather": 2}).json()
+    DaemonClient(server.url).wait(layer_job["job_id"], poll_interval=0.02)
+    check("get", f"/jobs/{layer_job['job_id']}", 200)
+    check("get", f"/jobs/{layer_job['job_id']}/result", 200)
     check("post", "/sessions", 404, {"image": made["image"], "from_session": "gone"})
     check("get", f"/sessions/{sid}", 200)
     job = check("post", f"/sessions/{sid}/drag", 202, {"handles": [[30, 30]], "targets": [[34, 32]], "steps": 6,

@@ -143,7 +143,7 @@ FIELD_VALUES = {
     "steps": st.integers(-2, 600) | JSON_VALUES, "preview_every": st.integers(-1, 20) | JSON_VALUES,
     "learning_rate": st.floats() | JSON_VALUES, "mask_lambda": st.floats() | JSON_VALUES,
     "w_layers": st.integers(-1, 70) | JSON_VALUES, "r1": st.floats(-1, 100) | JSON_VALUES,
-    "r2": st.integers(-1, 200) | JSON_VALUES,
+    "r2": st.integers(-1, 200) | JSON_VALUES, "feather": st.integers(-1, 300) | JSON_VALUES,
     "mask": st.sampled_from([b64(GOOD_PNG), "", "AAAA", b64(png_of(Image.new("L", (64, 64), 255)))]) | JSON_VALUES,
 }
 assert set(FIELD_VALUES) == set(DRAG_FIELDS)  # the property below covers every field

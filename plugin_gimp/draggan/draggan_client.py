@@ -61,9 +61,22 @@ class DaemonClient:
         made["image"] = base64.b64decode(made["image"])
         return made
 
-    def create_session(self, image_png: bytes, from_session: Optional[str] = None) -> Dict[str, Any]:
-        """A session on a layer; from_session names the session whose picture it shows (maybe resized)."""
-        body = {"image": base64.b64encode(image_png).decode("ascii"), "from_session": from_session}
+    def create_session(self, image_png: bytes, from_session: Optional[str] = None, model: Optional[str] = None,
+                       region: Optional[Sequence[int]] = None, selection_bbox: Optional[Sequence[int]] = None,
+                       margin: Optional[float] = None, invert: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+        """A session on a layer (PNG, RGB or RGBA, at the layer's own size).
+
+        from_session names the session whose picture the layer shows (maybe resized). Without it the
+        layer is a real image: the daemon fits the region ([x, y, width, height] as given, or
+        selection_bbox grown by margin, or the whole layer) into the model and starts an inversion
+        job, whose id is the answer's "job_id" (wait for it before dragging); invert may set
+        steps_w, steps_wplus, steps_pti, pti, preview_every. The same layer and settings again give
+        the existing session ("reused": true, "job_id" only while its inversion still runs).
+        """
+        body = {"image": base64.b64encode(image_png).decode("ascii"), "from_session": from_session, "model": model,
+                "region": list(region) if region is not None else None,
+                "selection_bbox": list(selection_bbox) if selection_bbox is not None else None,
+                "margin": margin, "invert": invert}
         return self._call("POST", "/sessions", _without_none(body), timeout=self.work_timeout)
 
     def session(self, session_id: str) -> Dict[str, Any]:
@@ -74,8 +87,9 @@ class DaemonClient:
 
     def drag(self, session_id: str, handles: Sequence[Sequence[float]], targets: Sequence[Sequence[float]],
              mask_png: Optional[bytes] = None, **options: Any) -> Dict[str, Any]:
-        """Start a drag job; options: steps, preview_every, learning_rate, mask_lambda, w_layers, r1, r2.
-        Returns the job's status (its "job_id" is what wait, stop and cancel take)."""
+        """Start a drag job; options: steps, preview_every, learning_rate, mask_lambda, w_layers, r1, r2,
+        feather. Returns the job's status (its "job_id" is what wait, stop and cancel take). On a real
+        layer's session, points and mask are in the layer's pixels and the result is the full layer."""
         body = dict(options, handles=[list(p) for p in handles], targets=[list(p) for p in targets])
         if mask_png is not None:
             body["mask"] = base64.b64encode(mask_png).decode("ascii")
