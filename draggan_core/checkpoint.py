@@ -61,8 +61,10 @@ def load_generator(path: str | os.PathLike, device: str | torch.device | None = 
     """Load the (EMA) generator from any supported checkpoint, in eval mode, on `device` (default CPU).
 
     Supported: NVIDIA network pickles (stylegan2-ada-pytorch and stylegan3 repositories, snapshots
-    or generator-only), TensorFlow StyleGAN2 pickles, rosinality .pt files and our safetensors
-    format. Nothing in the file is ever executed. `G.checkpoint_format` records what was read.
+    or generator-only; StyleGAN2 including non-square StyleGAN-Human, and StyleGAN3 T and R),
+    TensorFlow StyleGAN2 pickles, rosinality .pt files and our safetensors format. The returned
+    class follows the contents (stylegan2.Generator or stylegan3.Generator, same public API).
+    Nothing in the file is ever executed. `G.checkpoint_format` records what was read.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):

@@ -135,29 +135,33 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_models_list(args: argparse.Namespace) -> int:
     directory = Path(args.dir) if args.dir else registry.models_dir()
     print(f"models folder: {directory}")
-    print(f"{'name':34} {'res':>5}  {'local':5}  domain / licence")
+    print(f"{'name':34} {'WxH':>9}  {'local':5}  domain / licence")
     for info in registry.ZOO.values():
         here = "yes" if registry.local_path(info, directory).is_file() else "no"
-        print(f"{info.name:34} {info.resolution:>5}  {here:5}  {info.domain}; {info.licence}")
+        print(f"{info.name:34} {info.size_text:>9}  {here:5}  {info.domain}; {info.licence}")
         if args.verbose and info.url:
-            print(f"{'':42}{info.url}  size={info.size or '?'} sha256={info.sha256 or '?'}")
+            print(f"{'':46}{info.url}  size={info.size or '?'} sha256={info.sha256 or '?'}")
+        elif args.verbose and info.note:
+            print(f"{'':46}{info.note}")
     known = {registry.local_path(i, directory).name for i in registry.ZOO.values()}
     for path in registry.local_models(directory):
         if path.name not in known:
-            print(f"{path.name:34} {'?':>5}  {'yes':5}  your own checkpoint")
+            print(f"{path.name:34} {'?':>9}  {'yes':5}  your own checkpoint")
     return 0
 
 
 def cmd_models_download(args: argparse.Namespace) -> int:
     info = registry.ZOO.get(args.name)
-    if info is None or info.url is None:
+    if info is None:
         raise registry.UnknownModelError(f"no downloadable registry model named {args.name!r} (see: draggan models list)")
+    if info.url is None and not args.url:
+        raise registry.UnknownModelError(f"{info.name} has no direct download URL: {info.note or 'see its README'}")
     directory = Path(args.dir) if args.dir else registry.models_dir()
     dest = registry.local_path(info, directory)
     if dest.is_file():
         print(f"{info.name} is already downloaded: {dest}")
         return 0
-    print(f"downloading {info.name} from {info.url}")
+    print(f"downloading {info.name} from {args.url or info.url}")
     print(f"licence: {info.licence}")
     download(args.url or info.url, dest, size=info.size, sha256=info.sha256, progress=text_progress())
     print(f"saved {dest}")

@@ -11,6 +11,9 @@ a continuous field over the image: the block's map is bilinearly sampled at imag
 which equals resizing it to the image size and reading pixels, without allocating the resized map
 (the 'fast' path). The 'reference' path does what the published implementation does (full
 forward every step, feature map resized to image size) and exists for comparison.
+
+StyleGAN3 feature maps extend past the image by a margin; FeatureField crops it first (the
+generator's feature_geometry), so a feature sample and an image pixel correspond exactly.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .features import IDENTITY, FeatureGeometry
 from .stylegan2 import Generator, ws_from_seed
 
 Point = tuple[float, float]
@@ -35,7 +39,7 @@ class DragConfig:
     learning_rate: float = 1e-3  # Adam; the paper uses 2e-3 for FFHQ, AFHQ cat and LSUN car models
     w_layers: int = 6  # optimise W+ rows [0, w_layers); the rest keep their initial values
     mask_lambda: float = 20.0  # weight of the fixed-region term
-    feature_block: int | None = None  # None: the 128-px block for models >= 256 px, else the last block
+    feature_block: int | None = None  # None: default_feature_block(G) (the 128-px block / StyleGAN3 layer)
     r1: float | None = None  # motion-supervision disk radius; None: max(2, 3 * H / 512)
     r2: int | None = None  # tracking window half-size; None: max(4, round(12 * H / 512))
     stop_distance: float | None = None  # None: 1 px for up to 5 points, else 2 px, times max(1, H / 512)
@@ -68,11 +72,30 @@ class DragStep:
 
 
 def default_feature_block(G: Generator) -> int:
-    """Index of the block whose output is 128 px high for models of >= 256 px, else the last block."""
+    """Index of the block whose output is 128 px high for models of >= 256 px, else the last block.
+
+    StyleGAN3 generators choose their own layer (stylegan3.Generator.default_feature_layer: the
+    last layer before ToRGB whose sampling rate is closest to 128 samples across the image, or
+    to the full resolution for models under 256 px).
+    """
+    if hasattr(G, "default_feature_layer"):
+        return G.default_feature_layer()
     resolutions = G.synthesis.block_resolutions
     if G.img_resolution >= 256 and 128 in resolutions:
         return resolutions.index(128)
     return len(resolutions) - 1
+
+
+def num_feature_layers(G: Generator) -> int:
+    """How many feature maps synthesis(return_features=True) returns (blocks for StyleGAN2, layers for StyleGAN3)."""
+    n = getattr(G, "num_feature_layers", None)
+    return int(n) if n is not None else len(G.synthesis.block_resolutions)
+
+
+def feature_geometry(G: Generator, k: int) -> FeatureGeometry:
+    """How feature map k lies over the image (identity for StyleGAN2 blocks, margin crop for StyleGAN3)."""
+    fn = getattr(G, "feature_geometry", None)
+    return fn(k) if fn is not None else IDENTITY
 
 
 def stop_distance_for(n_points: int, height: int) -> float:
@@ -98,12 +121,18 @@ class FeatureField:
     sparse: bilinear sampling of the block's own map at pixel centres ((x + 0.5) * w / W - 0.5),
     identical to resizing it to the image size at integer pixels. dense: the map is first resized
     to the image size (the published implementation), then sampled.
+
+    `geometry` first crops what lies outside the image (StyleGAN3 margins), so that the rest covers
+    the image exactly: sample k then sits at image coordinate (k + 0.5) * H / h - 0.5.
     """
 
-    def __init__(self, fmap: torch.Tensor, size: tuple[int, int], dense: bool = False):
+    def __init__(self, fmap: torch.Tensor, size: tuple[int, int], dense: bool = False,
+                 geometry: FeatureGeometry | None = None):
         self.size = size
         self.dense = dense
         fmap = fmap.to(torch.float32)
+        if geometry is not None:
+            fmap = geometry.apply(fmap)
         if dense and tuple(fmap.shape[2:]) != size:
             fmap = F.interpolate(fmap, size=size, mode="bilinear", align_corners=False)
         self.fmap = fmap
@@ -230,8 +259,10 @@ class DragSession:
         self.w_fixed = ws[:, n_opt:].clone()
         self.optimizer = torch.optim.Adam([self.w_opt], lr=self.config.learning_rate)
         self.block = self.config.feature_block if self.config.feature_block is not None else default_feature_block(G)
-        if not 0 <= self.block < len(G.synthesis.block_resolutions):
-            raise ValueError(f"feature_block must be in [0, {len(G.synthesis.block_resolutions) - 1}]")
+        n_layers = num_feature_layers(G)
+        if not 0 <= self.block < n_layers:
+            raise ValueError(f"feature_block must be in [0, {n_layers - 1}]")
+        self.geometry = feature_geometry(G, self.block)
         H = self.size[0]
         self.r1 = self.config.r1 if self.config.r1 is not None else max(2.0, 3 * H / 512)
         self.r2 = self.config.r2 if self.config.r2 is not None else max(4, round(12 * H / 512))
@@ -265,7 +296,7 @@ class DragSession:
             img, feats = self.G.synthesis(ws, noise_mode="const", return_features=True)
         else:
             img, feats = self.G.synthesis(ws, noise_mode="const", stop_at_block=self.block)
-        return FeatureField(feats[self.block], self.size, dense=dense), img
+        return FeatureField(feats[self.block], self.size, dense=dense, geometry=self.geometry), img
 
     def set_points(self, handles: Sequence[Sequence[float]], targets: Sequence[Sequence[float]]) -> None:
         """Set handle and target points (image pixels). Unmoved tracked handles keep their templates."""
@@ -292,7 +323,7 @@ class DragSession:
         if mask is None:
             self.fixed = self.fixed_reference = None
             return
-        m = torch.as_tensor(np.asarray(mask) if not torch.is_tensor(mask) else mask).to(self.device)
+        m = torch.as_tensor(np.array(mask) if not torch.is_tensor(mask) else mask).to(self.device)  # a writable copy
         if tuple(m.shape) != tuple(self.size):
             raise ValueError(f"mask must be {self.size[0]}x{self.size[1]} (HxW), got {tuple(m.shape)}")
         editable = m.to(torch.float32)

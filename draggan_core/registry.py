@@ -1,4 +1,4 @@
-"""Known checkpoints (the DragGAN model zoo and NVIDIA's StyleGAN2 releases) and local model files.
+"""Known checkpoints (the DragGAN model zoo, NVIDIA's StyleGAN2/StyleGAN3 releases, StyleGAN-Human) and local files.
 
 A model is named either by a registry name or by a path. Registry entries carry what a user needs
 to decide and what the drag loop needs as defaults (learning rate). Files are found in the models
@@ -15,10 +15,15 @@ DEMO_FILE = Path(__file__).parent / "demo" / "demo_model.safetensors"
 CHECKPOINT_SUFFIXES = (".pkl", ".pt", ".pth", ".safetensors")
 
 _NGC2 = "https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan2/versions/1/files/"
+_NGC3 = "https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan3/versions/1/files/"
 _SELF_DISTILLED = "https://storage.googleapis.com/self-distilled-stylegan/"
 _TF2 = "http://d36zk2xti64re0.cloudfront.net/stylegan2/networks/"
 _NVIDIA_NC = "NVIDIA Source Code License-NC: non-commercial research use only"
 _SELF_DISTILLED_TERMS = "self-distilled StyleGAN release terms (research use); check before any other use"
+_HUMAN_TERMS = "StyleGAN-Human release terms (stylegan-human/StyleGAN-Human; research use); check before any other use"
+_HUMAN_NOTE = ("StyleGAN2 (SG2-ADA fork), 2:1 full-body images; no stable direct URL: download {file} from the "
+               "Google Drive link in the XingangPan/DragGAN README or the stylegan-human/StyleGAN-Human README, "
+               "and put it in the models folder")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,10 +38,28 @@ class ModelInfo:
     sha256: str | None = None  # where known
     learning_rate: float = 1e-3  # drag optimiser default (the paper: 2e-3 for FFHQ, AFHQ cat, LSUN car)
     note: str = ""
+    width: int | None = None  # image width where it differs from `resolution` (the height), e.g. StyleGAN-Human
+    architecture: str = "stylegan2"  # informative only: loading detects it from the file's contents
+
+    @property
+    def size_text(self) -> str:
+        """'WxH' of the model's images."""
+        return f"{self.width or self.resolution}x{self.resolution}"
 
 
 def _ngc(name: str, res: int, domain: str, lr: float = 1e-3) -> ModelInfo:
     return ModelInfo(name, res, domain, _NVIDIA_NC, _NGC2 + f"{name}.pkl", f"{name}.pkl", learning_rate=lr)
+
+
+def _ngc3(name: str, res: int, domain: str, lr: float = 1e-3) -> ModelInfo:
+    config = "R (rotation equivariant)" if name.startswith("stylegan3-r") else "T (translation equivariant)"
+    return ModelInfo(name, res, domain, _NVIDIA_NC, _NGC3 + f"{name}.pkl", f"{name}.pkl", learning_rate=lr,
+                     architecture=f"stylegan3-{name[10]}", note=f"StyleGAN3-{config}")
+
+
+def _human(name: str, height: int) -> ModelInfo:
+    return ModelInfo(name, height, "full-body humans (StyleGAN-Human)", _HUMAN_TERMS, None, f"{name}.pkl",
+                     width=height // 2, note=_HUMAN_NOTE.format(file=f"{name}.pkl"))
 
 
 ZOO: dict[str, ModelInfo] = {m.name: m for m in [
@@ -70,6 +93,16 @@ ZOO: dict[str, ModelInfo] = {m.name: m for m in [
     _ngc("stylegan2-lsundog-256x256", 256, "dogs (LSUN)"),
     _ngc("stylegan2-metfaces-1024x1024", 1024, "painted faces (MetFaces)"),
     _ngc("stylegan2-metfacesu-1024x1024", 1024, "painted faces (MetFaces, unaligned)"),
+    *[_ngc3(f"stylegan3-{c}-{name}", res, domain, lr) for c in ("t", "r") for name, res, domain, lr in (
+        ("ffhq-1024x1024", 1024, "faces (FFHQ)", 2e-3),
+        ("ffhqu-1024x1024", 1024, "faces (FFHQ, unaligned)", 2e-3),
+        ("ffhqu-256x256", 256, "faces (FFHQ, unaligned)", 2e-3),
+        ("metfaces-1024x1024", 1024, "painted faces (MetFaces)", 1e-3),
+        ("metfacesu-1024x1024", 1024, "painted faces (MetFaces, unaligned)", 1e-3),
+        ("afhqv2-512x512", 512, "animals (AFHQ v2)", 1e-3),
+    )],
+    _human("stylegan_human_v2_512", 512),
+    _human("stylegan_human_v2_1024", 1024),
 ]}
 
 
@@ -111,7 +144,12 @@ def resolve(model: str | None, directory: Path | None = None) -> tuple[Path, Mod
         info = ZOO[name]
         path = local_path(info, d)
         if not path.is_file():
-            hint = "it ships with the package; reinstall it" if name == DEMO_MODEL else f"run: draggan models download {name}"
+            if name == DEMO_MODEL:
+                hint = "it ships with the package; reinstall it"
+            elif info.url is None:
+                hint = info.note or "download it by hand into the models folder"
+            else:
+                hint = f"run: draggan models download {name}"
             raise UnknownModelError(f"model {name!r} is not available locally ({hint})")
         return path, info
     in_dir = d / name

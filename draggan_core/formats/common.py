@@ -7,6 +7,7 @@ from typing import Mapping
 
 import torch
 
+from .. import stylegan3
 from ..stylegan2 import Generator, GeneratorConfig
 
 
@@ -79,11 +80,17 @@ def build_generator(cfg: GeneratorConfig, sd: Mapping[str, torch.Tensor]) -> Gen
     own = G.state_dict()
     # The [1,3,3,1] resample filters are constants; formats other than NVIDIA's do not store them.
     sd = {**{k: v for k, v in own.items() if k.endswith("resample_filter")}, **sd}
+    return _fill(G, sd, "StyleGAN2")
+
+
+def _fill(G, sd: Mapping[str, torch.Tensor], kind: str):
+    """Load sd into G after checking that names and shapes match exactly."""
+    own = G.state_dict()
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]
     if missing or unexpected:
         raise CheckpointError(
-            "checkpoint layout does not match a StyleGAN2 generator: "
+            f"checkpoint layout does not match a {kind} generator: "
             f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
             f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}"
         )
@@ -101,3 +108,83 @@ def log2_int(r: int) -> int:
     if 2 ** v != r:
         raise CheckpointError(f"resolution {r} is not a power of two")
     return v
+
+
+# ----------------------------------------------------------------------------------- StyleGAN3
+
+SG3_LAYER = re.compile(r"synthesis\.L(\d+)_(\d+)_(\d+)\.weight")
+
+
+def is_stylegan3_state(sd: Mapping[str, torch.Tensor]) -> bool:
+    """StyleGAN3 is recognised by its Fourier-feature input layer (never by a file name)."""
+    return "synthesis.input.freqs" in sd
+
+
+def stylegan3_layers(sd: Mapping[str, torch.Tensor]) -> list[tuple[int, int, int]]:
+    """(index, size, channels) of every synthesis layer, from the tensor names."""
+    layers = sorted((int(m.group(1)), int(m.group(2)), int(m.group(3)))
+                    for m in (SG3_LAYER.fullmatch(k) for k in sd) if m)
+    if not layers or [i for i, _, _ in layers] != list(range(len(layers))):
+        raise CheckpointError("StyleGAN3 synthesis layers L0, L1, ... not found or not consecutive")
+    return layers
+
+
+def infer_stylegan3_config(sd: Mapping[str, torch.Tensor], **known) -> "stylegan3.StyleGAN3Config":
+    """A StyleGAN3Config from tensor names and shapes, completed by what the file states (`known`).
+
+    The tensors decide the flavour (3x3 kernels: T; 1x1 kernels: R, radial when a down filter is
+    2-D), the number of layers, resolution and dims; `known` (resolved attributes or init kwargs)
+    supplies the schedule settings shapes cannot reveal. The layer names must then come out
+    exactly as stored, which pins down the geometry (sizes, channels) of every layer.
+    """
+    layers = stylegan3_layers(sd)
+    n_layers = len(layers) - 1
+    first = sd[f"synthesis.L0_{layers[0][1]}_{layers[0][2]}.weight"]
+    last = sd[f"synthesis.L{n_layers}_{layers[-1][1]}_{layers[-1][2]}.weight"]
+    from_tensors = dict(
+        z_dim=int(sd["mapping.fc0.weight"].shape[1]),
+        w_dim=int(sd["synthesis.input.affine.weight"].shape[1]),
+        img_resolution=layers[-1][1],
+        img_channels=int(last.shape[0]),
+        mapping_layers=len([k for k in sd if re.fullmatch(r"mapping\.fc\d+\.weight", k)]),
+        num_layers=n_layers,
+        conv_kernel=int(first.shape[-1]),
+        use_radial_filters=any(k.endswith(".down_filter") and v.ndim == 2 for k, v in sd.items()),
+    )
+    if known.get("c_dim"):
+        raise CheckpointError(f"conditional generators (c_dim={known['c_dim']}) are not supported")
+    fields = {f for f in stylegan3.StyleGAN3Config.__dataclass_fields__}
+    cfg = {k: v for k, v in known.items() if k in fields and k != "c_dim"}
+    cfg.update(from_tensors)
+    names = [f"L{i}_{size}_{ch}" for i, size, ch in layers]
+    channels = [ch for _, _, ch in layers]
+
+    def schedule_names(c: dict) -> list[str] | None:
+        try:
+            return [s.name for s in stylegan3.layer_schedule(stylegan3.StyleGAN3Config(**c))[1]]
+        except (ValueError, ZeroDivisionError):
+            return None
+
+    if schedule_names(cfg) != names:
+        # channel_base / channel_max not stated (or stated wrongly): fit them to the channel counts.
+        cmax = max(channels[:-1])
+        probe = stylegan3.layer_schedule(stylegan3.StyleGAN3Config(**{**cfg, "channel_max": cmax}))[1]
+        uncapped = [s for s, ch in zip(probe[:-1], channels[:-1]) if ch < cmax] or probe[:-1]
+        est = 2 * channels[uncapped[-1].index] * uncapped[-1].out_cutoff
+        for base in (2 ** round(math.log2(est)), int(round(est))):
+            if schedule_names({**cfg, "channel_base": base, "channel_max": cmax}) == names:
+                cfg.update(channel_base=base, channel_max=cmax)
+                break
+        else:
+            raise CheckpointError(
+                f"StyleGAN3 layers {names} do not follow the StyleGAN3 layer schedule "
+                f"(expected {schedule_names(cfg)})")
+    try:
+        return stylegan3.StyleGAN3Config(**cfg)
+    except ValueError as e:
+        raise CheckpointError(str(e)) from None
+
+
+def build_stylegan3(cfg: "stylegan3.StyleGAN3Config", sd: Mapping[str, torch.Tensor]) -> "stylegan3.Generator":
+    """Instantiate a StyleGAN3 generator and load sd (filters included) into it."""
+    return _fill(stylegan3.Generator(cfg), sd, cfg.flavour)

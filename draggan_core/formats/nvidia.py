@@ -20,8 +20,10 @@ import torch
 
 from ..stylegan2 import (FullyConnectedLayer, Generator, MappingNetwork, SkipLayer, SynthesisBlock,
                          SynthesisLayer, SynthesisNetwork, ToRGBLayer)
+from .. import stylegan3 as sg3
 from . import safe_pickle
-from .common import CheckpointError, build_generator, infer_config, num_fp16_res_from_flags
+from .common import (CheckpointError, build_generator, build_stylegan3, infer_config, infer_stylegan3_config,
+                     is_stylegan3_state, num_fp16_res_from_flags)
 from .safe_pickle import EasyDict, PersistentObject
 
 # ---------------------------------------------------------------------------------------------
@@ -113,13 +115,94 @@ def is_stylegan3(G: PersistentObject) -> bool:
     return synthesis is not None and "input" in (synthesis.state.get("_modules") or {})
 
 
+_SG3_SYNTHESIS_KEYS = ("num_layers", "num_critical", "first_cutoff", "first_stopband", "last_stopband_rel",
+                       "margin_size", "output_scale", "num_fp16_res", "conv_kernel", "filter_size",
+                       "lrelu_upsampling", "use_radial_filters", "conv_clamp", "magnitude_ema_beta",
+                       "channel_base", "channel_max")
+
+
+def stylegan3_config_hints(G: PersistentObject) -> dict[str, Any]:
+    """StyleGAN3 settings the file states: init kwargs (flat, as the stylegan3 repository writes
+    them) overridden by resolved attributes of the generator, its synthesis network and mapping."""
+    st = G.state
+    kwargs = dict(st.get("_init_kwargs") or {})
+    kwargs.update(kwargs.pop("synthesis_kwargs", None) or {})
+    map_kwargs = kwargs.get("mapping_kwargs", {}) or {}
+    hints: dict[str, Any] = {k: kwargs[k] for k in _SG3_SYNTHESIS_KEYS if k in kwargs}
+    for key in ("z_dim", "w_dim", "c_dim", "img_resolution", "img_channels"):
+        if key in st:
+            hints[key] = int(st[key])
+    if "lr_multiplier" in map_kwargs:
+        hints["mapping_lr_multiplier"] = float(map_kwargs["lr_multiplier"])
+    if "w_avg_beta" in map_kwargs:
+        hints["w_avg_beta"] = map_kwargs["w_avg_beta"]
+    mapping = _child(G, "mapping")
+    fc0 = _child(mapping, "fc0") if mapping else None
+    if fc0 is not None and "bias_gain" in fc0.state:
+        hints["mapping_lr_multiplier"] = float(fc0.state["bias_gain"])
+    if mapping is not None and "w_avg_beta" in mapping.state:
+        hints["w_avg_beta"] = mapping.state["w_avg_beta"]
+    synthesis = _child(G, "synthesis")
+    for key in ("num_layers", "num_critical", "margin_size", "output_scale", "num_fp16_res"):
+        if synthesis is not None and key in synthesis.state:
+            hints[key] = synthesis.state[key]
+    layers = [c for n, c in (synthesis.state.get("_modules") or {}).items() if n != "input"] if synthesis else []
+    if layers and "conv_clamp" in layers[0].state:
+        hints["conv_clamp"] = layers[0].state["conv_clamp"]
+    if layers and "magnitude_ema_beta" in layers[0].state:
+        hints["magnitude_ema_beta"] = layers[0].state["magnitude_ema_beta"]
+    for key in ("output_scale", "first_cutoff", "first_stopband", "last_stopband_rel", "magnitude_ema_beta",
+                "mapping_lr_multiplier"):
+        if key in hints:
+            hints[key] = float(hints[key])
+    if hints.get("w_avg_beta") is not None:
+        hints["w_avg_beta"] = float(hints["w_avg_beta"])
+    if hints.get("conv_clamp") is not None:
+        hints["conv_clamp"] = float(hints["conv_clamp"])
+    for key in ("num_layers", "num_critical", "margin_size", "num_fp16_res", "channel_base", "channel_max",
+                "filter_size", "lrelu_upsampling", "conv_kernel"):
+        if key in hints:
+            hints[key] = int(hints[key])
+    return hints
+
+
+def _check_stylegan3_geometry(G: PersistentObject, model: "sg3.Generator") -> None:
+    """Where the file records resolved layer geometry, it must equal the schedule we rebuilt."""
+    synthesis = _child(G, "synthesis")
+    for spec in model.synthesis.specs:
+        layer = _child(synthesis, spec.name)
+        if layer is None:
+            continue
+        st = layer.state
+        for key, ours in (("in_size", spec.in_size), ("out_size", spec.out_size), ("up_factor", spec.up_factor),
+                          ("down_factor", spec.down_factor), ("padding", list(spec.padding)),
+                          ("conv_kernel", spec.conv_kernel)):
+            if key not in st:
+                continue
+            theirs = np.asarray(st[key]).reshape(-1).tolist()
+            expected = np.broadcast_to(np.asarray(ours), np.shape(theirs)).tolist() if np.ndim(ours) == 0 else ours
+            if [int(v) for v in theirs] != [int(v) for v in np.asarray(expected).reshape(-1)]:
+                raise CheckpointError(f"StyleGAN3 layer {spec.name}: stored {key} {theirs} differs from the "
+                                      f"StyleGAN3 schedule ({ours})")
+
+
+def stylegan3_from_generator(G: PersistentObject) -> "sg3.Generator":
+    sd = state_dict_of(G)
+    model = build_stylegan3(infer_stylegan3_config(sd, **stylegan3_config_hints(G)), sd)
+    _check_stylegan3_geometry(G, model)
+    return model
+
+
 def generator_from_data(data: Any) -> Generator:
-    """Build our Generator from an unpickled NVIDIA snapshot or generator-only pickle."""
+    """Build our Generator (StyleGAN2 or StyleGAN3) from an unpickled NVIDIA snapshot or generator-only pickle."""
     G = pick_generator(data)
     if G.class_name != "Generator":
         raise CheckpointError(f"expected a Generator, found a {G.class_name}")
     if is_stylegan3(G):
-        raise CheckpointError("StyleGAN3 generators are not supported yet")
+        if not is_stylegan3_state(state_dict_of(G)):
+            raise CheckpointError("StyleGAN3-like generator (synthesis.input) without synthesis.input.freqs: "
+                                  "not a StyleGAN3 checkpoint this program understands")
+        return stylegan3_from_generator(G)
     hints = config_hints(G)
     sd = state_dict_of(G)
     return build_generator(infer_config(sd, **hints), sd)
@@ -217,7 +300,8 @@ def _module_state(module: torch.nn.Module, attrs: dict[str, Any], init_kwargs: d
         "training": False,
         "_parameters": collections.OrderedDict(
             (n, torch.nn.Parameter(p.detach().clone(), requires_grad=False)) for n, p in module._parameters.items()),
-        "_buffers": collections.OrderedDict((n, b.detach().clone()) for n, b in module._buffers.items()),
+        "_buffers": collections.OrderedDict((n, None if b is None else b.detach().clone())
+                                            for n, b in module._buffers.items()),
         "_non_persistent_buffers_set": set(),
         "_modules": collections.OrderedDict(children),
         **attrs,
@@ -260,7 +344,54 @@ def _describe(m: torch.nn.Module, cfg, src: str) -> _Record:
         attrs = dict(w_dim=m.w_dim, img_resolution=m.img_resolution, img_channels=m.img_channels,
                      block_resolutions=list(m.block_resolutions), num_ws=m.num_ws)
         return _record("SynthesisNetwork", _module_state(m, attrs, {}, children), src)
+    if isinstance(m, sg3.SynthesisInput):
+        attrs = dict(w_dim=m.w_dim, channels=m.channels, size=np.array(m.size, dtype=np.int64),
+                     sampling_rate=m.sampling_rate, bandwidth=m.bandwidth)
+        return _record("SynthesisInput", _module_state(m, attrs, {}, children), src)
+    if isinstance(m, sg3.SynthesisLayer):
+        sp = m.spec
+        attrs = dict(w_dim=m.w_dim, is_torgb=sp.is_torgb, is_critically_sampled=sp.is_critically_sampled,
+                     use_fp16=sp.use_fp16, in_channels=sp.in_channels, out_channels=sp.out_channels,
+                     in_size=np.array([sp.in_size, sp.in_size], dtype=np.int64),
+                     out_size=np.array([sp.out_size, sp.out_size], dtype=np.int64),
+                     in_sampling_rate=sp.in_sampling_rate, out_sampling_rate=sp.out_sampling_rate,
+                     tmp_sampling_rate=sp.in_sampling_rate * sp.up_factor, in_cutoff=sp.in_cutoff,
+                     out_cutoff=sp.out_cutoff, in_half_width=sp.in_half_width, out_half_width=sp.out_half_width,
+                     conv_kernel=sp.conv_kernel, conv_padding=sp.conv_kernel - 1, conv_clamp=cfg.conv_clamp,
+                     magnitude_ema_beta=cfg.magnitude_ema_beta, up_factor=sp.up_factor, up_taps=sp.up_taps,
+                     up_radial=False, down_factor=sp.down_factor, down_taps=sp.down_taps,
+                     down_radial=sp.down_radial, padding=list(sp.padding))
+        return _record("SynthesisLayer", _module_state(m, attrs, {}, children), src)
+    if isinstance(m, sg3.SynthesisNetwork):
+        attrs = dict(w_dim=m.w_dim, num_ws=m.num_ws, img_resolution=m.img_resolution,
+                     img_size=m.img_resolution, img_channels=m.img_channels, num_layers=m.num_layers,
+                     num_critical=m.num_critical, margin_size=m.margin_size, output_scale=m.output_scale,
+                     num_fp16_res=m.num_fp16_res, layer_names=list(m.layer_names))
+        return _record("SynthesisNetwork", _module_state(m, attrs, {}, children), src)
     raise TypeError(f"cannot describe {type(m).__name__}")
+
+
+def stylegan3_init_kwargs(cfg: "sg3.StyleGAN3Config") -> dict[str, Any]:
+    """Flat init kwargs as the stylegan3 repository's training records them: the settings it passes
+    (dims, mapping layers, channel_base/max, magnitude_ema_beta; conv_kernel and use_radial_filters
+    for R) plus any other setting that differs from the code's default."""
+    mapping = _EasyDict(num_layers=cfg.mapping_layers)
+    if cfg.mapping_lr_multiplier != 0.01:
+        mapping["lr_multiplier"] = cfg.mapping_lr_multiplier
+    if cfg.w_avg_beta != 0.998:
+        mapping["w_avg_beta"] = cfg.w_avg_beta
+    kwargs: dict[str, Any] = dict(z_dim=cfg.z_dim, w_dim=cfg.w_dim, mapping_kwargs=mapping,
+                                  channel_base=cfg.channel_base, channel_max=cfg.channel_max,
+                                  magnitude_ema_beta=cfg.magnitude_ema_beta)
+    if cfg.conv_kernel != 3 or cfg.use_radial_filters:
+        kwargs.update(conv_kernel=cfg.conv_kernel, use_radial_filters=cfg.use_radial_filters)
+    defaults = sg3.StyleGAN3Config()
+    for key in ("num_layers", "num_critical", "first_cutoff", "first_stopband", "last_stopband_rel", "margin_size",
+                "output_scale", "num_fp16_res", "filter_size", "lrelu_upsampling", "conv_clamp"):
+        if getattr(cfg, key) != getattr(defaults, key):
+            kwargs[key] = getattr(cfg, key)
+    kwargs.update(c_dim=0, img_resolution=cfg.img_resolution, img_channels=cfg.img_channels)
+    return kwargs
 
 
 def generator_init_kwargs(cfg, layout: str) -> dict[str, Any]:
@@ -283,11 +414,16 @@ def generator_init_kwargs(cfg, layout: str) -> dict[str, Any]:
 
 
 def generator_record(G: Generator, layout: str = "nested", module_src: str = DEFAULT_MODULE_SRC) -> _Record:
+    """The persistent-object tree of G. StyleGAN3 generators always use the flat layout (their only one)."""
     cfg = G.cfg
     children = {"synthesis": _describe(G.synthesis, cfg, module_src), "mapping": _describe(G.mapping, cfg, module_src)}
     attrs = dict(z_dim=G.z_dim, c_dim=0, w_dim=G.w_dim, img_resolution=G.img_resolution,
                  img_channels=G.img_channels, num_ws=G.num_ws)
-    state = _module_state(G, attrs, generator_init_kwargs(cfg, layout), children)
+    if isinstance(G, sg3.Generator):
+        init_kwargs = stylegan3_init_kwargs(cfg)
+    else:
+        init_kwargs = generator_init_kwargs(cfg, layout)
+    state = _module_state(G, attrs, init_kwargs, children)
     return _record("Generator", state, module_src)
 
 
@@ -296,9 +432,12 @@ def write(G: Generator, f: BinaryIO | str, layout: str = "nested", generator_onl
     """Write G as an NVIDIA network pickle.
 
     layout='nested' is stylegan2-ada-pytorch's (protocol 3), 'flat' the stylegan3 repository's
-    (protocol 4). A snapshot holds G, G_ema (both this network) and whatever `extra` adds (e.g. D);
-    generator_only writes the bare network, as PTI exports do.
+    (protocol 4); StyleGAN3 generators are always written flat. A snapshot holds G, G_ema (both
+    this network) and whatever `extra` adds (e.g. D); generator_only writes the bare network, as PTI
+    exports do.
     """
+    if isinstance(G, sg3.Generator):
+        layout = "flat"
     rec = generator_record(G, layout, module_src)
     data: Any = rec if generator_only else {"G": rec, "G_ema": rec, "augment_pipe": None,
                                              "training_set_kwargs": None, **(extra or {})}
