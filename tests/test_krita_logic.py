@@ -452,8 +452,8 @@ class FakeClient:
         return {"session_id": "s1", "width": 2, "height": 1, "seed": seed, "model": model,
                 "image": self.png.encode(bytes([255, 0, 0, 0, 255, 0]), 2, 1, 3)}
 
-    def create_session(self, png, from_session=None):
-        self.calls.append(("create_session", len(png), from_session))
+    def create_session(self, png, from_session=None, **kwargs):
+        self.calls.append(("create_session", len(png), from_session) + ((kwargs,) if kwargs else ()))
         if from_session in self.sessions:
             self.sessions.add("s2")
             return {"session_id": "s2", "width": 4, "height": 2}
@@ -483,7 +483,7 @@ def test_daemon_calls(plugin):
     made = d.generate(c, js.generate_request("tiny", 3))
     assert made["bgra"] == bytes([0, 0, 255, 255, 0, 255, 0, 255]) and made["session_id"] == "s1"
     req = js.drag_request(_pair_list(plugin), {"steps": 7})
-    assert d.start_drag(c, "s1", None, req) == {"job_id": "j1", "session_id": "s1"}
+    assert d.start_drag(c, "s1", None, req) == {"phase": "drag", "job_id": "j1", "session_id": "s1"}
     assert c.calls[-1] == ("drag", "s1", [[2.0, 2.0]], [[5.123, 3.0]], False,
                            {"steps": 7, "mask_lambda": 20.0, "preview_every": 5, "w_layers": 6})
     status, preview = d.poll(c, "j1", None, 2, 1)
@@ -505,7 +505,7 @@ def test_daemon_errors_are_explained(plugin):
     assert e.value.code == "inversion_unavailable" and c.calls[-1] == ("create_session", 3, None)
     # a layer showing the session's picture at another size: a new session made from the old one
     c2 = FakeClient(plugin)
-    assert d.start_drag(c2, "s1", b"png", req) == {"job_id": "j1", "session_id": "s2"}
+    assert d.start_drag(c2, "s1", b"png", req) == {"phase": "drag", "job_id": "j1", "session_id": "s2"}
     assert c2.calls[0] == ("create_session", 3, "s1") and c2.calls[1][:2] == ("drag", "s2")
     assert d.describe_error(c.DaemonError("cannot reach the DragGAN daemon at http://x")) \
         == "Cannot reach the DragGAN daemon at http://x"
@@ -570,3 +570,159 @@ def test_wrong_token_and_missing_model_messages_through_the_real_client(plugin):
     finally:
         server.shutdown()
         server.server_close()
+
+
+# -- real layers (GAN inversion) -------------------------------------------------------------------------
+
+def test_inversion_params_and_layer_request(plugin):
+    js = plugin["jobspec"]
+    p = js.clean_params({})
+    assert p["invert_w"] is None and p["invert_wplus"] is None and p["invert_pti"] is None
+    assert js.invert_settings({}) is None
+    # 0 = auto for W (at least one step), 0 = skip for W+ and PTI, negative = auto; clamped to the limits
+    p = js.clean_params({"invert_w": 0, "invert_wplus": 0, "invert_pti": -1})
+    assert p["invert_w"] is None and p["invert_wplus"] == 0 and p["invert_pti"] is None
+    assert js.invert_settings({"invert_w": 12.4, "invert_wplus": 0, "invert_pti": 9000}) == {
+        "steps_w": 12, "steps_wplus": 0, "steps_pti": 2000}
+    assert js.selection_bbox(None, 4, 2) is None
+    assert js.selection_bbox(bytes([0, 0, 0, 0, 0, 9, 200, 0]), 4, 2) == [1, 1, 2, 1]
+    assert js.layer_session_request("", None, None) == {"model": None, "selection_bbox": None, "invert": None}
+    assert js.layer_session_request("tiny", (1, 2, 3, 4), {"steps_w": 5}) == {
+        "model": "tiny", "selection_bbox": [1, 2, 3, 4], "invert": {"steps_w": 5}}
+    a = js.layer_fingerprint(b"\x01\x02\x03\x04", 1, 1)
+    assert a == js.layer_fingerprint(bytearray(b"\x01\x02\x03\x04"), 1, 1)
+    assert a != js.layer_fingerprint(b"\x01\x02\x03\x05", 1, 1) and a.startswith("1x1:")
+
+
+def test_inversion_progress_texts(plugin):
+    js = plugin["jobspec"]
+    r = js.Progress({"kind": "invert", "state": "running", "step": 25, "max_steps": 100, "eta_seconds": 12,
+                     "handles": [[1, 2]], "inversion": {"stage": "w+", "stage_step": 5, "stage_steps": 30,
+                                                        "psnr": 21.456}})
+    assert r.kind == "invert" and r.percent == 25 and r.psnr == pytest.approx(21.456)
+    assert r.text() == "Inverting the layer (W+ 5 / 30), PSNR 21.5 dB, about 12 s left"
+    assert js.Progress({"kind": "invert", "state": "running", "step": 0, "max_steps": 9,
+                        "inversion": {"stage": "w", "stage_step": 0, "stage_steps": 4, "psnr": None}}).text() \
+        == "Inverting the layer (W 0 / 4)"
+    d = js.Progress({"kind": "invert", "state": "done", "step": 60, "max_steps": 100, "reason": "stopped",
+                     "inversion": {"stage": "pti", "stage_step": 3, "stage_steps": 30, "psnr": 24.04}})
+    assert d.succeeded and d.percent == 100 and d.text() == "Inversion done, PSNR 24.0 dB (stopped early)"
+    assert js.Progress({"kind": "invert", "state": "cancelled"}).text() == "Inversion cancelled"
+    assert js.Progress({"kind": "invert", "state": "failed", "error": {"message": "boom"}}).text() \
+        == "Inversion failed: boom"
+    assert js.Progress({"kind": "invert", "state": "queued"}).text().startswith("Waiting")
+    assert js.Progress({"state": "running", "step": 1, "max_steps": 2}).kind == "drag"
+
+
+def test_changed_layer_pixels_keep_only_the_changed_rectangle(plugin):
+    js = plugin["jobspec"]
+    w, h = 4, 3
+    result = bytes(range(4 * w * h))
+    out = js.changed_layer_pixels(result, w, h, {"x": 1, "y": 1, "width": 2, "height": 2})
+    for y in range(h):
+        for x in range(w):
+            i = 4 * (y * w + x)
+            inside = 1 <= x <= 2 and 1 <= y <= 2
+            assert out[i:i + 4] == (result[i:i + 4] if inside else bytes(4)), (x, y)
+    assert js.changed_layer_pixels(result, w, h, None) == bytes(4 * w * h)
+    # clamped to the layer
+    out = js.changed_layer_pixels(result, w, h, {"x": 3, "y": 2, "width": 9, "height": 9})
+    assert out[-4:] == result[-4:] and out[:-4] == bytes(4 * w * h - 4)
+
+
+def test_layer_session_annotation_and_reuse(plugin):
+    js = plugin["jobspec"]
+    fp = js.layer_fingerprint(b"abcd" * 6, 3, 2)
+    text = js.layer_session_info_json("s9", "tiny", 200, 150, "http://d:1", [40, 20, 120, 100], [60, 40, 50, 40],
+                                      fp, {"steps_w": 8})
+    info = js.parse_session_info(text)
+    assert js.is_layer_session(info) and not js.is_layer_session(
+        js.parse_session_info(js.session_info_json("g", "tiny", 1, 64, 64, "u")))
+    assert js.region_list({"x": 1, "y": 2, "width": 3, "height": 4}) == [1, 2, 3, 4] and js.region_list(None) is None
+    args = dict(model="tiny", width=200, height=150, url="http://d:1", fingerprint=fp, invert={"steps_w": 8})
+    reuse = js.reusable_layer_session
+    assert reuse(info, bbox=[60, 40, 50, 40], **args) == "s9"
+    assert reuse(info, bbox=[45, 25, 100, 90], **args) == "s9"  # another selection inside the region
+    assert reuse(info, bbox=[30, 25, 100, 90], **args) is None  # beyond the inverted region
+    assert reuse(info, bbox=None, **args) is None  # the whole layer was not inverted
+    for change in (dict(model="other"), dict(url="http://e:1"), dict(invert=None), dict(width=201),
+                   dict(fingerprint=js.layer_fingerprint(b"abce" * 6, 3, 2))):
+        assert reuse(info, bbox=[60, 40, 50, 40], **dict(args, **change)) is None, change
+    whole = js.parse_session_info(js.layer_session_info_json("s10", None, 200, 150, "http://d:1",
+                                                             {"x": 0, "y": 0, "width": 200, "height": 150}, None,
+                                                             fp, None))
+    assert reuse(whole, bbox=None, **dict(args, model="", invert=None)) == "s10"
+    assert reuse(None, bbox=None, **args) is None
+
+
+class LayerClient(FakeClient):
+    """A daemon with inversion: sessions made from layers start an invert job unless reused."""
+
+    def __init__(self, plugin, ready=False, reused=False, sessions=()):
+        super().__init__(plugin, sessions=sessions)
+        self.ready, self.reused = ready, reused
+
+    def create_session(self, png, from_session=None, **kwargs):
+        self.calls.append(("create_session", png, from_session, kwargs))
+        self.sessions.add("L1")
+        return {"session_id": "L1", "model": kwargs.get("model") or "tiny", "reused": self.reused,
+                "ready": self.ready, "job_id": None if self.ready else "inv1",
+                "region": {"x": 10, "y": 5, "width": 40, "height": 40}}
+
+    def drag(self, sid, handles, targets, mask_png=None, **options):
+        if sid == "L1" and not self.ready:
+            self.calls.append(("drag", sid))
+            raise self.DaemonError("session L1 is still being inverted (job inv1)", 409, "session_inverting")
+        return super().drag(sid, handles, targets, mask_png, **options)
+
+    def cancel(self, jid):
+        self.calls.append(("cancel", jid))
+        raise self.DaemonError("job %s has finished" % jid, 409, "job_finished")
+
+
+def test_start_layer_inverts_then_drags(plugin):
+    d, js = plugin["daemon"], plugin["jobspec"]
+    req = js.drag_request(_pair_list(plugin), {"steps": 7})
+    create = js.layer_session_request("tiny", [1, 2, 30, 20], {"steps_w": 4})
+    c = LayerClient(plugin)
+    sent = []
+    answer = d.start_layer(c, None, lambda: sent.append(1) or b"PNG", create, req)
+    assert answer == {"phase": "invert", "invert_job": "inv1", "session_id": "L1", "reused": False, "model": "tiny",
+                      "region": {"x": 10, "y": 5, "width": 40, "height": 40}, "sent_layer": True}
+    assert c.calls == [("create_session", b"PNG", None, {"model": "tiny", "selection_bbox": [1, 2, 30, 20],
+                                                         "invert": {"steps_w": 4}})]
+    # once the inversion is done, the drag runs on the layer's session
+    c.ready = True
+    assert d.start_drag(c, "L1", None, req, True) == {"phase": "drag", "job_id": "j1", "session_id": "L1"}
+    # None values are not sent (the daemon's defaults)
+    c2 = LayerClient(plugin, ready=True, reused=True)
+    answer = d.start_layer(c2, None, lambda: b"PNG", js.layer_session_request(None, None, None), req)
+    assert c2.calls[0] == ("create_session", b"PNG", None, {})
+    assert answer["phase"] == "drag" and answer["job_id"] == "j1" and answer["reused"] is True
+    assert c2.calls[1][:2] == ("drag", "L1")
+
+
+def test_start_layer_reuses_the_saved_session(plugin):
+    d, js = plugin["daemon"], plugin["jobspec"]
+    req = js.drag_request(_pair_list(plugin), {})
+    c = LayerClient(plugin, ready=True, sessions=("S0",))
+    answer = d.start_layer(c, "S0", lambda: pytest.fail("the layer must not be sent again"), {}, req)
+    assert answer["phase"] == "drag" and answer["session_id"] == "S0" and answer["sent_layer"] is False
+    assert [k[0] for k in c.calls] == ["drag"]
+    # the daemon lost it (restart): the layer is sent again and inverted anew
+    c = LayerClient(plugin)
+    answer = d.start_layer(c, "gone", lambda: b"PNG", {"model": "tiny"}, req)
+    assert answer["phase"] == "invert" and answer["session_id"] == "L1"
+    assert [k[0] for k in c.calls] == ["drag", "create_session"]
+    # a drag error that is not about the session is reported as it is
+    c = LayerClient(plugin, sessions=("S0",))
+
+    def bad_drag(*a, **k):
+        raise c.DaemonError("handle (2, 2) lies outside the region", 400, "bad_points")
+    c.drag = bad_drag
+    with pytest.raises(c.DaemonError, match="outside the region"):
+        d.start_layer(c, "S0", lambda: b"PNG", {}, req)
+    # a lost layer session says to run again, not to make a new image
+    with pytest.raises(c.DaemonError, match="Run again"):
+        d.start_drag(FakeClient(plugin, sessions=()), "L1", None, req, True)
+    assert d.cancel(LayerClient(plugin), "j1") is None  # already finished: nothing to cancel

@@ -36,7 +36,7 @@ class Controller(QObject):
         self.state_message = ""
         self.health = {}
         self.models = []
-        self.job = None  # dict: id, doc, source, layer, mask, model, n, progress, preview_step, stopping
+        self.job = None  # dict (see _new_job): id, kind (generated/layer), phase (start/invert/drag), doc, ...
         self.progress = None
         self.last_message = ("", False)
         self.last_result = None  # dict about the last finished job (tests read it)
@@ -175,16 +175,14 @@ class Controller(QObject):
             self.say(str(exc), True)
             return False
         info = self.session_info(doc)
+        if info is None or jobspec.is_layer_session(info):
+            return self._run_layer(doc, source, info, pts, mask, req, w, h)
         layer_bgra = None
-        if info is None or (info.get("width"), info.get("height")) != (w, h):
-            # the daemon needs a session for this layer: made from the document's session when the
-            # layer shows its picture at another size, else from the picture (needs inversion)
+        if (info.get("width"), info.get("height")) != (w, h):
+            # the layer shows the document's picture at another size: a session made from the document's
             layer_bgra = kritadoc.layer_pixels(source, w, h)
-        self.job = {"id": None, "doc": doc, "source": source, "layer": None, "mask": mask, "w": w, "h": h,
-                    "model": (info or {}).get("model") or self.settings.model, "n": len(req["handles"]),
-                    "preview_step": None, "stopping": False, "t0": time.time(), "session": (info or {}).get("session_id")}
-        self.progress = None
-        self.say("Starting the drag (%d point pair%s)..." % (self.job["n"], "" if self.job["n"] == 1 else "s"))
+        self.job = self._new_job(doc, source, mask, w, h, info.get("model") or self.settings.model, req,
+                                 info.get("session_id"), "generated")
         self.job_changed.emit()
         client, session = self.client(), self.job["session"]
 
@@ -194,32 +192,114 @@ class Controller(QObject):
         self.worker.submit(start, (), self._started, self._start_failed)
         return True
 
+    def _new_job(self, doc, source, mask, w, h, model, req, session, kind):
+        job = {"id": None, "doc": doc, "source": source, "layer": None, "mask": mask, "w": w, "h": h,
+               "model": model, "n": len(req["handles"]), "req": req, "preview_step": None, "stopping": False,
+               "cancelling": False, "t0": time.time(), "session": session, "kind": kind, "phase": "start",
+               "inversion": None}
+        self.progress = None
+        self.say("Starting the drag (%d point pair%s)..." % (job["n"], "" if job["n"] == 1 else "s"))
+        return job
+
+    def _run_layer(self, doc, source, info, pts, mask, req, w, h):
+        """A layer the daemon did not generate: send it (with the selection's bounding box) for inversion,
+        unless the document's saved session for it fits; then drag in layer pixels."""
+        layer_bgra = kritadoc.layer_pixels(source, w, h)
+        model = self.settings.model or None
+        bbox = jobspec.selection_bbox(mask, w, h)
+        invert = jobspec.invert_settings(self.settings.params)
+        fingerprint = jobspec.layer_fingerprint(layer_bgra, w, h)
+        saved = jobspec.reusable_layer_session(info, model, w, h, self.settings.url, bbox, fingerprint, invert)
+        self.job = self._new_job(doc, source, mask, w, h, model, req, saved, "layer")
+        self.job.update(bbox=bbox, invert=invert, fingerprint=fingerprint, asked_model=model)
+        if saved is None:
+            self.say("Sending the layer to the daemon (%s)..." % (model or "default model"))
+        self.job_changed.emit()
+        client, create = self.client(), jobspec.layer_session_request(model, bbox, invert)
+
+        def start():
+            return daemon.start_layer(client, saved, lambda: jobspec.session_request(layer_bgra, w, h), create, req)
+        self.worker.submit(start, (), self._started, self._start_failed)
+        return True
+
+    def _remember_layer_session(self, job):
+        if not kritadoc.document_open(job["doc"]):
+            return
+        old = self.session_info(job["doc"]) or {}
+        region = job.get("region") or (old.get("region") if old.get("session_id") == job["session"] else None)
+        kritadoc.write_annotation(job["doc"], jobspec.ANNOTATION_SESSION, jobspec.layer_session_info_json(
+            job["session"], job["asked_model"], job["w"], job["h"], self.settings.url, jobspec.region_list(region),
+            job["bbox"], job["fingerprint"], job["invert"]))
+
     def _started(self, answer):
         job = self.job
         if job is None:
             return
         new_session = answer["session_id"] != job["session"]
-        job["id"], job["session"] = answer["job_id"], answer["session_id"]
-        if new_session and kritadoc.document_open(job["doc"]):
+        job["session"] = answer["session_id"]
+        job["phase"] = answer.get("phase", "drag")
+        job["id"] = answer["invert_job"] if job["phase"] == "invert" else answer["job_id"]
+        if answer.get("region") is not None:
+            job["region"] = answer["region"]
+        if job["kind"] == "layer":
+            job["reused"] = answer.get("reused")
+            job["model"] = answer.get("model") or job["model"]
+            if job["phase"] == "drag":
+                self._remember_layer_session(job)
+        elif new_session and kritadoc.document_open(job["doc"]):
             old = self.session_info(job["doc"]) or {}
             kritadoc.write_annotation(job["doc"], jobspec.ANNOTATION_SESSION, jobspec.session_info_json(
                 job["session"], job["model"], old.get("seed"), job["w"], job["h"], self.settings.url))
         if kritadoc.document_open(job["doc"]):
-            job["layer"] = kritadoc.add_layer_above(job["doc"], job["source"], "DragGAN preview (running)")
+            name = "DragGAN preview (inverting)" if job["phase"] == "invert" else "DragGAN preview (running)"
+            job["layer"] = kritadoc.add_layer_above(job["doc"], job["source"], name)
+        if job["phase"] == "invert":
+            self.say("Inverting the layer: the daemon fits %s into the model first%s..." % (
+                "the selection" if job.get("bbox") else "the layer",
+                " (reusing the inversion that is still running)" if job.get("reused") else ""))
+        else:
+            self.say("Dragging (%d point pair%s)..." % (job["n"], "" if job["n"] == 1 else "s"))
+        self._send_pending(job)
         self._poll_timer.start()
 
+    def _send_pending(self, job):
+        """A Stop or Cancel pressed before the daemon named the job is sent now."""
+        if job.get("cancelling"):
+            self.worker.submit(daemon.cancel, (self.client(), job["id"]), None, self._failed)
+        elif job.get("stopping"):
+            self.worker.submit(daemon.stop, (self.client(), job["id"]), None, self._failed)
+
     def _start_failed(self, exc):
+        job = self.job
+        if job is not None and job["layer"] is not None:  # a drag after the inversion: not started
+            self._finish(None, daemon.describe_error(exc, self.settings.url))
+            return
         self.job = None
         self.say(daemon.describe_error(exc, self.settings.url), True)
         self.job_changed.emit()
 
     def stop(self):
+        """Drag: end after the current step keeping the edit. Inversion: end it keeping the best
+        result so far, then drag."""
         job = self.job
-        if job is None or job["id"] is None:
+        if job is None:
             return
         job["stopping"] = True
-        self.say("Stopping after the current step...")
-        self.worker.submit(daemon.stop, (self.client(), job["id"]), None, self._failed)
+        self.say("Stopping the inversion (keeping the best so far)..." if job["phase"] == "invert"
+                 else "Stopping after the current step...")
+        if job["id"] is not None:
+            self.worker.submit(daemon.stop, (self.client(), job["id"]), None, self._failed)
+
+    def cancel(self):
+        """End the job without a result: a drag's session goes back to before it; an inversion's
+        session is dropped."""
+        job = self.job
+        if job is None:
+            return
+        job["cancelling"] = True
+        self.say("Cancelling...")
+        if job["id"] is not None:
+            self.worker.submit(daemon.cancel, (self.client(), job["id"]), None, self._failed)
 
     def _poll_job(self):
         job = self.job
@@ -250,23 +330,56 @@ class Controller(QObject):
         self.progress = jobspec.Progress(status)
         open_doc = kritadoc.document_open(job["doc"])
         pts = self.points_for(job["doc"]) if open_doc else None
-        if pts is not None and self.progress.handles:
+        if pts is not None and self.progress.handles and self.progress.kind == "drag":
             pts.set_handles(self.progress.handles)
         if preview is not None and open_doc and job["layer"] is not None:
             job["preview_step"] = preview["step"]
-            kritadoc.write_layer(job["doc"], job["layer"], jobspec.result_layer_pixels(preview["bgra"], job["mask"]),
-                                 job["w"], job["h"])
+            # a layer session's previews are the whole layer with the edit (or the reconstruction) in it
+            pixels = preview["bgra"] if job["kind"] == "layer" else jobspec.result_layer_pixels(preview["bgra"],
+                                                                                                job["mask"])
+            kritadoc.write_layer(job["doc"], job["layer"], pixels, job["w"], job["h"])
         if self.tool is not None:
             self.tool.status_text = self.progress.text()
             self.tool.refresh()
         self.job_changed.emit()
         if self.progress.finished:
             self._poll_timer.stop()
-            if self.progress.succeeded:
+            if job["phase"] == "invert":
+                self._inverted(job)
+            elif self.progress.succeeded:
                 self.worker.submit(daemon.result, (self.client(), job["id"], job["w"], job["h"]),
                                    self._got_result, self._poll_failed)
             else:
                 self._finish(None, self.progress.text())
+
+    def _inverted(self, job):
+        """The inversion ended: drag now (done, also when stopped early), else give up."""
+        pr = self.progress
+        job["inversion"] = {"text": pr.text(), "psnr": pr.psnr, "reason": pr.reason,
+                            "quality": (pr.job.get("result") or {}).get("quality"), "job_id": job["id"]}
+        if not pr.succeeded or job.get("cancelling"):
+            self._finish(None, pr.text())
+            return
+        self._remember_layer_session(job)
+        if not kritadoc.document_open(job["doc"]):
+            self._finish(None, "The document was closed before the drag could start.")
+            return
+        job.update(phase="drag", id=None, stopping=False, preview_step=None)
+        if job["layer"] is not None and kritadoc.document_open(job["doc"]):
+            job["layer"].setName("DragGAN preview (running)")
+        self.say("%s. Dragging (%d point pair%s)..." % (pr.text(), job["n"], "" if job["n"] == 1 else "s"))
+        self.worker.submit(daemon.start_drag, (self.client(), job["session"], None, job["req"], True),
+                           self._drag_started, self._start_failed)
+
+    def _drag_started(self, answer):
+        job = self.job
+        if job is None:
+            return
+        job["id"] = answer["job_id"]
+        self.progress = None
+        self.job_changed.emit()
+        self._send_pending(job)
+        self._poll_timer.start()
 
     def _got_result(self, answer):
         self._finish(answer, None)
@@ -282,21 +395,35 @@ class Controller(QObject):
         if error is not None or result is None:
             if job["layer"] is not None and open_doc:
                 kritadoc.remove_layer(job["layer"])
-            self.last_result = {"ok": False, "error": error}
-            self.say(error or "The drag failed.", True)
+            cancelled = self.progress is not None and self.progress.state == "cancelled"
+            self.last_result = {"ok": False, "error": error, "cancelled": cancelled, "inversion": job["inversion"]}
+            self.say(error or "The drag failed.", not cancelled)
+        elif job["kind"] == "layer" and not (self.progress.job.get("changed") if self.progress else None):
+            if job["layer"] is not None and open_doc:
+                kritadoc.remove_layer(job["layer"])
+            text = self.progress.text() if self.progress is not None else "Done"
+            self.last_result = {"ok": True, "layer": None, "text": text, "seconds": time.time() - job["t0"],
+                                "inversion": job["inversion"], "session": job["session"], "changed": None}
+            self.say("%s, but no pixel changed: no layer added." % text)
         else:
             name = jobspec.result_layer_name(job["model"], job["n"])
+            changed = self.progress.job.get("changed") if self.progress is not None else None
+            if job["kind"] == "layer":  # the full-size result, only its changed rectangle needs pixels
+                pixels = jobspec.changed_layer_pixels(result["bgra"], job["w"], job["h"], changed)
+            else:
+                pixels = jobspec.result_layer_pixels(result["bgra"], job["mask"])
             if open_doc:
                 layer = job["layer"] or kritadoc.add_layer_above(job["doc"], job["source"], name)
-                kritadoc.write_layer(job["doc"], layer, jobspec.result_layer_pixels(result["bgra"], job["mask"]),
-                                     job["w"], job["h"])
+                kritadoc.write_layer(job["doc"], layer, pixels, job["w"], job["h"])
                 layer.setName(name)
                 job["doc"].setActiveNode(layer)
                 pts = self.points_for(job["doc"])
                 if pts is not None:
                     kritadoc.write_annotation(job["doc"], ANNOTATION_POINTS, pts.to_json())
             text = self.progress.text() if self.progress is not None else "Done"
-            self.last_result = {"ok": True, "layer": name, "text": text, "seconds": time.time() - job["t0"]}
+            self.last_result = {"ok": True, "layer": name, "text": text, "seconds": time.time() - job["t0"],
+                                "inversion": job["inversion"], "session": job["session"], "changed": changed,
+                                "kind": job["kind"]}
             self.say("%s. Result layer: %s" % (text, name))
         self.points_changed.emit()
         self.job_changed.emit()

@@ -129,6 +129,19 @@ class DragGANDocker(DockWidget):
         af.addRow("Learning rate", self.lr)
         af.addRow("W+ layers optimised", self.w_layers)
         af.addRow("Preview every n steps", self.preview_every)
+        # inversion (layers the daemon did not generate): steps per stage; "auto" = the daemon's default
+        self.invert_w = _spin(0, 2000, p["invert_w"] or 0, special="auto", name="draggan_invert_w")
+        self.invert_wplus = _spin(-1, 2000, -1 if p["invert_wplus"] is None else p["invert_wplus"], special="auto",
+                                  name="draggan_invert_wplus")
+        self.invert_pti = _spin(-1, 2000, -1 if p["invert_pti"] is None else p["invert_pti"], special="auto",
+                                name="draggan_invert_pti")
+        for spin, tip in ((self.invert_w, "W projection steps"), (self.invert_wplus, "W+ projection steps (0 skips)"),
+                          (self.invert_pti, "pivotal tuning steps (0 skips)")):
+            spin.setToolTip("Inversion of a layer the daemon did not generate: %s; auto = the daemon's default "
+                            "for the model and device." % tip)
+        af.addRow("Inversion steps W", self.invert_w)
+        af.addRow("Inversion steps W+", self.invert_wplus)
+        af.addRow("Inversion steps PTI", self.invert_pti)
         form.addRow(self.adv)
         self.adv.setVisible(False)
         lay.addWidget(box)
@@ -139,9 +152,14 @@ class DragGANDocker(DockWidget):
         self.run_btn.setObjectName("draggan_run")
         self.stop_btn = QPushButton("Stop")
         self.stop_btn.setObjectName("draggan_stop")
-        self.stop_btn.setToolTip("End after the current step and keep the edit so far.")
+        self.stop_btn.setToolTip("End after the current step and keep the edit so far (while inverting a layer: "
+                                 "keep the best inversion so far and drag).")
+        self.cancel_btn = QPushButton("Cancel")
+        self.cancel_btn.setObjectName("draggan_cancel")
+        self.cancel_btn.setToolTip("End without a result; the daemon's session goes back to before the drag.")
         row.addWidget(self.run_btn)
         row.addWidget(self.stop_btn)
+        row.addWidget(self.cancel_btn)
         lay.addLayout(row)
         self.progress = QProgressBar()
         self.progress.setObjectName("draggan_progress")
@@ -172,8 +190,10 @@ class DragGANDocker(DockWidget):
         self.reset_btn.clicked.connect(self.ctl.reset_points)
         self.run_btn.clicked.connect(self._run)
         self.stop_btn.clicked.connect(self.ctl.stop)
+        self.cancel_btn.clicked.connect(self.ctl.cancel)
         self.adv_toggle.toggled.connect(self.adv.setVisible)
-        for w in (self.steps, self.mask_lambda, self.r1, self.r2, self.lr, self.w_layers, self.preview_every):
+        for w in (self.steps, self.mask_lambda, self.r1, self.r2, self.lr, self.w_layers, self.preview_every,
+                  self.invert_w, self.invert_wplus, self.invert_pti):
             w.valueChanged.connect(self._store)
         self.ctl.connection_changed.connect(self._show_connection)
         self.ctl.points_changed.connect(self._show_points)
@@ -192,7 +212,10 @@ class DragGANDocker(DockWidget):
             "params": {"steps": self.steps.value(), "mask_lambda": self.mask_lambda.value(),
                        "r1": self.r1.value() or None, "r2": self.r2.value() or None,
                        "learning_rate": self.lr.value() or None, "w_layers": self.w_layers.value(),
-                       "preview_every": self.preview_every.value()}})
+                       "preview_every": self.preview_every.value(),
+                       "invert_w": self.invert_w.value() or None,
+                       "invert_wplus": self.invert_wplus.value() if self.invert_wplus.value() >= 0 else None,
+                       "invert_pti": self.invert_pti.value() if self.invert_pti.value() >= 0 else None}})
         self.ctl.save_settings()
 
     def _model_name(self):
@@ -245,6 +268,7 @@ class DragGANDocker(DockWidget):
         running = self.ctl.running()
         self.run_btn.setEnabled(not running)
         self.stop_btn.setEnabled(running)
+        self.cancel_btn.setEnabled(running)
         pr = self.ctl.progress
         if pr is not None:
             self.progress.setValue(pr.percent)

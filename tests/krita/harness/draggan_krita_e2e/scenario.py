@@ -3,6 +3,8 @@ DRAGGAN_E2E_OUT   report path (JSON; "ok": true = pass); screenshots go next to 
 DRAGGAN_URL       the live daemon (read by the plug-in itself)
 DRAGGAN_E2E_DEAD  a URL where nothing listens (error path)
 DRAGGAN_E2E_MODEL model name to generate with (default tiny)
+DRAGGAN_E2E_INVERT_W  W projection steps of the real-layer scenario's inversion (default 400; it is
+                  stopped early, after a few steps, through the docker's Stop button)
 """
 import faulthandler
 import json
@@ -429,4 +431,184 @@ class E2EExtension(Extension):
         yield 300
         check(not tool.armed, "Escape did not disarm the tool")
         check(not act.isChecked(), "action still checked after disarming")
+        ctl.settings.url = os.environ["DRAGGAN_URL"]
+        yield from self.layer_scenario(k, win, ctl, tool, act, w, src_before, W, H)
         self.log("done")
+
+    def layer_scenario(self, k, win, ctl, tool, act, w, picture, PW, PH):
+        """A plain document the daemon did not generate (a painted background with the generated
+        picture pasted off-centre): select a region, click points, Run -> inversion (progress, Stop
+        keeps the best so far) -> drag -> a new layer changed inside the selection, source unchanged;
+        one undo; a second Run reuses the saved session; Cancel ends a drag without a layer."""
+        from draggan_krita import kritadoc, jobspec, points as points_mod
+        DW, DH, OX, OY = 200, 150, 110, 60
+        bg = bytearray(DW * DH * 4)
+        for y in range(DH):
+            for x in range(DW):
+                i = 4 * (y * DW + x)
+                bg[i:i + 4] = bytes(((x * 255) // DW, (y * 255) // DH, 90 + (x + y) % 40, 255))
+        # a few random pixels in a corner: a new picture each run, so the daemon (shared by the runs on
+        # 5.1 and 5.2) cannot answer with the session of an earlier run's identical layer
+        bg[0:12] = bytes(b if (j + 1) % 4 else 255 for j, b in enumerate(os.urandom(12)))
+        for y in range(PH):
+            row = picture[4 * y * PW:4 * (y + 1) * PW]
+            i = 4 * ((OY + y) * DW + OX)
+            bg[i:i + 4 * PW] = bytes(row[j] if j % 4 != 3 else 255 for j in range(len(row)))
+        ndocs = len(k.documents())
+        doc, source = kritadoc.new_document(DW, DH, "plain picture", bytes(bg), "painted")
+        doc.setBatchmode(True)
+        yield from self.wait_for(lambda: len(k.documents()) > ndocs and kritadoc.active_document() is not None
+                                 and kritadoc.same_document(kritadoc.active_document(), doc), 30)
+        yield 400
+        view = win.activeView()
+        view.canvas().setZoomLevel(3.0)
+        yield 500
+        src_before = bytes(source.pixelData(0, 0, DW, DH))
+        check(src_before == bytes(bg), "the painted picture was not written")
+        check(ctl.session_info(doc) is None, "a plain document has a session annotation")
+        if not tool.armed:
+            act.trigger()
+        yield from self.wait_for(lambda: tool.armed and tool.transform is not None and tool.canvas is not None
+                                 and kritadoc.same_document(tool._doc, doc), 10)
+        yield 300
+        canvas, t = tool.canvas, tool.transform
+        pts = ctl.points_for(doc)
+        pts.clear()
+        handle, target = (OX + 22.0, OY + 24.0), (OX + 30.0, OY + 30.0)
+
+        def near(p, q):
+            return p is not None and abs(p[0] - q[0]) <= 1.6 and abs(p[1] - q[1]) <= 1.6
+        for _ in range(2):  # Krita may eat the first click after a new view gets the focus
+            yield from self.xclick(canvas, *t.map(*handle))
+            if len(pts):
+                break
+        check(len(pts) == 1 and near(pts.pairs[0][0], handle), "handle not placed on the plain document",
+              pairs=pts.pairs, expected=handle, tool_log=tool.log[-3:])
+        yield from self.xclick(canvas, *t.map(*target))
+        check(near(pts.pairs[0][1], target), "target not placed on the plain document", pairs=pts.pairs)
+        sel = Selection()
+        sel.select(OX + 8, OY + 10, 36, 32, 255)
+        sel.feather(2)
+        doc.setSelection(sel)
+        yield 200
+        mask = bytes(doc.selection().pixelData(0, 0, DW, DH))
+        self.log("layer_doc", size=[DW, DH], pairs=pts.pairs, selected=sum(1 for b in mask if b))
+
+        # Run: the layer is sent for inversion; progress in the docker; Stop keeps the best so far
+        combo = w(QComboBox, "draggan_model")
+        combo.setCurrentIndex(combo.findData(os.environ.get("DRAGGAN_E2E_MODEL", "tiny")))
+        w(QCheckBox, "draggan_advanced").setChecked(True)
+        w(QSpinBox, "draggan_steps").setValue(int(os.environ.get("DRAGGAN_E2E_STEPS", "5")))
+        w(QSpinBox, "draggan_preview_every").setValue(2)
+        w(QSpinBox, "draggan_invert_w").setValue(int(os.environ.get("DRAGGAN_E2E_INVERT_W", "400")))
+        w(QSpinBox, "draggan_invert_wplus").setValue(0)
+        w(QSpinBox, "draggan_invert_pti").setValue(0)
+        stop_btn, cancel_btn = w(QPushButton, "draggan_stop"), w(QPushButton, "draggan_cancel")
+        w(QPushButton, "draggan_run").click()
+        yield 100
+        check(ctl.running(), "the layer run did not start", message=ctl.last_message)
+        yield from self.wait_for(lambda: not ctl.running() or (ctl.job.get("phase") == "invert" and ctl.progress
+                                                               is not None and ctl.progress.step >= 2), 90)
+        check(ctl.running() and ctl.job["phase"] == "invert", "no inversion phase", message=ctl.last_message,
+              result=ctl.last_result)
+        yield 300
+        invert_text = w(QLabel, "draggan_progress_text").text()
+        layers_inverting = [n.name() for n in doc.topLevelNodes()]
+        check(cancel_btn.isEnabled() and stop_btn.isEnabled(), "Stop/Cancel disabled while inverting")
+        stop_btn.click()
+        texts, phases = {invert_text}, set()
+        end = time.monotonic() + 150
+        while ctl.running() and time.monotonic() < end:
+            texts.add(w(QLabel, "draggan_progress_text").text())
+            phases.add(ctl.job.get("phase"))
+            yield 100
+        check(not ctl.running(), "the layer run did not finish in time", message=ctl.last_message)
+        res_info = ctl.last_result or {}
+        self.log("layer_run", result=res_info, message=ctl.last_message, invert_text=invert_text,
+                 progress_texts=sorted(texts)[:12], phases=sorted(p for p in phases if p),
+                 layers_while_inverting=layers_inverting, handles=pts.pairs)
+        check(res_info.get("ok"), "the layer run failed", result=res_info, message=ctl.last_message)
+        inv = res_info.get("inversion") or {}
+        check("Inverting the layer" in invert_text and "PSNR" in invert_text, "no inversion progress shown",
+              text=invert_text)
+        check("DragGAN preview (inverting)" in layers_inverting, "no preview layer while inverting",
+              layers=layers_inverting)
+        check(inv.get("reason") == "stopped" and inv.get("psnr"), "Stop did not end the inversion early", inv=inv)
+        check("drag" in phases, "no drag after the inversion", phases=sorted(p for p in phases if p))
+        info = ctl.session_info(doc)
+        check(jobspec.is_layer_session(info) and info["session_id"] == res_info.get("session"),
+              "layer session not saved with the document", info=info)
+        doc.refreshProjection()
+        doc.waitForDone()
+        names = [n.name() for n in doc.topLevelNodes() if n.type() != "selectionmask"]
+        expected = res_info.get("layer")
+        result = doc.nodeByName(expected) if expected else None
+        check(result is not None, "no result layer", layers=names, expected=expected)
+        check(names.index(expected) == names.index(source.name()) + 1, "result not right above source", layers=names)
+        res = bytes(result.pixelData(0, 0, DW, DH))
+        src_after = bytes(source.pixelData(0, 0, DW, DH))
+        inside = [i for i in range(DW * DH) if mask[i] == 255]
+        changed_inside = sum(1 for i in inside
+                             if res[4 * i + 3] and res[4 * i:4 * i + 3] != src_before[4 * i:4 * i + 3])
+        ch = res_info.get("changed") or {}
+        outside_rect = [i for i in range(DW * DH) if not (ch.get("x", 0) <= i % DW < ch.get("x", 0) + ch.get("width", 0)
+                                                           and ch.get("y", 0) <= i // DW < ch.get("y", 0)
+                                                           + ch.get("height", 0))]
+        alpha_outside_rect = max(res[4 * i + 3] for i in outside_rect)
+        not_selected_differs = sum(1 for i in range(DW * DH) if mask[i] == 0 and res[4 * i + 3]
+                                   and res[4 * i:4 * i + 4] != src_before[4 * i:4 * i + 4])
+        self.log("layer_result", layers=names, changed=ch, changed_inside=changed_inside, inside=len(inside),
+                 alpha_outside_rect=alpha_outside_rect, not_selected_differs=not_selected_differs,
+                 source_unchanged=src_after == src_before, inversion=inv)
+        check(src_after == src_before, "source layer was modified")
+        check(changed_inside > len(inside) // 4, "result hardly differs inside the selection",
+              changed=changed_inside, of=len(inside))
+        check(alpha_outside_rect == 0, "result layer has pixels outside the changed rectangle")
+        check(not_selected_differs == 0, "result differs from the source outside the selection",
+              n=not_selected_differs)
+        yield from self.screenshot("krita-layer-result.png")
+
+        # one undo removes the result layer
+        k.action("edit_undo").trigger()
+        yield 600
+        names_undo = [n.name() for n in doc.topLevelNodes() if n.type() != "selectionmask"]
+        self.log("layer_undo", layers=names_undo)
+        check(expected not in names_undo and source.name() in names_undo, "one undo did not remove the result",
+              layers=names_undo)
+        check(bytes(source.pixelData(0, 0, DW, DH)) == src_before, "undo changed the source")
+
+        # a second Run drags the saved session directly (no new inversion)
+        doc.setActiveNode(source)
+        yield 200
+        w(QPushButton, "draggan_run").click()
+        yield 100
+        check(ctl.running(), "second layer run did not start", message=ctl.last_message)
+        yield from self.wait_for(lambda: not ctl.running(), 120)
+        again = ctl.last_result or {}
+        self.log("layer_rerun", result=again, message=ctl.last_message)
+        check(again.get("ok") and again.get("inversion") is None and again.get("session") == info["session_id"],
+              "second Run did not reuse the saved session", result=again)
+        check(doc.nodeByName(again["layer"]) is not None, "no result layer after the second Run")
+        k.action("edit_undo").trigger()
+        yield 500
+
+        # Cancel during a drag: no layer, a clear message
+        doc.setActiveNode(source)
+        w(QSpinBox, "draggan_steps").setValue(300)
+        yield 200
+        n_before = len([n for n in doc.topLevelNodes() if n.type() != "selectionmask"])
+        w(QPushButton, "draggan_run").click()
+        yield from self.wait_for(lambda: not ctl.running() or (ctl.progress is not None and ctl.progress.step >= 2),
+                                 90)
+        check(ctl.running(), "the drag to cancel ended early", result=ctl.last_result)
+        cancel_btn.click()
+        yield from self.wait_for(lambda: not ctl.running(), 60)
+        yield 300
+        n_after = len([n for n in doc.topLevelNodes() if n.type() != "selectionmask"])
+        self.log("layer_cancel", result=ctl.last_result, message=ctl.last_message, layers_before=n_before,
+                 layers_after=n_after)
+        check(ctl.last_result and ctl.last_result.get("cancelled"), "Cancel did not cancel", result=ctl.last_result)
+        check(n_after == n_before, "Cancel left a layer behind")
+        check(bytes(source.pixelData(0, 0, DW, DH)) == src_before, "the source changed")
+        act.trigger()
+        yield 200
