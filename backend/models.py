@@ -99,16 +99,22 @@ class ModelCatalogue:
             return list(self._loaded)
 
     def describe(self) -> list[dict]:
-        """What a client shows in its model menu; a file's resolution is known once it was loaded."""
+        """What a client shows in its model menu; a file's image size is known once it was loaded."""
         with self._lock:
             loaded = dict(self._loaded)
         out = []
         for name, entry in sorted(self.entries().items()):
             info = entry.info
-            resolution = loaded[name].G.img_resolution if name in loaded else (info.resolution if info else None)
+            if name in loaded:
+                height, width = loaded[name].G.img_size
+            else:
+                height = info.resolution if info else None
+                width = (info.width or info.resolution) if info else None
             out.append({
                 "name": name,
-                "resolution": resolution,
+                "resolution": height,
+                "width": width,
+                "height": height,
                 "domain": info.domain if info else "your own checkpoint",
                 "licence": info.licence if info else None,
                 "learning_rate": entry.learning_rate,

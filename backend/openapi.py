@@ -67,7 +67,8 @@ def schemas(limits: Limits) -> dict[str, Schema]:
         "Health": closed({"version": STRING, "api": {"const": "v1"}, "device": STRING,
                           "models_loaded": {"type": "array", "items": STRING}, "queue_length": INTEGER,
                           "running_job": nullable(STRING), "sessions": INTEGER}),
-        "Model": closed({"name": STRING, "resolution": nullable(INTEGER), "domain": STRING,
+        "Model": closed({"name": STRING, "resolution": nullable(INTEGER), "width": nullable(INTEGER),
+                         "height": nullable(INTEGER), "domain": STRING,
                          "licence": nullable(STRING), "learning_rate": NUMBER, "loaded": BOOLEAN}),
         "ModelList": closed({"models": {"type": "array", "items": ref("Model")}}),
         "GenerateRequest": closed({
