@@ -1,8 +1,10 @@
 """GIMP's Cancel kills the plug-in process (SIGKILL): its watchdog must then cancel the job on the
-daemon, which puts the session back as it was. Real daemon, the plug-in's own files, system python3
-(the interpreter GIMP uses), no GIMP needed."""
+daemon (a drag: the session goes back as it was; a real layer's inversion: the session is dropped).
+Real daemon, the plug-in's own files, system python3 (the interpreter GIMP uses), no GIMP needed.
+Also the plug-in's whole conversation for a real layer (draggan_logic.edit) against that daemon."""
 from __future__ import annotations
 
+import io
 import signal
 import subprocess
 import sys
@@ -10,14 +12,17 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent / "gimp"))
 from gimp_daemon import MODEL, REPO, running_daemon, write_tiny_model  # noqa: E402
 
 PLUGIN = REPO / "plugin_gimp" / "draggan"
 sys.path.insert(0, str(PLUGIN))
-from draggan_client import DaemonClient  # noqa: E402
+import draggan_logic as logic  # noqa: E402
+from draggan_client import DaemonClient, DaemonError  # noqa: E402
 
 TOKEN = "cancel-test-token-0123456789"
 PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
@@ -87,3 +92,66 @@ def test_a_plugin_that_finishes_leaves_its_job_alone(daemon):
     finally:
         client.cancel(job_id)
         wait_state(client, job_id, ("cancelled", "done", "failed"))
+
+
+def plain_layer(client):
+    """A 200x150 RGBA layer the daemon did not make: the tiny model's picture pasted off-centre on grey."""
+    pic = np.asarray(Image.open(io.BytesIO(client.generate(seed=3, model=MODEL)["image"])).convert("RGBA"))
+    layer = np.full((150, 200, 4), 200, np.uint8)
+    layer[..., 3] = 255
+    layer[40:104, 70:134] = pic
+    return layer
+
+
+def test_a_killed_plugin_gets_its_inversion_cancelled(daemon):
+    client = DaemonClient(daemon, token=TOKEN)
+    layer = plain_layer(client)
+    made = client.create_session(logic.encode_png(200, 150, 4, layer.tobytes()), model=MODEL,
+                                 invert=logic.invert_settings(2000, 0, 0))
+    job_id = made["job_id"]
+    assert job_id and not made["reused"]
+    assert wait_state(client, job_id, ("running",))["state"] == "running"
+    assert run_stand_in(daemon, job_id, "kill").returncode == -signal.SIGKILL
+    status = wait_state(client, job_id, ("cancelled", "done", "failed"))
+    assert status["state"] == "cancelled", status
+    with pytest.raises(DaemonError) as e:  # a cancelled inversion leaves no session behind
+        client.session(made["session_id"])
+    assert e.value.code == "unknown_session"
+
+
+def test_the_plugins_edit_of_a_real_layer(daemon):
+    """What DragGAN Drag does on a plain layer: invert the selected part, drag, full-size result with
+    the layer's own bytes outside the selection; the same layer again reuses the session."""
+    client = DaemonClient(daemon, token=TOKEN)
+    layer = plain_layer(client)
+    mask = np.zeros((150, 200), np.uint8)
+    mask[50:95, 80:125] = 255
+    drags = [((95.0, 70.0), (105.0, 75.0))]
+    jobs, kinds = [], set()
+
+    def edit(info, trusted):
+        return logic.edit(client, info, trusted, 200, 150, layer.tobytes(), drags, mask.tobytes(),
+                          logic.drag_options(8, 20.0), model=MODEL, invert=logic.invert_settings(20, 0, 10),
+                          feather=4, watch_job=jobs.append, on_status=lambda s: kinds.add(s.get("kind")))
+
+    first = edit(None, True)
+    assert first["real"] and not first["reused"] and first["psnr"] is not None
+    assert kinds == {"invert", "drag"} and len(jobs) == 2
+    region = first["session"]["region"]
+    assert region["x"] <= 80 and region["y"] <= 50 and region["x"] + region["width"] >= 125
+    assert first["info"]["origin"] == "layer" and first["info"]["region"] == region
+    result = np.asarray(Image.open(io.BytesIO(first["png"])).convert("RGBA"))
+    assert result.shape == layer.shape
+    outside = mask == 0
+    assert (result[outside] == layer[outside]).all()  # bit-exact outside the selection
+    assert np.abs(result[~outside].astype(int) - layer[~outside]).mean() > 1
+    ch = first["changed"]
+    assert ch and ch["x"] >= 80 and ch["y"] >= 50 and ch["x"] + ch["width"] <= 125 and ch["y"] + ch["height"] <= 95
+
+    jobs.clear()
+    again = edit(first["info"], False)  # the source layer again (the image remembers the session)
+    assert again["reused"] and again["session"]["session_id"] == first["session"]["session_id"]
+    assert len(jobs) == 1  # no new inversion
+    jobs.clear()
+    on_result = edit(again["info"], True)  # the result layer: its own parasite, nothing sent but the drag
+    assert on_result["session"]["session_id"] == first["session"]["session_id"] and len(jobs) == 1

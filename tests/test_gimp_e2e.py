@@ -72,9 +72,10 @@ def test_gimp_plugin_end_to_end(version, daemon, tmp_path):
     from draggan_client import DaemonClient
 
     client = DaemonClient(daemon, token=TOKEN)
-    sessions_before = client.health()["sessions"]
     work = tmp_path / "work"
     work.mkdir()
+    write_plain_picture(client, work / "plain.png", version)
+    sessions_before = client.health()["sessions"]
     install_plugin(work)
     shutil.copy(REPO / "tests/gimp/driver.py", work / "driver.py")
     started = time.monotonic()
@@ -142,10 +143,49 @@ def test_gimp_plugin_end_to_end(version, daemon, tmp_path):
     assert rep["xcf"]["image_parasite"]["session_id"] == off["parasite"]["session_id"]
     assert all(p and p["session_id"] for p in rep["xcf"]["layer_parasites"])
 
+    # A plain picture the daemon did not make: its selected part is inverted, then dragged
+    assert calls["real"]["status"] == "success", calls["real"]
+    real = rep["real"]
+    assert real["returned_is_top"] and len(real["layers"]) == 2 and real["source_unchanged"]
+    assert real["layers"][0].startswith("DragGAN drag (8 steps") and "model fit" in real["layers"][0]
+    assert real["size_of_new"] == real["size"] == [200, 150] and real["offsets"] == [0, 0]  # the full layer
+    assert real["source_parasite"] is None  # the source is not touched, not even its parasites
+    assert real["outside_unchanged"] and real["mask"], real  # bit-exact outside the selection
+    assert real["changed_pixels"] > 100 and real["diff_inside"] > 1, real
+    x0, y0, x1, y1 = real["changed_box"]
+    assert 80 <= x0 and 50 <= y0 and x1 <= 124 and y1 <= 94, real  # changes only inside the selection
+    sid = real["parasite"]["session_id"]
+    assert real["parasite"]["origin"] == "layer" and real["image_parasite"] == real["parasite"]
+    described = client.session(sid)
+    assert described["region"] is not None and described["model"] == MODEL and described["invert_job"]
+    region = described["region"]
+    assert region["x"] <= 80 and region["y"] <= 50 and region["x"] + region["width"] >= 125 and \
+        region["y"] + region["height"] >= 95
+    # ... a second drag of the source reuses the session (the daemon knows the layer), as does one of the result
+    assert calls["real_again"]["status"] == "success", calls["real_again"]
+    assert len(rep["real_again"]["layers"]) == 3 and rep["real_again"]["source_unchanged"]
+    assert rep["real_again"]["parasite"]["session_id"] == sid
+    assert calls["real_result"]["status"] == "success", calls["real_result"]
+    assert len(rep["real_result"]["layers"]) == 4 and rep["real_result"]["parasite"]["session_id"] == sid
+
     # One undo group per insertion, closed by the plug-in itself; no plug-in crashed
     assert "inconsistent state" not in log and "Traceback" not in log, log[-4000:]
-    health = client.health()  # the generated session and the fresh one of the last drag
-    assert health["sessions"] - sessions_before == 2 and health["queue_length"] == 0 and health["running_job"] is None
+    health = client.health()  # the generated session, the fresh one of the offset drag and the real layer's one
+    assert health["sessions"] - sessions_before == 3 and health["queue_length"] == 0 and health["running_job"] is None
+
+
+def write_plain_picture(client, path: Path, version: str) -> None:
+    """A picture the daemon did not make: 200x150 grey with the tiny model's seed-3 picture at (70, 40).
+    The grey differs per GIMP version: the daemon (shared by the tests) would reuse the other's session."""
+    import io
+
+    from PIL import Image
+
+    made = client.generate(seed=3, model=MODEL)
+    grey = {"3.0": 200, "3.2": 180, "gui 3.0": 160, "gui 3.2": 140}[version]
+    picture = Image.new("RGB", (200, 150), (grey, grey, grey))
+    picture.paste(Image.open(io.BytesIO(made["image"])).convert("RGB"), (70, 40))
+    picture.save(path)
 
 
 GUI_PACKAGES = ["xvfb", "xauth", "xdotool", "imagemagick", "fonts-dejavu-core"]
@@ -156,7 +196,8 @@ def test_gimp_dialog_undo_and_cancel(version, daemon, tmp_path):
     """The real GUI under Xvfb: DragGAN Drag's dialog opens (INTERACTIVE, values from the plug-in's
     defaults: $DRAGGAN_URL and $DRAGGAN_TOKEN), OK runs the drag, and one Ctrl+Z in the image window
     takes away the whole insertion (the layer and the session parasite). Then GIMP's Cancel button,
-    clicked during a long drag, stops the job on the daemon."""
+    clicked during a long drag, stops the job on the daemon, and clicked during a plain layer's
+    inversion, stops the invert job (the daemon drops that session)."""
     root = ensure_chroot(version)
     sys.path.insert(0, str(PLUGIN))
     from draggan_client import DaemonClient
@@ -171,6 +212,7 @@ def test_gimp_dialog_undo_and_cancel(version, daemon, tmp_path):
     install_plugin(work)
     for name in ("gui_driver.py", "gui_inside.sh"):
         shutil.copy(REPO / "tests/gimp" / name, work / name)
+    write_plain_picture(DaemonClient(daemon, token=TOKEN), work / "plain.png", "gui " + version)
     started = time.monotonic()
     p = subprocess.run(["bash", str(REPO / "tests/gimp/gimp_chroot_run.sh"), "--gui", root, str(work),
                         f"DRAGGAN_URL={daemon}", f"DRAGGAN_TOKEN={TOKEN}", f"DRAGGAN_MODEL={MODEL}",
@@ -196,6 +238,17 @@ def test_gimp_dialog_undo_and_cancel(version, daemon, tmp_path):
         time.sleep(0.2)
     assert client.health()["running_job"] is None
     assert client.session(rep["big_session"])["handles"] == [], "the daemon finished the cancelled drag"
+    # Cancel during a plain layer's inversion: nothing added, and the daemon dropped the half-inverted
+    # session (asking for the same layer and settings again starts a new inversion instead of reusing it)
+    assert rep["invert_cancelled"], rep
+    assert len(rep["layers_after_invert_cancel"]) == 1, rep
+    probe = client.create_session((work / "plain.png").read_bytes(), model=MODEL,
+                                  invert={"steps_w": 2000, "steps_wplus": 0, "steps_pti": 0, "preview_every": 0})
+    try:
+        assert not probe["reused"], "the cancelled inversion was not cancelled on the daemon"
+    finally:
+        if probe["job_id"]:
+            client.cancel(probe["job_id"])
     gimp_log = (work / "gimp.log").read_text(errors="replace")
     assert "dialog without the Advanced section" not in gimp_log
     assert "duplicate mnemonic" not in gimp_log and "Traceback" not in gimp_log, gimp_log[-3000:]

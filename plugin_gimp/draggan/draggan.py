@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""DragGAN for GIMP 3: drag points of a picture made by a StyleGAN generator to new places.
+"""DragGAN for GIMP 3: drag points of a picture to new places with a StyleGAN generator.
 
 Filters > DragGAN > DragGAN Drag...: each stroke of a path is one drag (first anchor = handle,
 last anchor = target); the selection is the region that may change (none = the whole layer).
 The daemon (`draggan serve`) does the work; the result becomes a new layer above the source,
-in one undo step. Filters > DragGAN > New image from model... (also File > Create) makes a
-picture from a seed to drag on.
+in one undo step. A layer the daemon did not make (a photo) is first fitted by the daemon's
+model (GAN inversion, an invert job whose progress shows in the progress bar). Filters > DragGAN >
+New image from model... (also File > Create) makes a picture from a seed to drag on.
 
 Runs in GIMP's own Python with the standard library and gi only. The HTTP calls run on a worker
 thread that never calls GIMP; the main thread updates the progress bar and touches the image
@@ -95,7 +96,7 @@ def _run_in_thread(work, on_status=None):
         thread.join(0.1)
         status = state.get("status")
         if status is not None and on_status is not None:
-            key = (status.get("state"), status.get("step"))
+            key = (status.get("job_id"), status.get("state"), status.get("step"))
             if key != shown:
                 shown = key
                 on_status(status)
@@ -170,11 +171,12 @@ def _selection(image, layer, width, height):
 
 def run_drag(procedure, run_mode, image, drawables, config, data):
     if run_mode == Gimp.RunMode.INTERACTIVE:
-        fields = ["server-url", "token", "steps", "mask-lambda", "keep-outside"]
+        fields = ["server-url", "token", "model", "steps", "mask-lambda", "keep-outside"]
         if _gimp_minor() >= (3, 2):
             fields.append("path")  # GIMP 3.0 has no widget for a path argument
         if not _show_dialog(procedure, config, "DragGAN Drag", fields,
-                            ["learning-rate", "r1", "r2", "w-layers", "points"]):
+                            ["learning-rate", "r1", "r2", "w-layers", "points", "inversion-w-steps",
+                             "inversion-wplus-steps", "inversion-tuning-steps", "feather"]):
             return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
     try:
         layer = _drag(procedure, image, drawables, config)
@@ -211,39 +213,34 @@ def _drag(procedure, image, drawables, config):
     options = logic.drag_options(config.get_property("steps"), config.get_property("mask-lambda"),
                                  config.get_property("learning-rate"), config.get_property("r1"),
                                  config.get_property("r2"), config.get_property("w-layers"))
-    mask_png = logic.encode_png(width, height, 1, mask) if mask is not None else None
+    invert = logic.invert_settings(config.get_property("inversion-w-steps"),
+                                   config.get_property("inversion-wplus-steps"),
+                                   config.get_property("inversion-tuning-steps"))
     client = _client(config)
 
     def work(state):
-        def layer_png():
-            return logic.encode_png(width, height, 3, logic.rgb_from_rgba(rgba))
-        session_id = logic.resolve_session(client, info, width, height, layer_png, trusted)
-        watchdog = Watchdog(client.url, client.token)
+        watchdog = Watchdog(client.url, client.token)  # cancels our jobs (inversion, drag) if GIMP kills us
         try:
-            job = client.drag(session_id, **logic.drag_request(drags, mask_png, options))
-            watchdog.job(job["job_id"])
-            state["status"] = job
-            final = client.wait(job["job_id"], on_progress=lambda s: state.__setitem__("status", s))
-            logic.finished_job(final)
-            png = client.result(job["job_id"])
-            session = client.session(session_id)
+            return logic.edit(client, info, trusted, width, height, rgba, drags, mask, options,
+                              model=config.get_property("model"), invert=invert,
+                              feather=config.get_property("feather"), watch_job=watchdog.job,
+                              on_status=lambda s: state.__setitem__("status", s))
         finally:
             watchdog.done()
-        return final, png, session
 
     Gimp.progress_init("DragGAN: sending the drag to {}".format(client.url))
-    final, png, session = _run_in_thread(work, _show_progress)
+    done = _run_in_thread(work, _show_progress)
+    png, final = done["png"], done["final"]
     if logic.png_size(png) != (width, height):
         raise logic.PluginError("the daemon sent a {}x{} picture for a {}x{} layer".format(
             *logic.png_size(png), width, height))
     # Only now, with the daemon's answer in hand, is the image touched: one undo step.
     Gimp.progress_set_text("DragGAN: adding the result layer")
     keep_outside = config.get_property("keep-outside") and mask is not None
-    new_info = logic.session_info(session, client.url, (info or {}).get("seed"), (info or {}).get("psi"),
-                                  origin="drag")
+    new_info = done["info"]
     image.undo_group_start()
     try:
-        layer = _load_png_layer(image, png, logic.layer_name(final))
+        layer = _load_png_layer(image, png, logic.layer_name(final, done["psnr"]))
         image.insert_layer(layer, source.get_parent(), image.get_item_position(source))
         layer.set_offsets(ox, oy)
         if keep_outside:
@@ -319,13 +316,14 @@ class DragGAN(Gimp.PlugIn):
             proc.set_menu_label("DragGAN _Drag...")
             proc.add_menu_path(MENU)
             proc.set_documentation(
-                "Drag points of a DragGAN picture to new places",
+                "Drag points of a picture to new places with DragGAN",
                 "Each stroke of the path (the chosen one, else the selected path, else the path named 'drags') is "
                 "one drag: its first anchor is the handle, its last anchor the target. The selection is the region "
                 "that may change (soft edges kept); no selection: the whole layer. 'points' (JSON "
-                "[[hx,hy,tx,ty],...], image coordinates) replaces the path for scripts. The result is a new layer "
-                "above the source, in one undo step; the source layer is not modified. Needs the DragGAN daemon "
-                "(`draggan serve`).", name)
+                "[[hx,hy,tx,ty],...], image coordinates) replaces the path for scripts. A layer the daemon did not "
+                "make is first fitted by 'model' (GAN inversion of the selected part; the daemon reuses it for "
+                "the same layer and settings). The result is a new layer above the source, in one undo step; the "
+                "source layer is not modified. Needs the DragGAN daemon (`draggan serve`).", name)
             proc.set_attribution("draggan-studio", "draggan-studio contributors", "2026")
             _daemon_arguments(proc)
             proc.add_path_argument("path", "P_ath", "Path whose strokes are the drags (empty: the selected path, "
@@ -343,6 +341,16 @@ class DragGAN(Gimp.PlugIn):
                                      RW)
             proc.add_int_argument("r2", "Tracking ra_dius", "r2 in model pixels (0: automatic)", 0, 128, 0, RW)
             proc.add_int_argument("w-layers", "_W layers", "Latent layers optimised", 1, 64, 6, RW)
+            proc.add_string_argument("model", "Model for other la_yers", "Model for layers the daemon did not "
+                                     "make (empty: the image's DragGAN model, else the daemon's default)", "", RW)
+            proc.add_int_argument("inversion-w-steps", "In_version W steps", "Steps fitting the model's W latent "
+                                  "to a layer the daemon did not make (0: the daemon's default)", 0, 2000, 0, RW)
+            proc.add_int_argument("inversion-wplus-steps", "Inversion W+ s_teps", "Steps of the W+ stage "
+                                  "(-1: the daemon's default, 0: skip it)", -1, 2000, -1, RW)
+            proc.add_int_argument("inversion-tuning-steps", "Inversion _fine-tuning steps", "Steps of pivotal tuning "
+                                  "of the generator (-1: the daemon's default, 0: skip it)", -1, 2000, -1, RW)
+            proc.add_int_argument("feather", "Edge _blend width", "On layers the daemon did not make: pixels over "
+                                  "which the edit fades in inside the selection's edge", 0, 256, 8, RW)
             proc.add_layer_return_value("layer", "Layer", "The new layer with the result", False, RW)
             return proc
         if name == NEW_PROC:

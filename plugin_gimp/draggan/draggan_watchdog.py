@@ -3,8 +3,9 @@
 GIMP's Cancel button (next to the progress bar) ends a plug-in with SIGKILL, which no signal
 handler can catch, so the plug-in starts this helper in its own session and talks to it over a
 pipe: "job <id>" lines name running jobs and "done" says all is well. If the pipe closes without
-"done" (the plug-in was killed or crashed), every named job is cancelled on the daemon, which
-puts its session back as it was. Standard library + the shared client only.
+"done" (the plug-in was killed or crashed), every named job is cancelled on the daemon: a drag's
+session goes back as it was, a real layer's inversion (invert job) is dropped with its session.
+Jobs that already ended answer 409 and are skipped. Standard library + the shared client only.
 
     python3 draggan_watchdog.py URL       (token, if any, in $DRAGGAN_WATCHDOG_TOKEN)
 """

@@ -165,6 +165,47 @@ try:
     rep["xcf"] = {"image_parasite": parasite(again), "layer_parasites": [parasite(l) for l in again.get_layers()]}
     again.delete()
     img.delete()
+
+    # --- A plain picture the daemon did not make (200x150, the model's picture pasted off-centre):
+    # the daemon inverts the selected part, then drags it; the same layer again reuses the session
+    if os.path.exists(D + "/plain.png"):
+        plain = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(D + "/plain.png"))
+        player = plain.get_layers()[0]
+        PW, PH = plain.get_width(), plain.get_height()
+        plain_before = pixels(player)
+        plain.select_rectangle(Gimp.ChannelOps.REPLACE, 80, 50, 45, 45)
+        psel = pixels(plain.get_selection(), "Y u8")
+        path = Gimp.Path.new(plain, "drags")
+        plain.insert_path(path, None, 0)
+        stroke(path, (95, 70), (105, 75))
+        real = dict(model=MODEL, inversion_w_steps=20, inversion_wplus_steps=0, inversion_tuning_steps=10, steps=8,
+                    feather=4, **daemon)
+        status, out = call("real", "python-fu-draggan-drag", plain, [player], **real)
+        rep["real"] = {"size": [PW, PH], "layers": layer_names(plain), "source_parasite": parasite(player),
+                       "source_unchanged": pixels(player) == plain_before}
+        if status == "success":
+            top = plain.get_layers()[0]
+            result = pixels(top)
+            differ = [(i // 4 % PW, i // 4 // PW) for i in range(0, len(result), 4)
+                      if result[i:i + 4] != plain_before[i:i + 4]]
+            rep["real"].update({
+                "returned_is_top": out.get_id() == top.get_id(), "offsets": list(top.get_offsets()[1:]),
+                "size_of_new": [top.get_width(), top.get_height()],
+                "outside_unchanged": all(result[4 * i:4 * i + 4] == plain_before[4 * i:4 * i + 4]
+                                         for i in range(PW * PH) if psel[i] == 0),
+                "changed_pixels": len(differ),
+                "changed_box": [min(x for x, _ in differ), min(y for _, y in differ), max(x for x, _ in differ),
+                                max(y for _, y in differ)] if differ else None,
+                "diff_inside": mean_diff(result, plain_before, PW, 4, (85, 55, 120, 90)),
+                "mask": top.get_mask() is not None, "parasite": parasite(top), "image_parasite": parasite(plain)})
+            # the source again: the daemon knows this layer with these settings
+            status, out = call("real_again", "python-fu-draggan-drag", plain, [player], **real)
+            rep["real_again"] = {"layers": layer_names(plain), "parasite": parasite(plain.get_layers()[0]),
+                                 "source_unchanged": pixels(player) == plain_before}
+            # the result layer: its own parasite names the session
+            status, out = call("real_result", "python-fu-draggan-drag", plain, [plain.get_layers()[0]], **real)
+            rep["real_result"] = {"layers": layer_names(plain), "parasite": parasite(plain.get_layers()[0])}
+        plain.delete()
 except Exception:
     rep["exception"] = traceback.format_exc()
     raise

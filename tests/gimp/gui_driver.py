@@ -1,8 +1,9 @@
 # GUI driver, executed by python-fu-eval inside the real `gimp` under Xvfb (see gui_inside.sh).
 # Makes a DragGAN image, shows it, calls DragGAN Drag INTERACTIVE (gui_inside.sh presses Return on
 # the dialog), then waits while gui_inside.sh presses Ctrl+Z once in the image window: one undo
-# must take away the whole insertion (layer and session parasite). Then, during a long drag,
-# gui_inside.sh clicks GIMP's Cancel button in the status bar. Writes $E2E_DIR/gui_report.json.
+# must take away the whole insertion (layer and session parasite). Then, during a long drag, and
+# again during a plain layer's long inversion, gui_inside.sh clicks GIMP's Cancel button in the
+# status bar. Writes $E2E_DIR/gui_report.json.
 import json
 import os
 import time
@@ -88,6 +89,27 @@ try:
     rep["cancel_status"] = int(res.index(0))
     rep["cancelled"] = res.index(0) == Gimp.PDBStatusType.CANCEL
     rep["layers_after_cancel"] = names(big)
+
+    # ... and during a plain layer's inversion (a picture the daemon did not make, a long W stage)
+    if os.path.exists(D + "/plain.png"):
+        plain = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(D + "/plain.png"))
+        Gimp.Display.new(plain)
+        Gimp.displays_flush()
+        cfg = drag.create_config()
+        cfg.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+        cfg.set_property("image", plain)
+        cfg.set_core_object_array("drawables", [plain.get_layers()[0]])
+        cfg.set_property("points", "[[100, 70, 110, 75]]")
+        cfg.set_property("model", os.environ["DRAGGAN_MODEL"])
+        cfg.set_property("inversion-w-steps", 2000)
+        cfg.set_property("inversion-wplus-steps", 0)
+        cfg.set_property("inversion-tuning-steps", 0)
+        open(D + "/cancel_invert_phase", "w").close()
+        time.sleep(2.0)  # gui_inside.sh takes its "before" screenshot
+        res = drag.run(cfg)
+        rep["invert_cancel_status"] = int(res.index(0))
+        rep["invert_cancelled"] = res.index(0) == Gimp.PDBStatusType.CANCEL
+        rep["layers_after_invert_cancel"] = names(plain)
 except Exception:
     import traceback
     rep["exception"] = traceback.format_exc()

@@ -3,7 +3,8 @@
 # real `gimp` under Xvfb runs gui_driver.py, which opens DragGAN Drag's dialog; this script waits
 # for the dialog, screenshots it, presses Return (OK), then, once the driver says the result is in,
 # presses Ctrl+Z once in the image window, and finally clicks GIMP's Cancel button during a long
-# drag. Needs xvfb xauth xdotool imagemagick in the chroot.
+# drag, and again during a plain layer's long inversion. Needs xvfb xauth xdotool imagemagick in the
+# chroot.
 # Env: E2E_DIR (the work dir, with profile/ and gui_driver.py), DRAGGAN_URL, DRAGGAN_TOKEN, DRAGGAN_MODEL,
 # DRAGGAN_SLOW_MODEL.
 set -u
@@ -19,6 +20,27 @@ export DISPLAY=:$(cat "$OUT/displaynum")
 gimp -n -s --batch-interpreter=python-fu-eval -b "exec(open('$E2E_DIR/gui_driver.py').read())" --quit \
   >"$OUT/gimp.log" 2>&1 &
 GPID=$!
+click_cancel() {  # MARKER PREFIX: once the driver made MARKER, click Cancel in the newest image window
+  local marker=$1 prefix=$2 W X Y WIDTH HEIGHT SCREEN BAND BW BH BX BY
+  for _ in $(seq 1 120); do [ -e "$OUT/$marker" ] && break; sleep 0.5; done
+  sleep 0.7
+  W=$(xdotool search --name 'GIMP$' 2>/dev/null | tail -1)
+  eval "$(xdotool getwindowgeometry --shell "$W")"
+  import -window root "$OUT/${prefix}before_cancel.png"
+  sleep 2.8
+  import -window root "$OUT/${prefix}during_drag.png"
+  BAND=$((Y + HEIGHT - 50))
+  read -r BW BH BX BY <<<"$(convert "$OUT/${prefix}before_cancel.png" "$OUT/${prefix}during_drag.png" \
+    -compose difference -composite -crop "${WIDTH}x50+${X}+${BAND}" +repage -threshold 3% -trim \
+    -format '%w %h %X %Y' info:)"
+  echo "status bar change: ${BW}x${BH} at ${BX},${BY} (window ${WIDTH}x${HEIGHT}+${X}+${Y})"
+  if ((BW > 40)); then
+    xdotool mousemove --sync $((X + BX + BW - 20)) $((BAND + BY + BH / 2)) click 1
+    echo "clicked Cancel (${prefix:-drag})"
+  fi
+  sleep 2
+  import -window root "$OUT/${prefix}after_cancel.png"
+}
 WID=
 for i in $(seq 1 90); do
   WID=$(xdotool search --name '^DragGAN Drag$' 2>/dev/null | head -1)
@@ -43,23 +65,9 @@ if [ -n "$WID" ]; then
   import -window root "$OUT/after_undo.png"
   # Cancel: the status bar shows a progress bar and a Cancel button while the plug-in runs; find
   # them as what changed at the bottom of the image window, and click the right end (the button).
-  for _ in $(seq 1 120); do [ -e "$OUT/cancel_phase" ] && break; sleep 0.5; done
-  sleep 0.7
-  W=$(xdotool search --name 'GIMP$' 2>/dev/null | tail -1)
-  eval "$(xdotool getwindowgeometry --shell "$W")"
-  import -window root "$OUT/before_cancel.png"
-  sleep 2.8
-  import -window root "$OUT/during_drag.png"
-  BAND=$((Y + HEIGHT - 50))
-  read -r BW BH BX BY <<<"$(convert "$OUT/before_cancel.png" "$OUT/during_drag.png" -compose difference \
-    -composite -crop "${WIDTH}x50+${X}+${BAND}" +repage -threshold 3% -trim -format '%w %h %X %Y' info:)"
-  echo "status bar change: ${BW}x${BH} at ${BX},${BY} (window ${WIDTH}x${HEIGHT}+${X}+${Y})"
-  if ((BW > 40)); then
-    xdotool mousemove --sync $((X + BX + BW - 20)) $((BAND + BY + BH / 2)) click 1
-    echo "clicked Cancel"
-  fi
-  sleep 2
-  import -window root "$OUT/after_cancel.png"
+  click_cancel cancel_phase ""
+  # the same during a plain layer's inversion (the driver skips it without plain.png)
+  [ -e "$OUT/plain.png" ] && click_cancel cancel_invert_phase invert_
 fi
 for _ in $(seq 1 60); do kill -0 $GPID 2>/dev/null || break; sleep 1; done
 kill $GPID 2>/dev/null
