@@ -104,7 +104,7 @@ def start_drag(sid: str):
     job_id = new_id()
     session = d.sessions.claim(sid, job_id)
     job = Job("drag", sid, req.steps, work=functools.partial(editing.run_drag, session, req),
-              on_end=lambda _job: d.sessions.release(session), targets=req.targets, handles=req.handles, id=job_id)
+              on_end=lambda _job, _state: d.sessions.release(session), targets=req.targets, handles=req.handles, id=job_id)
     d.jobs.add(job)
     d.worker.submit(job)
     return status_of(job), 202

@@ -208,8 +208,8 @@ def start_inversion(catalogue: ModelCatalogue, store: SessionStore, jobs, worker
     session = Session(model, None, LayerMapping(region), layer=layer, key=key, invert_job=job_id, active_job=job_id)
     store.add(session)
 
-    def on_end(job: Job) -> None:
-        if job.state == DONE:
+    def on_end(job: Job, state: str) -> None:
+        if state == DONE:
             store.release(session)
         else:  # cancelled or failed: the session has nothing to drag, and a new request starts afresh
             store.discard(session)

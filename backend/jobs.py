@@ -40,7 +40,7 @@ class Job:
     session_id: str
     max_steps: int
     work: Work
-    on_end: Callable[["Job"], None]  # called once, whichever way the job ends
+    on_end: Callable[["Job", str], None]  # called once with the final state, before clients can see it
     targets: list[Point] = dataclasses.field(default_factory=list)
     handles: list[Point] = dataclasses.field(default_factory=list)
     id: str = dataclasses.field(default_factory=new_id)
@@ -303,8 +303,8 @@ class Worker:
     @staticmethod
     def _end(job: Job, state: str, error: ApiError | None = None) -> None:
         job.closed = True
+        job.on_end(job, state)  # first: a client that sees the final state may use the session at once
         job.set_state(state, reason=job.reason if state == DONE else None, error=error)
-        job.on_end(job)
 
 
 def _free_gpu_memory(exc: BaseException) -> None:

@@ -261,9 +261,10 @@ def test_worker_runs_calls_between_steps_and_survives_failures():
         assert worker.call(lambda: 42, timeout=5) == 42
         ended = []
         job = Job("drag", "s", 1, work=lambda job, between: (_ for _ in ()).throw(ValueError("bad points")),
-                  on_end=ended.append)
+                  on_end=lambda job, state: ended.append(state))
         worker.submit(job)
-        wait_for(lambda: ended, what="the job to end")
-        assert job.state == "failed" and job.error.status == 400 and "bad points" in job.error.message
+        wait_for(lambda: job.state == "failed", what="the job to end")
+        assert ended == ["failed"]  # the session side learnt the outcome before any client could
+        assert job.error.status == 400 and "bad points" in job.error.message
     finally:
         worker.close()
