@@ -202,10 +202,11 @@ def build_parser(*extensions: Callable[[Any], None]) -> argparse.ArgumentParser:
     p.add_argument("--latent-out", default=None, help="save the final W+ latent (.npy)")
     p.set_defaults(func=cmd_drag)
 
-    p = sub.add_parser("demo", help="drag on the embedded demo model (e.g. raise an ear); writes images and a GIF")
-    p.add_argument("--scenario", default="left_ear_up",
-                   choices=["left_ear_up", "right_ear_up", "open_mouth", "turn_head", "move_head"])
-    p.add_argument("--seed", type=int, default=1)
+    p = sub.add_parser("demo", help="drag on the embedded demo model (move the head, raise an ear, ...); "
+                                    "writes images and a GIF")
+    p.add_argument("--scenario", default="move_head",
+                   choices=["move_head", "turn_head", "left_ear_up", "right_ear_up", "open_mouth"])
+    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     p.add_argument("--out", default="out/demo")
