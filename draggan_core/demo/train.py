@@ -52,19 +52,41 @@ class Trainer:
     """Holds the generator, its EMA copy, the optimiser and the RNG; saves and restores all of them."""
 
     def __init__(self, workdir: Path, seed: int, lr: float, batch: int, ema_beta: float,
-                 init_from: str | None = None):
+                 init_from: str | None = None, mapping_lr_boost: float = 100.0):
         self.workdir, self.batch, self.ema_beta = workdir, batch, ema_beta
         torch.manual_seed(seed)
         self.G = Generator(copy.deepcopy(DEMO_CONFIG)).train()
-        if init_from:
-            from ..checkpoint import load_generator
-            self.G.load_state_dict(load_generator(init_from).state_dict())
-        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
-        self.opt = torch.optim.Adam(self.G.parameters(), lr=lr, betas=(0.0, 0.99))
-        self.rng = torch.Generator().manual_seed(seed)
         self.iteration = 0
         self.seconds = 0.0  # training time over all runs, for the model card
+        self.earlier = {"iterations": 0, "minutes": 0.0}  # history of an --init-from model
+        if init_from:
+            self._start_from(init_from)
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        self.opt = self._optimizer(lr, mapping_lr_boost)
+        self.rng = torch.Generator().manual_seed(seed)
         self.log: list[dict] = []
+
+    def _start_from(self, path: str) -> None:
+        from ..checkpoint import load_generator
+        self.G.load_state_dict(load_generator(path).state_dict())
+        meta = native.read_metadata(path) if path.endswith(".safetensors") else {}
+        self.earlier = {"iterations": int(meta.get("trained_iterations", 0)),
+                        "minutes": float(meta.get("train_minutes", 0))}
+
+    def _optimizer(self, lr: float, mapping_lr_boost: float) -> torch.optim.Optimizer:
+        """Adam with momentum; the mapping network's rate is raised by `mapping_lr_boost`.
+
+        StyleGAN's mapping layers carry a 0.01 learning-rate multiplier (kept in the released
+        config, as the architecture defines it), which steadies adversarial training but leaves
+        the mapping all but frozen under regression: the synthesis network then has to undo a
+        random z -> w map and images stay blurred. Measured from the 8,500-iteration model,
+        300 more iterations: smoothed loss 0.428 with (beta1 0, no boost), 0.387 with (0.9, 100).
+        """
+        mapping = list(self.G.mapping.parameters())
+        in_mapping = {id(p) for p in mapping}
+        synthesis = [p for p in self.G.parameters() if id(p) not in in_mapping]
+        groups = [{"params": synthesis}, {"params": mapping, "lr": lr * mapping_lr_boost}]
+        return torch.optim.Adam(groups, lr=lr, betas=(0.9, 0.99))
 
     @property
     def state_path(self) -> Path:
@@ -74,7 +96,7 @@ class Trainer:
         tmp = self.state_path.with_suffix(".tmp")
         torch.save({"G": self.G.state_dict(), "G_ema": self.G_ema.state_dict(), "opt": self.opt.state_dict(),
                     "rng": self.rng.get_state(), "iteration": self.iteration, "seconds": self.seconds,
-                    "log": self.log}, tmp)
+                    "log": self.log, "earlier": self.earlier}, tmp)
         os.replace(tmp, self.state_path)
 
     def load(self) -> bool:
@@ -86,6 +108,7 @@ class Trainer:
         self.opt.load_state_dict(state["opt"])
         self.rng.set_state(state["rng"])
         self.iteration, self.seconds, self.log = state["iteration"], state["seconds"], state["log"]
+        self.earlier = state.get("earlier", self.earlier)
         return True
 
     def step(self) -> float:
@@ -102,7 +125,7 @@ class Trainer:
                 p_ema.lerp_(p, 1 - self.ema_beta)
         self.iteration += 1
         self.seconds += time.perf_counter() - t0
-        return float(loss)
+        return float(loss.detach())
 
     @torch.no_grad()
     def evaluate(self, n: int = 16) -> dict[str, float]:
@@ -113,12 +136,17 @@ class Trainer:
         return {"l1": float((img - target).abs().mean()), "ssim": float(multiscale_ssim(img, target).mean())}
 
 
-def export(trainer: Trainer, path: str, minutes: float) -> None:
-    """Write the EMA generator with its w_avg in the project's format, plus training facts as metadata."""
+def export(trainer: Trainer, path: str) -> None:
+    """Write the EMA generator with its w_avg in the project's format, plus training facts as metadata.
+
+    Iterations and minutes include those of an --init-from model, so the file tells its whole history.
+    """
     G = trainer.G_ema
     G.mapping.w_avg.copy_(compute_w_avg(G))
     metrics = trainer.evaluate()
-    meta = {"name": "demo", "trained_iterations": str(trainer.iteration), "batch": str(trainer.batch),
+    iterations = trainer.earlier["iterations"] + trainer.iteration
+    minutes = trainer.earlier["minutes"] + trainer.seconds / 60
+    meta = {"name": "demo", "trained_iterations": str(iterations), "batch": str(trainer.batch),
             "train_minutes": f"{minutes:.0f}", "eval": json.dumps(metrics),
             "world_params": json.dumps(list(world.PARAM_NAMES))}
     native.write(G, path, metadata=meta)
@@ -137,12 +165,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--save-every", type=int, default=250)
     p.add_argument("--export", default=None, help="write the trained model here when done")
     p.add_argument("--init-from", default=None, help="start from an existing demo model's weights")
+    p.add_argument("--mapping-lr-boost", type=float, default=100.0,
+                   help="multiply the mapping network's learning rate (it carries StyleGAN's 0.01 multiplier)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(workdir, args.seed, args.lr, args.batch, args.ema_beta, args.init_from)
+    trainer = Trainer(workdir, args.seed, args.lr, args.batch, args.ema_beta, args.init_from,
+                      args.mapping_lr_boost)
     if trainer.load():
         print(f"resumed at iteration {trainer.iteration}")
     start, start_iter, smoothed = time.time(), trainer.iteration, None
@@ -163,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
             trainer.save()
             print(f"\n{json.dumps(trainer.log[-1])}")
     if args.export:
-        export(trainer, args.export, trainer.seconds / 60)
+        export(trainer, args.export)
     return 0
 
 
