@@ -108,23 +108,10 @@ def cmd_drag(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """A meaningful drag on the embedded demo model, with before/after images and a GIF."""
-    from .demo.scenarios import make_drag
+    from .demo.showcase import run_scenario
     G, info = load_model(argparse.Namespace(model=registry.DEMO_MODEL, device=args.device))
-    drag = make_drag(args.scenario, args.seed, G.z_dim, G.img_resolution)
-    session = DragSession(G, G.mapping(drag.z_before.to(G.mapping.w_avg.device), None),
-                          config=DragConfig(learning_rate=registry.default_learning_rate(info)))
-    session.set_points(drag.handles, drag.targets)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    before = to_pil(session.image())
-    before.save(out / "before.png")
-    frames = [draw_points(before, drag.handles, drag.targets, 3)]
-    for step in session.run(max_steps=args.steps, preview_every=2):
-        if step.preview is not None:
-            frames.append(draw_points(to_pil(step.preview), step.handles, drag.targets, 3))
-    to_pil(session.image()).save(out / "after.png")
-    draw_points(to_pil(session.image()), step.handles, drag.targets, 3).save(out / "after_points.png")
-    save_gif(frames, str(out / "drag.gif"))
+    drag, step = run_scenario(G, info, args.scenario, args.seed, out, steps=args.steps)
     print(f"{args.scenario} on seed {args.seed}: {step.reason} after {step.step} steps ({step.elapsed:.1f} s)")
     print(f"handles {[tuple(round(v, 1) for v in h) for h in step.handles]} "
           f"targets {[tuple(round(v, 1) for v in t) for t in drag.targets]}")
