@@ -291,30 +291,42 @@ class SynthesisNetwork(nn.Module):
         return img
 
 
-class Generator(nn.Module):
-    """StyleGAN2 generator with the public attributes z_dim, w_dim, c_dim, num_ws, img_resolution, img_channels."""
+class MappedGenerator(nn.Module):
+    """What StyleGAN2 and StyleGAN3 generators share: a mapping network in front of a synthesis network.
 
-    def __init__(self, cfg: GeneratorConfig):
+    Public attributes z_dim, w_dim, c_dim, num_ws, img_resolution, img_channels. The synthesis
+    network is registered before the mapping, as in NVIDIA's modules, so state dicts list their
+    entries in the official order.
+    """
+
+    def __init__(self, cfg: Any, synthesis: nn.Module):
         super().__init__()
         self.cfg = cfg
         self.z_dim, self.w_dim, self.c_dim = cfg.z_dim, cfg.w_dim, cfg.c_dim
         self.img_resolution = cfg.img_resolution
         self.img_channels = cfg.img_channels
-        self.synthesis = SynthesisNetwork(cfg)
-        self.num_ws = self.synthesis.num_ws
+        self.synthesis = synthesis
+        self.num_ws = synthesis.num_ws
         self.mapping = MappingNetwork(cfg.z_dim, cfg.w_dim, self.num_ws, num_layers=cfg.mapping_layers,
                                       lr_multiplier=cfg.mapping_lr_multiplier, w_avg_beta=cfg.w_avg_beta)
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, truncation_psi: float = 1.0,
+                truncation_cutoff: int | None = None, noise_mode: str = "const") -> torch.Tensor:
+        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+        return self.synthesis(ws, noise_mode=noise_mode)
+
+
+class Generator(MappedGenerator):
+    """StyleGAN2 generator (skip or resnet synthesis, square or rectangular)."""
+
+    def __init__(self, cfg: GeneratorConfig):
+        super().__init__(cfg, SynthesisNetwork(cfg))
 
     @property
     def img_size(self) -> tuple[int, int]:
         """(height, width) of the images: square except for rectangular generators."""
         h0, w0 = self.cfg.init_res
         return self.img_resolution, self.img_resolution * w0 // h0
-
-    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, truncation_psi: float = 1.0,
-                truncation_cutoff: int | None = None, noise_mode: str = "const") -> torch.Tensor:
-        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
-        return self.synthesis(ws, noise_mode=noise_mode)
 
 
 def seed_to_z(seed: int, z_dim: int) -> torch.Tensor:

@@ -30,7 +30,7 @@ from torch import nn
 
 from . import ops
 from .features import FeatureGeometry
-from .stylegan2 import FullyConnectedLayer, MappingNetwork
+from .stylegan2 import FullyConnectedLayer, MappedGenerator
 
 FLAVOURS = ("stylegan3-t", "stylegan3-r")
 
@@ -442,19 +442,11 @@ class SynthesisNetwork(nn.Module):
         return img
 
 
-class Generator(nn.Module):
+class Generator(MappedGenerator):
     """StyleGAN3 generator with the same public interface as the StyleGAN2 one."""
 
     def __init__(self, cfg: StyleGAN3Config):
-        super().__init__()
-        self.cfg = cfg
-        self.z_dim, self.w_dim, self.c_dim = cfg.z_dim, cfg.w_dim, cfg.c_dim
-        self.img_resolution = cfg.img_resolution
-        self.img_channels = cfg.img_channels
-        self.synthesis = SynthesisNetwork(cfg)
-        self.num_ws = self.synthesis.num_ws
-        self.mapping = MappingNetwork(cfg.z_dim, cfg.w_dim, self.num_ws, num_layers=cfg.mapping_layers,
-                                      lr_multiplier=cfg.mapping_lr_multiplier, w_avg_beta=cfg.w_avg_beta)
+        super().__init__(cfg, SynthesisNetwork(cfg))
 
     flavour = property(lambda self: self.cfg.flavour)
 
@@ -478,8 +470,3 @@ class Generator(nn.Module):
     def default_feature_layer(self) -> int:
         """The drag loop's feature layer (see choose_feature_layer)."""
         return choose_feature_layer(self.synthesis.specs, self.img_resolution)
-
-    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, truncation_psi: float = 1.0,
-                truncation_cutoff: int | None = None, noise_mode: str = "const") -> torch.Tensor:
-        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
-        return self.synthesis(ws, noise_mode=noise_mode)
