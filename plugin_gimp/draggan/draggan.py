@@ -42,6 +42,17 @@ def _error(procedure, message, calling=False):
     return procedure.new_return_values(status, GLib.Error.new_literal(Gimp.PlugIn.error_quark(), message, 0))
 
 
+def _failed(procedure, exc):
+    """End the progress bar and answer with the message the user should see for `exc`."""
+    Gimp.progress_end()
+    if isinstance(exc, logic.PluginError):
+        return _error(procedure, "DragGAN: " + exc.message, exc.calling)
+    if isinstance(exc, DaemonError):
+        return _error(procedure, "DragGAN: " + logic.friendly(exc.message, exc.code))
+    # a bug or an unexpected answer
+    return _error(procedure, "DragGAN: unexpected error ({}: {}); please report it".format(type(exc).__name__, exc))
+
+
 def _gimp_minor():
     try:
         return tuple(int(v) for v in Gimp.version().split(".")[:2])
@@ -180,15 +191,8 @@ def run_drag(procedure, run_mode, image, drawables, config, data):
             return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
     try:
         layer = _drag(procedure, image, drawables, config)
-    except logic.PluginError as e:
-        Gimp.progress_end()
-        return _error(procedure, "DragGAN: " + e.message, e.calling)
-    except DaemonError as e:
-        Gimp.progress_end()
-        return _error(procedure, "DragGAN: " + logic.friendly(e.message, e.code))
-    except Exception as e:  # a bug or an unexpected answer: a message instead of a crashed plug-in
-        Gimp.progress_end()
-        return _error(procedure, "DragGAN: unexpected error ({}: {}); please report it".format(type(e).__name__, e))
+    except Exception as e:  # noqa: BLE001 - every failure becomes a message, never a crashed plug-in
+        return _failed(procedure, e)
     Gimp.progress_end()
     Gimp.displays_flush()
     return Gimp.ValueArray.new_from_values([GObject.Value(Gimp.PDBStatusType, Gimp.PDBStatusType.SUCCESS),
@@ -274,15 +278,8 @@ def run_new_image(procedure, config, data):
         _attach(layer, info)
         _attach(image, info)
         image.undo_enable()
-    except logic.PluginError as e:
-        Gimp.progress_end()
-        return _error(procedure, "DragGAN: " + e.message, e.calling)
-    except DaemonError as e:
-        Gimp.progress_end()
-        return _error(procedure, "DragGAN: " + logic.friendly(e.message, e.code))
-    except Exception as e:  # a bug or an unexpected answer: a message instead of a crashed plug-in
-        Gimp.progress_end()
-        return _error(procedure, "DragGAN: unexpected error ({}: {}); please report it".format(type(e).__name__, e))
+    except Exception as e:  # noqa: BLE001 - every failure becomes a message, never a crashed plug-in
+        return _failed(procedure, e)
     Gimp.progress_end()
     if interactive:
         Gimp.Display.new(image)
