@@ -5,8 +5,8 @@
 #                                               (and the Flatpak GIMP's profile when it exists)
 #   scripts/install_gimp_plugin.sh DIR...       into each given plug-ins folder instead
 #
-# Copies plugin_gimp/draggan/ to PLUGINS/draggan/, puts the current backend/client.py next to it
-# (as draggan_client.py), and makes draggan.py executable (GIMP silently ignores it otherwise).
+# Copies plugin_gimp/draggan/ to PLUGINS/draggan/, puts the current shared modules next to it
+# (backend/client.py as draggan_client.py, backend/pngcodec.py as draggan_png.py), and makes draggan.py executable (GIMP silently ignores it otherwise).
 # Restart GIMP afterwards. $XDG_CONFIG_HOME is honoured.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -28,6 +28,7 @@ for plugins in "${targets[@]}"; do
     cp "$src/$f" "$dest/$f"
   done
   cp "$repo/backend/client.py" "$dest/draggan_client.py"
+  cp "$repo/backend/pngcodec.py" "$dest/draggan_png.py"
   rm -rf "$dest/__pycache__"
   chmod 755 "$dest/draggan.py"
   echo "installed $dest"

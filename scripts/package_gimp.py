@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
-"""Package the GIMP plug-in: refresh its copy of the shared daemon client, and build a zip.
+"""Package the GIMP plug-in: refresh its copies of the modules shared with the Krita plug-in, build a zip.
 
-    scripts/package_gimp.py            copy backend/client.py into the plug-in, write out/draggan-gimp-VERSION.zip
-    scripts/package_gimp.py --sync     only refresh plugin_gimp/draggan/draggan_client.py
-    scripts/package_gimp.py --check    exit 1 if the plug-in's copy differs from backend/client.py
+The shared modules are backend/client.py (the daemon client) and backend/pngcodec.py (stdlib PNG),
+kept in the plug-in folder as draggan_client.py and draggan_png.py, because GIMP runs the folder as it is.
+
+    scripts/package_gimp.py            refresh the copies, write out/draggan-gimp-VERSION.zip
+    scripts/package_gimp.py --sync     only refresh the copies
+    scripts/package_gimp.py --check    exit 1 if a copy differs from its source
 
 The zip holds one folder, draggan/, to be unpacked into GIMP's plug-ins folder (see plugin_gimp/README.md).
 Standard library only.
@@ -17,9 +20,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGIN = REPO / "plugin_gimp" / "draggan"
-SOURCE = REPO / "backend" / "client.py"
-COPY = PLUGIN / "draggan_client.py"
-FILES = ("draggan.py", "draggan_logic.py", "draggan_watchdog.py", "draggan_client.py")
+SHARED = {"draggan_client.py": REPO / "backend" / "client.py", "draggan_png.py": REPO / "backend" / "pngcodec.py"}
+FILES = ("draggan.py", "draggan_logic.py", "draggan_watchdog.py", *SHARED)
 
 
 def version() -> str:
@@ -29,10 +31,16 @@ def version() -> str:
     return "0"
 
 
+def stale() -> list[str]:
+    """Names of the plug-in's shared-module copies that differ from their sources."""
+    return [name for name, src in SHARED.items()
+            if not (PLUGIN / name).exists() or (PLUGIN / name).read_bytes() != src.read_bytes()]
+
+
 def sync() -> None:
-    if not COPY.exists() or COPY.read_bytes() != SOURCE.read_bytes():
-        shutil.copyfile(SOURCE, COPY)
-        print(f"updated {COPY.relative_to(REPO)} from {SOURCE.relative_to(REPO)}")
+    for name in stale():
+        shutil.copyfile(SHARED[name], PLUGIN / name)
+        print(f"updated {(PLUGIN / name).relative_to(REPO)} from {SHARED[name].relative_to(REPO)}")
 
 
 def build(out_dir: Path) -> Path:
@@ -51,16 +59,16 @@ def build(out_dir: Path) -> Path:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sync", action="store_true", help="only refresh the plug-in's copy of the client")
-    p.add_argument("--check", action="store_true", help="fail if the plug-in's client copy is stale")
+    p.add_argument("--sync", action="store_true", help="only refresh the plug-in's copies of the shared modules")
+    p.add_argument("--check", action="store_true", help="fail if a shared-module copy is stale")
     p.add_argument("--out", default=str(REPO / "out"), help="folder for the zip (default out/)")
     args = p.parse_args(argv)
     if args.check:
-        same = COPY.exists() and COPY.read_bytes() == SOURCE.read_bytes()
-        if not same:
-            print(f"{COPY.relative_to(REPO)} differs from {SOURCE.relative_to(REPO)}; run scripts/package_gimp.py "
-                  f"--sync", file=sys.stderr)
-        return 0 if same else 1
+        differ = stale()
+        for name in differ:
+            print(f"{(PLUGIN / name).relative_to(REPO)} differs from {SHARED[name].relative_to(REPO)}; "
+                  f"run scripts/package_gimp.py --sync", file=sys.stderr)
+        return 1 if differ else 0
     sync()
     if not args.sync:
         print(build(Path(args.out)))

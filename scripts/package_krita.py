@@ -2,12 +2,12 @@
 """Build the Krita plug-in zip: dist/draggan_krita.zip, for Tools > Scripts > Import Python Plugin from File.
 
 The zip holds draggan_krita.desktop, draggan_krita.action (default shortcuts) and the draggan_krita/
-package (with README.md), plus backend/client.py copied unchanged into the package as draggan_krita/client.py, so
-the plug-in carries the one shared client module.
+package (with README.md), plus the modules both plug-ins share, copied unchanged into the package:
+backend/client.py as draggan_krita/client.py and backend/pngcodec.py as draggan_krita/pngcodec.py.
 
     python3 scripts/package_krita.py [--out dist/draggan_krita.zip]
     python3 scripts/package_krita.py --stage DIR   # unpacked layout in DIR (tests, development)
-    python3 scripts/package_krita.py --inplace     # copy client.py into plugin_krita/draggan_krita/ (dev installs)
+    python3 scripts/package_krita.py --inplace     # copy the shared modules into plugin_krita/draggan_krita/ (dev installs)
 
 Standard library only.
 """
@@ -20,7 +20,8 @@ import zipfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLUGIN_SRC = os.path.join(ROOT, "plugin_krita")
 MODULE = "draggan_krita"
-CLIENT_SRC = os.path.join(ROOT, "backend", "client.py")
+# the plug-in's copies of the modules it shares with the GIMP plug-in: name in the package -> source
+SHARED = {name: os.path.join(ROOT, "backend", name) for name in ("client.py", "pngcodec.py")}
 DEFAULT_OUT = os.path.join(ROOT, "dist", MODULE + ".zip")
 
 
@@ -34,16 +35,17 @@ def _package_files():
     for dirpath, dirnames, filenames in os.walk(pkg):
         dirnames[:] = sorted(d for d in dirnames if d != "__pycache__" and not d.startswith("."))
         for name in sorted(filenames):
-            if name.endswith((".pyc", ".pyo")) or name.startswith(".") or (dirpath == pkg and name == "client.py"):
+            if name.endswith((".pyc", ".pyo")) or name.startswith(".") or (dirpath == pkg and name in SHARED):
                 continue
             src = os.path.join(dirpath, name)
             files.append((src, os.path.relpath(src, PLUGIN_SRC).replace(os.sep, "/")))
     readme = os.path.join(PLUGIN_SRC, "README.md")
     if os.path.exists(readme):
         files.append((readme, MODULE + "/README.md"))
-    if not os.path.exists(CLIENT_SRC):
-        raise SystemExit("backend/client.py is missing; the plug-in needs the shared client")
-    files.append((CLIENT_SRC, MODULE + "/client.py"))
+    for name, src in sorted(SHARED.items()):
+        if not os.path.exists(src):
+            raise SystemExit("%s is missing; the plug-in needs it" % os.path.relpath(src, ROOT))
+        files.append((src, MODULE + "/" + name))
     return files
 
 
@@ -86,8 +88,9 @@ def main(argv=None):
     if args.stage:
         print(stage(args.stage))
     elif args.inplace:
-        shutil.copyfile(CLIENT_SRC, os.path.join(PLUGIN_SRC, MODULE, "client.py"))
-        print(os.path.join(PLUGIN_SRC, MODULE, "client.py"))
+        for name, src in sorted(SHARED.items()):
+            shutil.copyfile(src, os.path.join(PLUGIN_SRC, MODULE, name))
+            print(os.path.join(PLUGIN_SRC, MODULE, name))
     else:
         print(build_zip(args.out))
     return 0

@@ -1,9 +1,9 @@
-"""The GIMP plug-in's logic, outside GIMP: points from paths, selection masks at layer offsets, PNG
-files, requests the daemon accepts, answers, session reuse, and the plug-in folder's rules."""
+"""The GIMP plug-in's logic, outside GIMP: points from paths, selection masks at layer offsets,
+requests the daemon accepts, answers, session reuse, and the plug-in folder's rules. (Its PNG codec
+is the shared backend/pngcodec.py: tests/test_pngcodec.py.)"""
 from __future__ import annotations
 
 import ast
-import io
 import json
 import os
 import shutil
@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGIN = REPO / "plugin_gimp" / "draggan"
@@ -21,6 +20,7 @@ sys.path.insert(0, str(PLUGIN))
 import draggan_logic as logic  # noqa: E402
 import draggan_watchdog  # noqa: E402
 from draggan_client import DaemonClient, DaemonError  # noqa: E402
+from draggan_png import decode_png, encode_png  # noqa: E402
 
 
 def cps(*anchors):
@@ -108,52 +108,6 @@ def test_the_mask_sent_for_a_selection():
 
 # ----------------------------------------------------------------------------- PNG
 
-@pytest.mark.parametrize("channels,mode", [(1, "L"), (2, "LA"), (3, "RGB"), (4, "RGBA")])
-def test_png_encoding_is_read_by_pillow(channels, mode):
-    rng = np.random.default_rng(channels)
-    pixels = rng.integers(0, 256, (7, 5, channels), dtype=np.uint8)
-    png = logic.encode_png(5, 7, channels, pixels.tobytes())
-    img = Image.open(io.BytesIO(png))
-    assert img.mode == mode and img.size == (5, 7)
-    assert (np.asarray(img).reshape(7, 5, channels) == pixels).all()
-    assert logic.png_size(png) == (5, 7)
-    assert logic.decode_png(png) == (5, 7, channels, pixels.tobytes())
-
-
-@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "P", "I;16"])
-def test_png_decoding_of_pillow_files(mode):
-    """Pillow picks filters per row (Sub, Up, Average, Paeth), as the daemon's answers do."""
-    y, x = np.mgrid[0:23, 0:31]
-    rgb = np.stack([x * 8, y * 11, (x * y) % 256], -1).astype(np.uint8)
-    rgb[5:9, 3:20] = np.random.default_rng(0).integers(0, 256, (4, 17, 3))
-    img = Image.fromarray(rgb).convert("RGBA" if mode == "RGBA" else "RGB")
-    if mode in ("L", "P"):
-        img = img.convert(mode)
-    if mode == "I;16":
-        img = Image.fromarray((x * 2000 + y).astype(np.uint16))
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    w, h, channels, data = logic.decode_png(buf.getvalue())
-    assert (w, h) == (31, 23)
-    if mode == "P":
-        expected = np.asarray(img.convert("RGB"))
-    elif mode == "I;16":
-        expected = (np.asarray(img).astype(np.uint16) >> 8).astype(np.uint8)
-    else:
-        expected = np.asarray(img)
-    assert np.frombuffer(data, np.uint8).tolist() == expected.reshape(-1).tolist()
-    assert channels == (expected.shape[2] if expected.ndim == 3 else 1)
-
-
-def test_png_errors():
-    with pytest.raises(logic.PluginError, match="not a PNG"):
-        logic.png_size(b"GIF89a....")
-    with pytest.raises(ValueError):
-        logic.decode_png(b"nope")
-    with pytest.raises(ValueError):
-        logic.encode_png(2, 2, 3, b"\x00" * 11)
-
-
 def test_rgb_from_rgba():
     assert logic.rgb_from_rgba(bytes([1, 2, 3, 4, 5, 6, 7, 8])) == bytes([1, 2, 3, 5, 6, 7])
 
@@ -167,7 +121,7 @@ def test_drag_request_is_what_the_daemon_accepts():
 
     mask = bytes([0, 100, 255, 255] * 6)
     request = logic.drag_request([((1.0, 2.0), (3.0, 4.0)), ((0.0, 5.0), (2.5, 1.0))],
-                                 logic.encode_png(4, 6, 1, mask),
+                                 encode_png(4, 6, 1, mask),
                                  logic.drag_options(40, 12.5, learning_rate=0.01, r1=3.0, r2=0, w_layers=4))
     sent = {}
 
@@ -332,9 +286,9 @@ def test_watchdog_cancels_named_jobs_unless_told_done():
 
 # ----------------------------------------------------------------------------- the plug-in folder
 
-def test_the_client_copy_is_identical_to_the_shared_client():
-    assert (PLUGIN / "draggan_client.py").read_bytes() == (REPO / "backend" / "client.py").read_bytes(), \
-        "run scripts/package_gimp.py --sync"
+@pytest.mark.parametrize("copy,source", [("draggan_client.py", "client.py"), ("draggan_png.py", "pngcodec.py")])
+def test_the_shared_module_copies_are_identical_to_their_sources(copy, source):
+    assert (PLUGIN / copy).read_bytes() == (REPO / "backend" / source).read_bytes(), "run scripts/package_gimp.py --sync"
 
 
 def test_the_plugin_file_is_an_executable_python3_script():
@@ -344,11 +298,13 @@ def test_the_plugin_file_is_an_executable_python3_script():
 
 
 ALLOWED = {"os", "sys", "subprocess", "tempfile", "threading", "json", "math", "struct", "zlib", "typing",
-           "gi", "gi.repository", "draggan_logic", "draggan_client", "draggan_watchdog", "base64", "http.client", "socket", "time",
+           "gi", "gi.repository", "draggan_logic", "draggan_client", "draggan_png", "draggan_watchdog", "base64",
+           "http.client", "socket", "time",
            "urllib.error", "urllib.parse", "urllib.request"}
 
 
-@pytest.mark.parametrize("name", ["draggan.py", "draggan_logic.py", "draggan_watchdog.py", "draggan_client.py"])
+@pytest.mark.parametrize("name", ["draggan.py", "draggan_logic.py", "draggan_watchdog.py", "draggan_client.py",
+                                  "draggan_png.py"])
 def test_the_plugin_imports_only_the_standard_library_and_gi(name):
     tree = ast.parse((PLUGIN / name).read_text())
     imported = set()
@@ -364,7 +320,7 @@ def test_the_plugin_imports_only_the_standard_library_and_gi(name):
 def test_the_plugin_modules_load_in_the_system_python():
     """GIMP runs the plug-in with the system python3, never the project's venv."""
     p = subprocess.run(["/usr/bin/python3", "-I", "-c", "import sys; sys.path.insert(0, '.'); "
-                        "import draggan_logic, draggan_client, draggan_watchdog; print('ok')"],
+                        "import draggan_logic, draggan_client, draggan_png, draggan_watchdog; print('ok')"],
                        cwd=PLUGIN, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
     assert p.stdout.strip() == "ok", p.stderr
 
@@ -376,7 +332,8 @@ def test_package_and_install(tmp_path):
     import zipfile
     with zipfile.ZipFile(next(tmp_path.glob("draggan-gimp-*.zip"))) as z:
         names = set(z.namelist())
-        assert {"draggan/draggan.py", "draggan/draggan_client.py", "draggan/draggan_logic.py"} <= names
+        assert {"draggan/draggan.py", "draggan/draggan_client.py", "draggan/draggan_logic.py",
+                "draggan/draggan_png.py"} <= names
         assert (z.getinfo("draggan/draggan.py").external_attr >> 16) & 0o111
     if shutil.which("bash"):
         home = tmp_path / "home"
@@ -387,6 +344,7 @@ def test_package_and_install(tmp_path):
             dest = home / ".config" / "GIMP" / version / "plug-ins" / "draggan"
             assert os.access(dest / "draggan.py", os.X_OK)
             assert (dest / "draggan_client.py").read_bytes() == (REPO / "backend/client.py").read_bytes()
+            assert (dest / "draggan_png.py").read_bytes() == (REPO / "backend/pngcodec.py").read_bytes()
 
 
 def test_the_images_session_is_only_used_after_the_daemon_compared_the_pixels():
@@ -436,7 +394,7 @@ def test_invert_settings_are_what_the_daemon_accepts():
             sent.update(method=method, path=path, body=body)
             return {"session_id": "s"}
 
-    png = logic.encode_png(4, 3, 4, bytes(range(48)))
+    png = encode_png(4, 3, 4, bytes(range(48)))
     Recorder("http://127.0.0.1:1").create_session(png, model="tiny", selection_bbox=[1, 0, 2, 2],
                                                   invert=logic.invert_settings(20, 0, 10))
     assert (sent["method"], sent["path"]) == ("POST", "/sessions")
@@ -507,7 +465,7 @@ class FakeDaemon(FakeClient):
         raise DaemonError("unknown job", 404, "unknown_job")
 
     def result(self, job_id):
-        return logic.encode_png(200, 150, 4, bytes(200 * 150 * 4))
+        return encode_png(200, 150, 4, bytes(200 * 150 * 4))
 
 
 def run_edit(client, info=None, trusted=True, mask=None, **kw):
@@ -551,7 +509,7 @@ def test_the_layer_png_sent_for_inversion_keeps_alpha():
             return super().create_session(png, from_session, **real)
 
     run_edit(Keep({}))
-    w, h, channels, pixels = logic.decode_png(sent[0])
+    w, h, channels, pixels = decode_png(sent[0])
     assert (w, h, channels) == (200, 150, 4) and pixels[:8] == bytes(range(8))
 
 

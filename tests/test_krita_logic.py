@@ -1,17 +1,14 @@
 """The Krita plug-in's pure logic, outside Krita: coordinate mapping, point editing, request
-building, response handling, settings, the PNG codec, and the worker-side daemon calls (against a
+building, response handling, settings, BGRA <-> PNG, and the worker-side daemon calls (against a
 fake client). The plug-in is imported from its packaged layout (scripts/package_krita.py --stage),
 so the shared client module is the one the zip carries; `krita` is not importable here, so the
 package registers nothing."""
 from __future__ import annotations
 
 import importlib.util
-import io
 import json
 import math
-import random
 import sys
-import zlib
 from pathlib import Path
 
 import pytest
@@ -184,119 +181,20 @@ def test_points_json_roundtrip_and_bad_input(plugin):
     assert "click to place" in pts.describe()[1]
 
 
-# -- PNG codec ---------------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("channels", [1, 2, 3, 4])
-def test_png_roundtrip(plugin, channels):
-    png = plugin["pngcodec"]
-    rnd = random.Random(channels)
-    w, h = 13, 7
-    px = bytes(rnd.randrange(256) for _ in range(w * h * channels))
-    assert png.decode(png.encode(px, w, h, channels)) == (w, h, channels, px)
-
-
-@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA", "P"])
-def test_png_decodes_pillow_files_with_every_filter(plugin, mode):
-    Image = pytest.importorskip("PIL.Image")
-    png = plugin["pngcodec"]
-    rnd = random.Random(5)
-    w, h = 37, 23
-    # smooth gradients plus noise make Pillow's adaptive filtering pick Sub/Up/Average/Paeth rows
-    rgba = bytes(v for y in range(h) for x in range(w)
-                 for v in ((x * 7 + rnd.randrange(9)) % 256, (y * 11) % 256, (x * y) % 256, 200 + x % 50))
-    img = Image.frombytes("RGBA", (w, h), rgba).convert(mode)
-    buf = io.BytesIO()
-    img.save(buf, format="PNG", optimize=False)
-    data = buf.getvalue()
-    filters = set()
-    raw = zlib.decompress(b"".join(_chunks(data, b"IDAT")))
-    stride = w * {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4, "P": 1}[mode] + 1
-    filters.update(raw[y * stride] for y in range(h))
-    width, height, channels, pixels = png.decode(data)
-    expected = img.convert("RGB") if mode == "P" else img
-    assert (width, height) == (w, h)
-    assert pixels == expected.tobytes()
-    if mode in ("RGB", "RGBA"):
-        assert filters - {0}, filters
-
-
-def _filtered_png(pixels, w, h, bpp):
-    """A PNG whose rows cycle through the five filter types (written independently of the plug-in)."""
-    import struct
-    stride = w * bpp
-    rows, prev = [], bytearray(stride)
-    for y in range(h):
-        line = pixels[y * stride:(y + 1) * stride]
-        ft = y % 5
-        out = bytearray()
-        for i in range(stride):
-            a = line[i - bpp] if i >= bpp else 0
-            b = prev[i]
-            c = prev[i - bpp] if i >= bpp else 0
-            if ft == 0:
-                pred = 0
-            elif ft == 1:
-                pred = a
-            elif ft == 2:
-                pred = b
-            elif ft == 3:
-                pred = (a + b) // 2
-            else:
-                p = a + b - c
-                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-                pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
-            out.append((line[i] - pred) & 0xFF)
-        rows.append(bytes([ft]) + bytes(out))
-        prev = bytearray(line)
-
-    def chunk(k, d):
-        return struct.pack(">I", len(d)) + k + d + struct.pack(">I", zlib.crc32(k + d) & 0xFFFFFFFF)
-    ct = {1: 0, 2: 4, 3: 2, 4: 6}[bpp]
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, ct, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"".join(rows))) + chunk(b"IEND", b""))
-
-
-@pytest.mark.parametrize("bpp", [1, 2, 3, 4])
-def test_png_decodes_all_five_filter_types(plugin, bpp):
-    rnd = random.Random(bpp)
-    w, h = 11, 10
-    px = bytes(rnd.randrange(256) for _ in range(w * h * bpp))
-    assert plugin["pngcodec"].decode(_filtered_png(px, w, h, bpp)) == (w, h, bpp, px)
-
-
-def _chunks(data, kind):
-    import struct
-    pos, out = 8, []
-    while pos < len(data):
-        n, k = struct.unpack(">I4s", data[pos:pos + 8])
-        if k == kind:
-            out.append(data[pos + 8:pos + 8 + n])
-        pos += 12 + n
-    return out
-
-
-def test_png_rejects_garbage_and_16bit(plugin):
-    png = plugin["pngcodec"]
-    with pytest.raises(png.PngError):
-        png.decode(b"GIF89a")
-    Image = pytest.importorskip("PIL.Image")
-    buf = io.BytesIO()
-    Image.new("I;16", (4, 4)).save(buf, format="PNG")
-    with pytest.raises(png.PngError):
-        png.decode(buf.getvalue())
-
+# -- BGRA <-> PNG (the codec itself: tests/test_pngcodec.py) -------------------------------------
 
 def test_bgra_conversions(plugin):
-    png = plugin["pngcodec"]
+    im, png = plugin["imaging"], plugin["pngcodec"]
     bgra = bytes([0, 0, 255, 255, 10, 20, 30, 40])  # Krita: pure red, then B=10 G=20 R=30 A=40
-    assert png.bgra_to_rgba(bgra) == bytes([255, 0, 0, 255, 30, 20, 10, 40])
-    assert png.to_bgra(bytes([255, 0, 0, 30, 20, 10]), 3) == bytes([0, 0, 255, 255, 10, 20, 30, 255])
-    assert png.to_bgra(bytes([7, 9]), 1) == bytes([7, 7, 7, 255, 9, 9, 9, 255])
-    assert png.to_bgra(bytes([7, 9]), 2) == bytes([7, 7, 7, 9])
-    w, h, back = png.decode_to_bgra(png.encode_bgra(bgra, 2, 1))
-    assert (w, h, back) == (2, 1, bgra)
-    # the plug-in's imaging layer falls back to the stdlib codec outside Krita
-    assert plugin["imaging"].decode_png_bgra(png.encode_bgra(bgra, 2, 1)) == (2, 1, bgra)
+    assert im.bgra_to_rgba(bgra) == bytes([255, 0, 0, 255, 30, 20, 10, 40])
+    assert im.to_bgra(bytes([255, 0, 0, 30, 20, 10]), 3) == bytes([0, 0, 255, 255, 10, 20, 30, 255])
+    assert im.to_bgra(bytes([7, 9]), 1) == bytes([7, 7, 7, 255, 9, 9, 9, 255])
+    assert im.to_bgra(bytes([7, 9]), 2) == bytes([7, 7, 7, 9])
+    assert png.decode_png(im.encode_bgra_png(bgra, 2, 1)) == (2, 1, 4, bytes([255, 0, 0, 255, 30, 20, 10, 40]))
+    # outside Krita (no PyQt5) the imaging layer decodes with the stdlib codec
+    assert im.decode_png_bgra(im.encode_bgra_png(bgra, 2, 1)) == (2, 1, bgra)
+    with pytest.raises(png.PngError, match="expected 3x1"):
+        im.decode_png_bgra(im.encode_bgra_png(bgra, 2, 1), 3, 1)
 
 
 # -- request building ----------------------------------------------------------------------------------
@@ -353,7 +251,7 @@ def test_drag_request_with_soft_mask(plugin):
     w, h = 8, 6
     mask = bytes(255 if 1 <= x <= 6 and 1 <= y <= 4 else (90 if x == 0 else 0) for y in range(h) for x in range(w))
     req = js.drag_request(_pair_list(plugin, w, h), {}, mask, w, h)
-    assert png.decode(req["mask_png"]) == (w, h, 1, mask)
+    assert png.decode_png(req["mask_png"]) == (w, h, 1, mask)
     outside = bytes(255 if x >= 6 else 0 for y in range(h) for x in range(w))
     with pytest.raises(js.RequestError, match="outside the selection"):
         js.drag_request(_pair_list(plugin, w, h), {}, outside, w, h)
@@ -362,7 +260,7 @@ def test_drag_request_with_soft_mask(plugin):
 def test_session_request_is_an_rgba_png_of_the_layer(plugin):
     js, png = plugin["jobspec"], plugin["pngcodec"]
     bgra = bytes([1, 2, 3, 4] * 6)
-    assert png.decode(js.session_request(bgra, 3, 2)) == (3, 2, 4, bytes([3, 2, 1, 4] * 6))
+    assert png.decode_png(js.session_request(bgra, 3, 2)) == (3, 2, 4, bytes([3, 2, 1, 4] * 6))
 
 
 # -- response handling --------------------------------------------------------------------------------
@@ -450,7 +348,7 @@ class FakeClient:
     def generate(self, seed, model=None, psi=None):
         self.calls.append(("generate", seed, model))
         return {"session_id": "s1", "width": 2, "height": 1, "seed": seed, "model": model,
-                "image": self.png.encode(bytes([255, 0, 0, 0, 255, 0]), 2, 1, 3)}
+                "image": self.png.encode_png(2, 1, 3, bytes([255, 0, 0, 0, 255, 0]))}
 
     def create_session(self, png, from_session=None, **kwargs):
         self.calls.append(("create_session", len(png), from_session) + ((kwargs,) if kwargs else ()))
@@ -471,10 +369,10 @@ class FakeClient:
 
     def preview(self, jid):
         self.calls.append(("preview", jid))
-        return self.png.encode(bytes([0, 0, 255, 0, 0, 255]), 2, 1, 3)
+        return self.png.encode_png(2, 1, 3, bytes([0, 0, 255, 0, 0, 255]))
 
     def result(self, jid):
-        return self.png.encode(bytes([1, 2, 3, 4, 5, 6]), 2, 1, 3)
+        return self.png.encode_png(2, 1, 3, bytes([1, 2, 3, 4, 5, 6]))
 
 
 def test_daemon_calls(plugin):

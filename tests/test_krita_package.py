@@ -30,18 +30,19 @@ def built_zip(tmp_path_factory):
     return out
 
 
-def test_client_copy_is_identical(built_zip, tmp_path):
+@pytest.mark.parametrize("name", ["client.py", "pngcodec.py"])
+def test_shared_module_copies_are_identical(built_zip, tmp_path, name):
     with zipfile.ZipFile(built_zip) as z:
-        assert z.read("draggan_krita/client.py") == (ROOT / "backend" / "client.py").read_bytes()
+        assert z.read("draggan_krita/" + name) == (ROOT / "backend" / name).read_bytes()
     staged = _package().stage(str(tmp_path))
-    assert (Path(staged) / "draggan_krita" / "client.py").read_bytes() == (ROOT / "backend" / "client.py").read_bytes()
+    assert (Path(staged) / "draggan_krita" / name).read_bytes() == (ROOT / "backend" / name).read_bytes()
 
 
 def test_zip_layout(built_zip):
     with zipfile.ZipFile(built_zip) as z:
         names = set(z.namelist())
         assert {"draggan_krita.desktop", "draggan_krita/", "draggan_krita/__init__.py",
-                "draggan_krita.action", "draggan_krita/client.py"} <= names
+                "draggan_krita.action", "draggan_krita/client.py", "draggan_krita/pngcodec.py"} <= names
         assert "draggan_krita/draggan_krita.action" not in names
         assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
         desktop = z.read("draggan_krita.desktop").decode()

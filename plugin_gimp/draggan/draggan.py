@@ -27,6 +27,7 @@ from gi.repository import Gegl, Gimp, Gio, GLib, GObject  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import draggan_logic as logic  # noqa: E402
 from draggan_client import DaemonClient, DaemonError  # noqa: E402
+from draggan_png import PngError, png_size  # noqa: E402
 from draggan_watchdog import Watchdog  # noqa: E402
 
 DRAG_PROC = "python-fu-draggan-drag"
@@ -49,6 +50,8 @@ def _failed(procedure, exc):
         return _error(procedure, "DragGAN: " + exc.message, exc.calling)
     if isinstance(exc, DaemonError):
         return _error(procedure, "DragGAN: " + logic.friendly(exc.message, exc.code))
+    if isinstance(exc, PngError):
+        return _error(procedure, "DragGAN: " + str(exc))
     # a bug or an unexpected answer
     return _error(procedure, "DragGAN: unexpected error ({}: {}); please report it".format(type(exc).__name__, exc))
 
@@ -235,9 +238,9 @@ def _drag(procedure, image, drawables, config):
     Gimp.progress_init("DragGAN: sending the drag to {}".format(client.url))
     done = _run_in_thread(work, _show_progress)
     png, final = done["png"], done["final"]
-    if logic.png_size(png) != (width, height):
+    if png_size(png) != (width, height):
         raise logic.PluginError("the daemon sent a {}x{} picture for a {}x{} layer".format(
-            *logic.png_size(png), width, height))
+            *png_size(png), width, height))
     # Only now, with the daemon's answer in hand, is the image touched: one undo step.
     Gimp.progress_set_text("DragGAN: adding the result layer")
     keep_outside = config.get_property("keep-outside") and mask is not None

@@ -11,10 +11,10 @@ inversion, an invert job, before the drag). edit() runs the whole conversation f
 """
 import json
 import math
-import struct
 import time
-import zlib
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from draggan_png import encode_png
 
 PARASITE = "draggan-session"  # on layers made by DragGAN and on images made by "New image from model"
 DEFAULT_URL = "http://127.0.0.1:8765"
@@ -183,115 +183,6 @@ def inside_region(drags: Sequence[Drag], bbox: Optional[Sequence[int]], region: 
 
 
 # ----------------------------------------------------------------------------- PNG
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_COLOUR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> PNG colour type (gray, gray+alpha, RGB, RGBA)
-
-
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-
-def encode_png(width: int, height: int, channels: int, pixels: bytes, level: int = 6) -> bytes:
-    """An 8-bit PNG (channels 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA) of row-major pixels."""
-    stride = width * channels
-    if channels not in _COLOUR_TYPES or len(pixels) != stride * height or width < 1 or height < 1:
-        raise ValueError("cannot encode {} bytes as {}x{} with {} channels".format(len(pixels), width, height,
-                                                                                 channels))
-    raw = b"".join(b"\x00" + pixels[r * stride:(r + 1) * stride] for r in range(height))
-    header = struct.pack(">IIBBBBB", width, height, 8, _COLOUR_TYPES[channels], 0, 0, 0)
-    return PNG_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(raw, level)) + _chunk(b"IEND", b"")
-
-
-def png_size(data: bytes) -> Tuple[int, int]:
-    """(width, height) from a PNG's header, without decoding it."""
-    if not data.startswith(PNG_SIGNATURE) or data[12:16] != b"IHDR":
-        raise PluginError("the daemon sent something that is not a PNG image")
-    return struct.unpack(">II", data[16:24])
-
-
-def decode_png(data: bytes) -> Tuple[int, int, int, bytes]:
-    """(width, height, channels, pixels) of a non-interlaced 8- or 16-bit PNG (16 bits are cut to 8);
-    palette images come out as RGB(A)."""
-    if not data.startswith(PNG_SIGNATURE):
-        raise ValueError("not a PNG file")
-    pos, idat, palette, trns = 8, [], None, None
-    width = height = depth = colour = None
-    while pos + 8 <= len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        body = data[pos + 8:pos + 8 + length]
-        pos += 12 + length
-        if kind == b"IHDR":
-            width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", body)
-            if interlace:
-                raise ValueError("interlaced PNGs are not supported")
-        elif kind == b"PLTE":
-            palette = body
-        elif kind == b"tRNS":
-            trns = body
-        elif kind == b"IDAT":
-            idat.append(body)
-        elif kind == b"IEND":
-            break
-    if width is None:
-        raise ValueError("PNG without IHDR")
-    channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[colour]
-    if depth not in (8, 16) and not (colour == 3 and depth == 8):
-        raise ValueError("PNG bit depth {} is not supported".format(depth))
-    bpp = channels * depth // 8
-    stride = width * bpp
-    raw = zlib.decompress(b"".join(idat))
-    if len(raw) != (stride + 1) * height:
-        raise ValueError("PNG data is {} bytes, expected {}".format(len(raw), (stride + 1) * height))
-    out = bytearray(stride * height)
-    prev = bytearray(stride)
-    for r in range(height):
-        kind = raw[r * (stride + 1)]
-        line = bytearray(raw[r * (stride + 1) + 1:(r + 1) * (stride + 1)])
-        _unfilter(kind, line, prev, bpp)
-        out[r * stride:(r + 1) * stride] = line
-        prev = line
-    if depth == 16:
-        out = out[0::2]
-    if colour == 3:
-        if palette is None:
-            raise ValueError("palette PNG without PLTE")
-        alpha = trns or b""
-        if alpha:
-            out = bytearray(b"".join(palette[3 * i:3 * i + 3] + bytes([alpha[i] if i < len(alpha) else 255])
-                                     for i in out))
-            channels = 4
-        else:
-            out = bytearray(b"".join(palette[3 * i:3 * i + 3] for i in out))
-            channels = 3
-    return width, height, channels, bytes(out)
-
-
-def _unfilter(kind: int, line: bytearray, prev: bytearray, bpp: int) -> None:
-    n = len(line)
-    if kind == 0:
-        return
-    if kind == 1:
-        for i in range(bpp, n):
-            line[i] = (line[i] + line[i - bpp]) & 255
-    elif kind == 2:
-        for i in range(n):
-            line[i] = (line[i] + prev[i]) & 255
-    elif kind == 3:
-        for i in range(n):
-            left = line[i - bpp] if i >= bpp else 0
-            line[i] = (line[i] + ((left + prev[i]) >> 1)) & 255
-    elif kind == 4:
-        for i in range(n):
-            a = line[i - bpp] if i >= bpp else 0
-            b = prev[i]
-            c = prev[i - bpp] if i >= bpp else 0
-            p = a + b - c
-            pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-            line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
-    else:
-        raise ValueError("unknown PNG filter type {}".format(kind))
-
 
 def rgb_from_rgba(pixels: bytes) -> bytes:
     """Drop the alpha channel of RGBA bytes (the daemon's generators make opaque pictures)."""

@@ -9,7 +9,7 @@ import time
 
 from PyQt5.QtCore import QObject, QTimer, pyqtSignal
 
-from . import daemon, imaging, jobspec, kritadoc
+from . import daemon, jobspec, kritadoc
 from .points import ANNOTATION_POINTS, PointList
 from .settings import Settings
 from .worker import Worker

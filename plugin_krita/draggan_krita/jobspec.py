@@ -8,7 +8,7 @@ worker thread that talks to the daemon through the shared client.
 import json
 import zlib
 
-from . import pngcodec
+from . import imaging
 
 ANNOTATION_SESSION = "draggan/session"
 
@@ -137,7 +137,7 @@ def generate_request(model, seed, psi=None):
 
 def session_request(layer_bgra, width, height):
     """The layer as RGBA PNG bytes, for client.create_session (POST /sessions)."""
-    return pngcodec.encode_bgra(layer_bgra, width, height)
+    return imaging.encode_bgra_png(layer_bgra, width, height)
 
 
 def drag_request(points, params, mask=None, width=None, height=None):
@@ -159,7 +159,7 @@ def drag_request(points, params, mask=None, width=None, height=None):
             if mask[int(round(h[1])) * width + int(round(h[0]))] == 0:
                 raise RequestError("Handle (%.0f, %.0f) lies outside the selection; the selection is the region "
                                    "that may change, so it must contain the handles." % (h[0], h[1]))
-        req["mask_png"] = pngcodec.encode_mask(mask, width, height)
+        req["mask_png"] = imaging.encode_mask_png(mask, width, height)
     return req
 
 
