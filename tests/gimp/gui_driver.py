@@ -28,6 +28,24 @@ def wait_for(path, seconds):
     return os.path.exists(path)
 
 
+def cancelled_run(image, prefix, **properties):
+    """Run DragGAN Drag on image's layer while gui_inside.sh clicks GIMP's Cancel (it waits for the
+    phase file <prefix>cancel_phase); the outcome goes to the report under keys with that prefix."""
+    drag = Gimp.get_pdb().lookup_procedure("python-fu-draggan-drag")
+    cfg = drag.create_config()
+    cfg.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+    cfg.set_property("image", image)
+    cfg.set_core_object_array("drawables", [image.get_layers()[0]])
+    for name, value in properties.items():
+        cfg.set_property(name, value)
+    open(D + "/" + prefix + "cancel_phase", "w").close()
+    time.sleep(2.0)  # gui_inside.sh takes its "before" screenshot
+    res = drag.run(cfg)
+    rep[prefix + "cancel_status"] = int(res.index(0))
+    rep[prefix + "cancelled"] = res.index(0) == Gimp.PDBStatusType.CANCEL
+    rep["layers_after_" + prefix + "cancel"] = names(image)
+
+
 try:
     pdb = Gimp.get_pdb()
     proc = pdb.lookup_procedure("python-fu-draggan-new-image")
@@ -77,39 +95,15 @@ try:
     Gimp.Display.new(big)
     Gimp.displays_flush()
     rep["big_session"] = parasite(big)["session_id"]
-    cfg = drag.create_config()
-    cfg.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
-    cfg.set_property("image", big)
-    cfg.set_core_object_array("drawables", [big.get_layers()[0]])
-    cfg.set_property("points", "[[20, 20, 200, 200]]")
-    cfg.set_property("steps", 2000)
-    open(D + "/cancel_phase", "w").close()
-    time.sleep(2.0)  # gui_inside.sh takes its "before" screenshot
-    res = drag.run(cfg)
-    rep["cancel_status"] = int(res.index(0))
-    rep["cancelled"] = res.index(0) == Gimp.PDBStatusType.CANCEL
-    rep["layers_after_cancel"] = names(big)
+    cancelled_run(big, "", points="[[20, 20, 200, 200]]", steps=2000)
 
     # ... and during a plain layer's inversion (a picture the daemon did not make, a long W stage)
     if os.path.exists(D + "/plain.png"):
         plain = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(D + "/plain.png"))
         Gimp.Display.new(plain)
         Gimp.displays_flush()
-        cfg = drag.create_config()
-        cfg.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
-        cfg.set_property("image", plain)
-        cfg.set_core_object_array("drawables", [plain.get_layers()[0]])
-        cfg.set_property("points", "[[100, 70, 110, 75]]")
-        cfg.set_property("model", os.environ["DRAGGAN_MODEL"])
-        cfg.set_property("inversion-w-steps", 2000)
-        cfg.set_property("inversion-wplus-steps", 0)
-        cfg.set_property("inversion-tuning-steps", 0)
-        open(D + "/cancel_invert_phase", "w").close()
-        time.sleep(2.0)  # gui_inside.sh takes its "before" screenshot
-        res = drag.run(cfg)
-        rep["invert_cancel_status"] = int(res.index(0))
-        rep["invert_cancelled"] = res.index(0) == Gimp.PDBStatusType.CANCEL
-        rep["layers_after_invert_cancel"] = names(plain)
+        cancelled_run(plain, "invert_", points="[[100, 70, 110, 75]]", model=os.environ["DRAGGAN_MODEL"],
+                      **{"inversion-w-steps": 2000, "inversion-wplus-steps": 0, "inversion-tuning-steps": 0})
 except Exception:
     import traceback
     rep["exception"] = traceback.format_exc()

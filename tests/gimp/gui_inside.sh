@@ -67,7 +67,7 @@ if [ -n "$WID" ]; then
   # them as what changed at the bottom of the image window, and click the right end (the button).
   click_cancel cancel_phase ""
   # the same during a plain layer's inversion (the driver skips it without plain.png)
-  [ -e "$OUT/plain.png" ] && click_cancel cancel_invert_phase invert_
+  [ -e "$OUT/plain.png" ] && click_cancel invert_cancel_phase invert_
 fi
 for _ in $(seq 1 60); do kill -0 $GPID 2>/dev/null || break; sleep 1; done
 kill $GPID 2>/dev/null

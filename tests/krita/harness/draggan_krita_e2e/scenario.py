@@ -84,6 +84,16 @@ class E2EExtension(Extension):
             yield step_ms
         check(cond(), "timed out waiting", seconds=timeout_s)
 
+    def undo_removes_result(self, doc, source, expected, src_before, step):
+        """One Edit > Undo takes away the result layer `expected` and leaves the source's pixels as they were."""
+        Krita.instance().action("edit_undo").trigger()
+        yield 600
+        names_undo = [n.name() for n in doc.topLevelNodes() if n.type() != "selectionmask"]
+        self.log(step, layers=names_undo)
+        check(expected not in names_undo and source.name() in names_undo, "one undo did not remove the result",
+              layers=names_undo)
+        check(bytes(source.pixelData(0, 0, doc.width(), doc.height())) == src_before, "undo changed the source")
+
     def run_process(self, args, timeout_s=10):
         p = QProcess()
         p.start(args[0], args[1:])
@@ -363,13 +373,7 @@ class E2EExtension(Extension):
         # one undo removes the result layer
         k.setActiveDocument(doc)
         yield 200
-        k.action("edit_undo").trigger()
-        yield 600
-        names_undo = [n.name() for n in doc.topLevelNodes() if n.type() != "selectionmask"]
-        self.log("undo", layers=names_undo)
-        check(expected not in names_undo and source.name() in names_undo, "one undo did not remove the result",
-              layers=names_undo)
-        check(bytes(source.pixelData(0, 0, W, H)) == src_before, "undo changed the source")
+        yield from self.undo_removes_result(doc, source, expected, src_before, "undo")
 
         # a second Run continues from the tracked points; Stop keeps the state reached so far
         doc.setActiveNode(source)
@@ -569,13 +573,7 @@ class E2EExtension(Extension):
         yield from self.screenshot("krita-layer-result.png")
 
         # one undo removes the result layer
-        k.action("edit_undo").trigger()
-        yield 600
-        names_undo = [n.name() for n in doc.topLevelNodes() if n.type() != "selectionmask"]
-        self.log("layer_undo", layers=names_undo)
-        check(expected not in names_undo and source.name() in names_undo, "one undo did not remove the result",
-              layers=names_undo)
-        check(bytes(source.pixelData(0, 0, DW, DH)) == src_before, "undo changed the source")
+        yield from self.undo_removes_result(doc, source, expected, src_before, "layer_undo")
 
         # a second Run drags the saved session directly (no new inversion)
         doc.setActiveNode(source)
