@@ -35,11 +35,23 @@ class DaemonError(Exception):
         self.code = code
 
 
+def normalize_url(url: Optional[str]) -> str:
+    """What users type -> the daemon's base URL: 'host:port', 'http://host:port/' or '.../api/v1'
+    all become 'http://host:port' (no trailing slash); empty means DEFAULT_URL."""
+    url = (url or "").strip() or DEFAULT_URL
+    if "://" not in url:
+        url = "http://" + url
+    url = url.rstrip("/")
+    if url.endswith("/api/v1"):
+        url = url[:-len("/api/v1")]
+    return url
+
+
 class DaemonClient:
     def __init__(self, url: str = DEFAULT_URL, token: Optional[str] = None, timeout: float = 30.0,
                  work_timeout: float = 600.0):
         """timeout bounds quick calls; work_timeout bounds calls that load a model or render (generate)."""
-        self.url = url.rstrip("/")
+        self.url = normalize_url(url)
         self.token = token
         self.timeout = timeout
         self.work_timeout = work_timeout

@@ -69,6 +69,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def test_urls_as_users_type_them_become_the_daemons_base_url():
+    normalize = client_module.normalize_url
+    assert normalize("") == normalize(None) == normalize("  ") == client_module.DEFAULT_URL
+    assert normalize(" 127.0.0.1:9000/ ") == "http://127.0.0.1:9000"
+    assert normalize("gpu-box:8765/") == "http://gpu-box:8765"
+    assert normalize("https://h/api/v1/") == "https://h"
+    assert DaemonClient("h:1/api/v1").url == "http://h:1"
+
+
 def test_daemon_not_running():
     url = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(DaemonError) as e:

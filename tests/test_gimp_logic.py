@@ -173,12 +173,6 @@ def test_messages_say_what_to_do():
     assert logic.friendly("model 'x' is not installed", "unknown_model").startswith("Model 'x' is not installed (")
 
 
-def test_clean_url():
-    assert logic.clean_url("") == logic.DEFAULT_URL
-    assert logic.clean_url(" 127.0.0.1:9000/ ") == "http://127.0.0.1:9000"
-    assert logic.clean_url("http://h:1/api/v1/") == "http://h:1"
-
-
 # ----------------------------------------------------------------------------- sessions
 
 class FakeClient:

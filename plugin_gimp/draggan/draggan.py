@@ -26,7 +26,7 @@ from gi.repository import Gegl, Gimp, Gio, GLib, GObject  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import draggan_logic as logic  # noqa: E402
-from draggan_client import DaemonClient, DaemonError  # noqa: E402
+from draggan_client import DEFAULT_URL, DaemonClient, DaemonError, normalize_url  # noqa: E402
 from draggan_png import PngError, png_size  # noqa: E402
 from draggan_watchdog import Watchdog  # noqa: E402
 
@@ -65,8 +65,7 @@ def _gimp_minor():
 
 def _client(config):
     token = (config.get_property("token") or "").strip() or os.environ.get(TOKEN_ENV) or None
-    url = logic.clean_url(config.get_property("server-url"))
-    return DaemonClient(url, token=token, timeout=30.0, work_timeout=600.0)
+    return DaemonClient(config.get_property("server-url"), token=token, timeout=30.0, work_timeout=600.0)
 
 
 def _show_dialog(procedure, config, title, fields, advanced=()):
@@ -294,9 +293,9 @@ def run_new_image(procedure, config, data):
 # ----------------------------------------------------------------------------- registration
 
 def _daemon_arguments(proc):
-    default_url = logic.clean_url(os.environ.get(URL_ENV, ""))
+    default_url = normalize_url(os.environ.get(URL_ENV, ""))
     proc.add_string_argument("server-url", "Daemon _URL", "Address of `draggan serve` (default: $DRAGGAN_URL or "
-                             + logic.DEFAULT_URL + ")", default_url, RW)
+                             + DEFAULT_URL + ")", default_url, RW)
     proc.add_string_argument("token", "Acc_ess token", "Access token of the daemon (empty: none, or $DRAGGAN_TOKEN)", "",
                              RW)
 

@@ -17,7 +17,6 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from draggan_png import encode_png
 
 PARASITE = "draggan-session"  # on layers made by DragGAN and on images made by "New image from model"
-DEFAULT_URL = "http://127.0.0.1:8765"
 DRAG_PATH_NAME = "drags"  # the path used when none is chosen or selected
 
 Point = Tuple[float, float]
@@ -211,16 +210,6 @@ def drag_request(drags: Sequence[Drag], mask_png: Optional[bytes], options: Dict
     """Arguments for DaemonClient.drag(session_id, **request)."""
     return dict(options, handles=[[h[0], h[1]] for h, _ in drags], targets=[[t[0], t[1]] for _, t in drags],
                 mask_png=mask_png)
-
-
-def clean_url(url: str) -> str:
-    url = (url or "").strip() or DEFAULT_URL
-    if "://" not in url:
-        url = "http://" + url
-    url = url.rstrip("/")
-    if url.endswith("/api/v1"):
-        url = url[:-len("/api/v1")]
-    return url
 
 
 STAGES = {"w": "W projection", "w+": "W+ projection", "pti": "pivotal tuning"}

@@ -7,20 +7,8 @@ DRAGGAN_URL and DRAGGAN_TOKEN override the stored values (handy for tests and re
 import json
 import os
 
+from .client import DEFAULT_URL, normalize_url
 from .jobspec import clean_params
-
-DEFAULT_URL = "http://127.0.0.1:8765"
-
-
-def normalize_url(url):
-    """'host:port' or 'http://host:port/' or '.../api/v1' -> 'http://host:port' (no trailing slash)."""
-    url = (url or "").strip() or DEFAULT_URL
-    if "://" not in url:
-        url = "http://" + url
-    url = url.rstrip("/")
-    if url.endswith("/api/v1"):
-        url = url[:-len("/api/v1")]
-    return url
 
 
 class Settings(object):
