@@ -3,7 +3,6 @@ generate, drag and results in each model's native geometry, over real HTTP."""
 from __future__ import annotations
 
 import pytest
-import torch
 
 from backend.client import DaemonClient
 from conftest import make_generator
@@ -19,13 +18,8 @@ def client(tmp_path_factory):
     native.write(make_sg3("r", seed=2), str(models / "sg3r.safetensors"))
     native.write(make_generator(seed=3, img_resolution=64, init_res=(4, 2), channel_base=128, channel_max=16),
                  str(models / "human.safetensors"))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with running_daemon(models) as server:
-            yield DaemonClient(server.url, timeout=60)
-    finally:
-        torch.set_num_threads(threads)
+    with running_daemon(models) as server:
+        yield DaemonClient(server.url, timeout=60)
 
 
 @pytest.mark.parametrize("model,size", [("sg3t", (32, 32)), ("sg3r", (32, 32)), ("human", (32, 64))])

@@ -8,13 +8,13 @@ import time
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from backend.client import DaemonClient, DaemonError
 from backend.config import Limits
 from draggan_core.invert import Inverter
-from test_daemon_support import TINY, image_of, models_dir, png_of, running_daemon, state, wait_for  # noqa: F401
+from test_daemon_support import (TINY, client, image_of, models_dir, png_of, running_daemon, state,  # noqa: F401
+                                 wait_for)
 
 LIMITS = Limits(max_body_bytes=8 * 1024 * 1024, max_pixels=1_000_000, max_side=2048, max_points=8, max_steps=500,
                 max_invert_steps=1000, max_sessions=32, max_finished_jobs=128)
@@ -25,18 +25,8 @@ FAST = {"steps_w": 12, "steps_wplus": 4, "steps_pti": 8, "preview_every": 4}
 
 @pytest.fixture(scope="module")
 def server(models_dir):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with running_daemon(models_dir, limits=LIMITS) as s:
-            yield s
-    finally:
-        torch.set_num_threads(threads)
-
-
-@pytest.fixture
-def client(server) -> DaemonClient:
-    return DaemonClient(server.url, timeout=30)
+    with running_daemon(models_dir, limits=LIMITS) as s:
+        yield s
 
 
 @pytest.fixture(scope="module")

@@ -39,15 +39,19 @@ def write_models(directory: Path) -> Path:
 
 @contextlib.contextmanager
 def running_daemon(models_dir: Path, **overrides) -> Iterator[DaemonServer]:
-    """A daemon serving in a background thread until the block ends."""
+    """A daemon serving in a background thread until the block ends, on one torch thread (the test
+    models are tiny: more threads only fight over the 2 cores)."""
     settings = dict(host="127.0.0.1", port=0, device="cpu", models_dir=models_dir, limits=LIMITS)
     settings.update(overrides)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     server = DaemonServer(DaemonConfig(**settings))
     server.start_thread()
     try:
         yield server
     finally:
         server.close()
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -57,13 +61,8 @@ def models_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(models_dir) -> Iterator[DaemonServer]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: threads only fight over the 2 cores
-    try:
-        with running_daemon(models_dir) as s:
-            yield s
-    finally:
-        torch.set_num_threads(threads)
+    with running_daemon(models_dir) as s:
+        yield s
 
 
 @pytest.fixture
