@@ -11,7 +11,7 @@ landmarks of the seed's image to where the procedural world puts them after the 
   the generator's image of the edited parameters, inside the region around the dragged points
   (the bounding box of handles and targets grown by 12 px), with "no edit" as the baseline.
 
-    python benchmarks/bench_demo_drags.py --seeds 10 [--steps 200] [--json out.json]
+    python benchmarks/bench_demo_drags.py --seeds 10 [--steps 200] [--scenario open_mouth ...] [--lr 0.002] [--json out.json]
 """
 from __future__ import annotations
 
@@ -51,9 +51,10 @@ def landmark_error(image: np.ndarray, drag, names: tuple[str, ...], init: np.nda
     return float(np.mean([np.hypot(*(np.subtract(marks[n], t))) for n, t in zip(names, drag.targets)]))
 
 
-def run(G, info, seeds: int, steps: int, fit: bool) -> list[dict]:
+def run(G, lr: float, scenarios: list[str], seeds: int, steps: int, fit: bool) -> list[dict]:
     rows = []
-    for name, scenario in SCENARIOS.items():
+    for name in scenarios:
+        scenario = SCENARIOS[name]
         for seed in range(seeds):
             try:
                 drag = make_drag(name, seed, G.z_dim, G.img_resolution)
@@ -62,7 +63,7 @@ def run(G, info, seeds: int, steps: int, fit: bool) -> list[dict]:
             with torch.no_grad():
                 w1 = G.mapping(drag.z_before, None)
                 target_img = G.synthesis(G.mapping(drag.z_after, None))
-            s = DragSession(G, w1, config=DragConfig(learning_rate=registry.default_learning_rate(info)))
+            s = DragSession(G, w1, config=DragConfig(learning_rate=lr))
             s.set_points(drag.handles, drag.targets)
             before = s.image()
             t0 = time.perf_counter()
@@ -110,11 +111,14 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--no-fit", action="store_true", help="skip the (slower) world-parameter fit of results")
+    ap.add_argument("--scenario", action="append", choices=list(SCENARIOS), help="only these (default: all)")
+    ap.add_argument("--lr", type=float, default=None, help="drag learning rate (default: the model's registry value)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     path, info = registry.resolve(args.model)
     G = load_generator(path)
-    rows = run(G, info, args.seeds, args.steps, fit=not args.no_fit)
+    lr = args.lr or registry.default_learning_rate(info)
+    rows = run(G, lr, args.scenario or list(SCENARIOS), args.seeds, args.steps, fit=not args.no_fit)
     print(table(rows))
     if args.json:
         with open(args.json, "w") as f:
