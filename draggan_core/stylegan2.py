@@ -341,7 +341,7 @@ def compute_w_avg(G: Generator, num_samples: int = 10000, seed: int = 123, batch
     with torch.no_grad():
         for start in range(0, num_samples, batch):
             n = min(batch, num_samples - start)
-            z = torch.from_numpy(rng.randn(n, G.z_dim)).to(torch.float32)
+            z = torch.from_numpy(rng.randn(n, G.z_dim)).to(torch.float32).to(G.mapping.w_avg.device)
             total += G.mapping(z)[:, 0].sum(dim=0).cpu()
     return total / num_samples
 

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from .. import ops
+from ..devices import DEVICE_CHOICES, pick_device
 from ..formats import native
 from ..losses import multiscale_ssim, reconstruction_loss
 from ..stylegan2 import Generator, GeneratorConfig, compute_w_avg
@@ -52,8 +53,9 @@ class Trainer:
     """Holds the generator, its EMA copy, the optimiser and the RNG; saves and restores all of them."""
 
     def __init__(self, workdir: Path, seed: int, lr: float, batch: int, ema_beta: float,
-                 init_from: str | None = None, mapping_lr_boost: float = 100.0):
+                 init_from: str | None = None, mapping_lr_boost: float = 100.0, device: str = "cpu"):
         self.workdir, self.batch, self.ema_beta = workdir, batch, ema_beta
+        self.device = pick_device(device)
         torch.manual_seed(seed)
         self.G = Generator(copy.deepcopy(DEMO_CONFIG)).train()
         self.iteration = 0
@@ -61,6 +63,7 @@ class Trainer:
         self.earlier = {"iterations": 0, "minutes": 0.0}  # history of an --init-from model
         if init_from:
             self._start_from(init_from)
+        self.G.to(self.device)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         self.opt = self._optimizer(lr, mapping_lr_boost)
         self.rng = torch.Generator().manual_seed(seed)
@@ -102,11 +105,11 @@ class Trainer:
     def load(self) -> bool:
         if not self.state_path.is_file():
             return False
-        state = torch.load(self.state_path, map_location="cpu", weights_only=True)
+        state = torch.load(self.state_path, map_location=self.device, weights_only=True)
         self.G.load_state_dict(state["G"])
         self.G_ema.load_state_dict(state["G_ema"])
         self.opt.load_state_dict(state["opt"])
-        self.rng.set_state(state["rng"])
+        self.rng.set_state(state["rng"].cpu())
         self.iteration, self.seconds, self.log = state["iteration"], state["seconds"], state["log"]
         self.earlier = state.get("earlier", self.earlier)
         return True
@@ -114,7 +117,8 @@ class Trainer:
     def step(self) -> float:
         t0 = time.perf_counter()
         z = torch.randn(self.batch, self.G.z_dim, generator=self.rng)
-        target = render_targets(z, self.G.img_resolution)
+        target = render_targets(z, self.G.img_resolution).to(self.device)
+        z = z.to(self.device)
         img = self.G.synthesis(self.G.mapping(z), noise_mode="const", fused_modconv=False)
         loss = reconstruction_loss(img, target)
         self.opt.zero_grad(set_to_none=True)
@@ -132,7 +136,7 @@ class Trainer:
         """L1 and SSIM of the EMA generator on a fixed set of latents (seeds 0..n-1)."""
         z = torch.from_numpy(np.stack([np.random.RandomState(s).randn(self.G.z_dim) for s in range(n)])).float()
         target = render_targets(z, self.G.img_resolution)
-        img = self.G_ema.synthesis(self.G_ema.mapping(z), noise_mode="const")
+        img = self.G_ema.synthesis(self.G_ema.mapping(z.to(self.device)), noise_mode="const").cpu()
         return {"l1": float((img - target).abs().mean()), "ssim": float(multiscale_ssim(img, target).mean())}
 
 
@@ -162,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ema-beta", type=float, default=0.998)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES,
+                   help="where the generator trains (auto: CUDA, then MPS, then the CPU); the world renders on the CPU")
     p.add_argument("--save-every", type=int, default=250)
     p.add_argument("--export", default=None, help="write the trained model here when done")
     p.add_argument("--init-from", default=None, help="start from an existing demo model's weights")
@@ -173,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(workdir, args.seed, args.lr, args.batch, args.ema_beta, args.init_from,
-                      args.mapping_lr_boost)
+                      args.mapping_lr_boost, args.device)
     if trainer.load():
         print(f"resumed at iteration {trainer.iteration}")
     start, start_iter, smoothed = time.time(), trainer.iteration, None
