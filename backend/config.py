@@ -24,6 +24,7 @@ class Limits:
     max_sessions: int = 16  # least recently used sessions beyond this are dropped
     max_session_bytes: int = 2 * 1024 ** 3  # estimated tensor memory of all sessions together
     max_finished_jobs: int = 32  # finished job records (with their result PNGs) kept for polling
+    max_finished_job_bytes: int = 512 * 1024 ** 2  # ... and the bytes of their PNGs together
     max_loaded_models: int = 2  # generators kept in memory
     call_timeout_s: float = 300.0  # how long /generate or /sessions waits for the worker (clients wait longer)
 

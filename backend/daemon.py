@@ -31,7 +31,7 @@ class Daemon:
         limits = config.limits
         return cls(config, device,
                    ModelCatalogue(config.models_dir or registry.models_dir(), device, limits.max_loaded_models),
-                   SessionStore(limits.max_sessions, limits.max_session_bytes), JobStore(limits.max_finished_jobs),
+                   SessionStore(limits.max_sessions, limits.max_session_bytes), JobStore(limits.max_finished_jobs, limits.max_finished_job_bytes),
                    Worker())
 
     def close(self) -> None:

@@ -139,6 +139,10 @@ class Job:
                           "psnr": _finite(self.psnr)} if self.kind == "invert" else None,
         }
 
+    def stored_bytes(self) -> int:
+        """Memory the record holds beyond its small fields: the preview and result PNGs."""
+        return len(self.preview_png or b"") + len(self.result_png or b"")
+
     def describe_result(self) -> dict | None:
         if not self.result_size:
             return None
@@ -154,19 +158,33 @@ def _finite(value: float | None) -> float | None:
 
 
 class JobStore:
-    """Job records by id; finished ones (with their PNGs) are kept for polling up to a count."""
+    """Job records by id; finished ones (with their PNGs) are kept for polling, oldest dropped first.
 
-    def __init__(self, max_finished: int):
-        self.max_finished = max_finished
+    Two bounds, checked whenever a job is added: a count, and the bytes of their PNGs (results are
+    full layers, up to max_pixels each). The newest finished job is kept whatever its size, so the
+    client that just started a new job can still fetch the previous result.
+    """
+
+    def __init__(self, max_finished: int, max_bytes: int):
+        self.max_finished, self.max_bytes = max_finished, max_bytes
         self._jobs: collections.OrderedDict[str, Job] = collections.OrderedDict()
         self._lock = threading.Lock()
 
     def add(self, job: Job) -> None:
         with self._lock:
             self._jobs[job.id] = job
-            finished = [j for j in self._jobs.values() if j.state in FINAL_STATES]
-            for old in finished[:max(0, len(finished) - self.max_finished)]:
-                del self._jobs[old.id]
+            self._drop_old_finished()
+
+    def _drop_old_finished(self) -> None:
+        finished = [j for j in self._jobs.values() if j.state in FINAL_STATES]
+        total = sum(j.stored_bytes() for j in finished)
+        for i, old in enumerate(finished):
+            too_many = len(finished) - i > self.max_finished
+            too_big = total > self.max_bytes and i < len(finished) - 1
+            if not (too_many or too_big):
+                break
+            del self._jobs[old.id]
+            total -= old.stored_bytes()
 
     def get(self, jid: str) -> Job:
         with self._lock:

@@ -13,7 +13,7 @@ from PIL import Image
 from backend.client import DaemonClient, DaemonError
 from backend.errors import ApiError
 from backend.geometry import Mapping
-from backend.jobs import Job, Worker
+from backend.jobs import Job, JobStore, Worker
 from backend.sessions import Session, SessionStore
 from draggan_core.drag import DragSession
 from test_daemon_support import (SMALL, TINY, client, image_of, models_dir, png_of, server, state, steps,  # noqa: F401
@@ -251,6 +251,37 @@ def test_session_store_drops_least_recently_used_idle_sessions(small_generator):
     by_memory = SessionStore(max_sessions=10, max_bytes=int(2.5 * one))
     sessions = [by_memory.add(session()) for _ in range(4)]
     assert len(by_memory) == 2 and by_memory.get(sessions[-1].id)
+
+
+def test_job_store_drops_the_oldest_finished_jobs_by_count_and_by_bytes():
+    def job(state: str, png_bytes: int = 0) -> Job:
+        j = Job("drag", "s", 1, work=lambda job, between: "done", on_end=lambda job, state: None)
+        j.state, j.result_png = state, bytes(png_bytes) or None
+        return j
+
+    def kept(store: JobStore, jobs: list[Job]) -> list[int]:
+        found = []
+        for i, j in enumerate(jobs):
+            try:
+                store.get(j.id)
+                found.append(i)
+            except ApiError:
+                pass
+        return found
+
+    by_count = JobStore(max_finished=2, max_bytes=10 ** 9)
+    jobs = [job("done"), job("running"), job("failed"), job("cancelled"), job("queued")]
+    for j in jobs:
+        by_count.add(j)
+    assert kept(by_count, jobs) == [1, 2, 3, 4]  # unfinished jobs are never dropped
+    by_bytes = JobStore(max_finished=100, max_bytes=250)
+    jobs = [job("done", 100), job("done", 100), job("running"), job("done", 100), job("done", 1000)]
+    for j in jobs:
+        by_bytes.add(j)
+    assert kept(by_bytes, jobs) == [2, 4]  # the newest finished job stays even above the bound
+    jobs.append(job("done", 10))
+    by_bytes.add(jobs[-1])
+    assert kept(by_bytes, jobs) == [2, 5]
 
 
 def test_worker_runs_calls_between_steps_and_survives_failures():
