@@ -66,3 +66,24 @@ def test_cli_generate_and_demo_use_the_demo_model(tmp_path):
     assert res.returncode == 0, res.stderr
     for name in ("before.png", "after.png", "drag.gif"):
         assert (tmp_path / "d" / name).stat().st_size > 0
+
+
+def test_sample_grid_pairs_each_world_render_with_the_generators_image_of_it(demo, tmp_path):
+    from draggan_core.demo import world
+    from draggan_core.demo.showcase import sample_grid
+    from draggan_core.demo.train import params_from_z
+    from draggan_core.stylegan2 import seed_to_z
+
+    G, _ = demo
+    seeds, size = [0, 1, 2, 3], G.img_resolution
+    sample_grid(G, seeds, tmp_path / "grid.png")
+    grid = np.asarray(Image.open(tmp_path / "grid.png")).astype(np.float64)
+    assert grid.shape == (2 * size, len(seeds) * size, 3)
+    tiles = [(grid[:size, i * size:(i + 1) * size], grid[size:, i * size:(i + 1) * size]) for i in range(len(seeds))]
+    for seed, (truth, _) in zip(seeds, tiles):
+        expected = world.render(params_from_z(seed_to_z(seed, G.z_dim))[0].numpy(), size=size)
+        assert np.abs(truth - expected).max() <= 1
+    # The generator draws each seed's own world image: closer to it than to any other seed's.
+    for i, (_, drawn) in enumerate(tiles):
+        errors = [np.abs(drawn - truth).mean() for truth, _ in tiles]
+        assert int(np.argmin(errors)) == i, errors
