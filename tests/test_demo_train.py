@@ -27,6 +27,30 @@ def test_resumed_training_equals_one_straight_run(tmp_path):
     assert state["iteration"] == 3 and [e["iteration"] for e in state["log"]] == [1, 2, 3]
 
 
+def test_learning_rate_decays_linearly_to_a_tenth_over_the_last_iterations():
+    assert [train.lr_scale(i, 100, 10) for i in (0, 90, 95, 100)] == [1.0, 1.0, 0.55, 0.1]
+    assert train.lr_scale(99, 100, 0) == 1.0  # no decay asked
+
+
+def test_a_run_interrupted_during_the_decay_resumes_exactly(tmp_path):
+    def run(workdir, until: int) -> train.Trainer:
+        workdir.mkdir(exist_ok=True)
+        t = train.Trainer(workdir, 0, 2e-3, 2, 0.998)
+        t.load()
+        while t.iteration < until:
+            t.set_lr_scale(train.lr_scale(t.iteration, 4, 3))
+            t.step()
+        t.save()
+        return t
+
+    straight = run(tmp_path / "straight", 4)
+    run(tmp_path / "resumed", 2)
+    resumed = run(tmp_path / "resumed", 4)
+    assert [g["lr"] for g in resumed.opt.param_groups] == [g["lr"] for g in straight.opt.param_groups]
+    a, b = straight.G_ema.state_dict(), resumed.G_ema.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_training_changes_the_model_and_a_different_seed_changes_it_differently(tmp_path):
     _train(tmp_path / "a", 1)
     _train(tmp_path / "b", 1, "--seed", "1")
