@@ -58,8 +58,9 @@ def run(G, lr: float, scenarios: list[str], seeds: int, steps: int, fit: bool) -
         for seed in range(seeds):
             try:
                 drag = make_drag(name, seed, G.z_dim, G.img_resolution)
-            except ValueError:
-                continue  # edit not reachable from this seed's latent
+            except ValueError as e:  # the edit hardly moves this seed's points, or cannot be reached
+                print(f"skipped: {e}", flush=True)
+                continue
             with torch.no_grad():
                 w1 = G.mapping(drag.z_before, None)
                 target_img = G.synthesis(G.mapping(drag.z_after, None))

@@ -23,6 +23,9 @@ Edit = Callable[[np.ndarray], np.ndarray]
 # Edits go this far towards a parameter's end, not all the way: params_from_z reaches 0 and 1 only
 # at infinite z, and latents far outside the training distribution render poorly.
 FAR = 0.9
+# A drag whose points move less than this (pixels at 128 px) is no drag: a seed whose mouth is
+# already open, say, would count as "reached" after one step. Twice the drag loop's stop distance.
+MIN_MOVE = 2.0
 
 
 def _raise_ear(side: str) -> Edit:
@@ -105,6 +108,9 @@ def make_drag(name: str, seed: int, z_dim: int, size: int = 128) -> Drag:
     p1 = params_from_z(z1)[0].numpy()
     p2 = scenario.edit(p1)
     before, after = world.landmarks(p1, size), world.landmarks(p2, size)
+    move = max(float(np.hypot(*np.subtract(after[k], before[k]))) for k in scenario.landmarks)
+    if move < MIN_MOVE * size / 128:
+        raise ValueError(f"{name} hardly changes seed {seed} (its points move {move:.1f} px); try another seed")
     handles = [before[k] for k in scenario.landmarks] + [before[k] for k in scenario.anchors]
     targets = [after[k] for k in scenario.landmarks] + [before[k] for k in scenario.anchors]
     return Drag(name, seed, [_inside(h, size) for h in handles], [_inside(t, size) for t in targets], p1, p2, z1,
