@@ -191,7 +191,7 @@ def build_parser(*extensions: Callable[[Any], None]) -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="drag on the embedded demo model (move the head, raise an ear, ...); "
                                     "writes images and a GIF")
-    p.add_argument("--scenario", default="move_head",
+    p.add_argument("--scenario", default="right_ear_up",
                    choices=["move_head", "turn_head", "left_ear_up", "right_ear_up", "open_mouth"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=200)

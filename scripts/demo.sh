@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Set up .venv (idempotent) and run the main job on the embedded demo model: a drag that moves a
-# cartoon cat's head, written as out/demo/before.png, after.png, after_points.png and drag.gif
-# (other drags: scripts/demo.sh --scenario left_ear_up | right_ear_up | open_mouth | turn_head).
+# Set up .venv (idempotent) and run the main job on the embedded demo model: a drag that raises a
+# cartoon cat's ear, written as out/demo/before.png, after.png, after_points.png and drag.gif
+# (other drags: scripts/demo.sh --scenario left_ear_up | open_mouth | turn_head | move_head).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh

@@ -36,9 +36,10 @@ def test_demo_model_is_the_default_and_loads(demo):
     assert G.checkpoint_format == "draggan-safetensors"
 
 
-def test_drag_moves_the_content_under_the_handle_to_the_target(demo):
+@pytest.mark.parametrize("scenario", ["move_head", "right_ear_up"])  # right_ear_up: `draggan demo`'s default
+def test_drag_moves_the_content_under_the_handle_to_the_target(demo, scenario):
     G, info = demo
-    drag = make_drag("move_head", 0, G.z_dim, G.img_resolution)
+    drag = make_drag(scenario, 0, G.z_dim, G.img_resolution)
     s = DragSession(G, G.mapping(drag.z_before, None), config=DragConfig(learning_rate=info.learning_rate))
     s.set_points(drag.handles, drag.targets)
     before = to_uint8(s.image())
