@@ -10,8 +10,9 @@ The parameters of a latent are Phi(z_hat[:P]), z_hat the z the mapping network s
 unit RMS) and Phi the normal CDF, i.e. uniform in [0, 1] like world.sample_params.
 
 Usage (resumes automatically from <workdir>/state.pt):
-    python -m draggan_core.demo.train --workdir out/demo_train --iters 20000
+    python -m draggan_core.demo.train --workdir out/demo_train --iters 20000 --lr-decay-iters 5000
     python -m draggan_core.demo.train --workdir out/demo_train --export draggan_core/demo/demo_model.safetensors
+    python -m draggan_core.demo.train --workdir out/more --iters 10000 --init-from draggan_core/demo/demo_model.safetensors
 """
 from __future__ import annotations
 
