@@ -11,7 +11,7 @@ import time
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from . import auth, daemon
+from . import auth, daemon, testgate
 from .api import api
 from .config import DaemonConfig
 from .errors import ApiError, describe_failure
@@ -26,6 +26,8 @@ def create_app(config: DaemonConfig) -> Flask:
     app.json.sort_keys = False
     app.extensions["draggan"] = daemon.Daemon.start(config)
     app.register_blueprint(api)
+    if app.extensions["draggan"].gate is not None:
+        app.register_blueprint(testgate.gate_blueprint(app.extensions["draggan"].gate))
     app.before_request(_before)
     app.after_request(_log_request)
     app.register_error_handler(Exception, _error_response)

@@ -37,4 +37,5 @@ class DaemonConfig:
     models_dir: Path | None = None  # None: draggan_core.registry.models_dir()
     token: str | None = None  # when set, every request needs "Authorization: Bearer <token>"
     threads: int = 8  # waitress request threads (the GPU work itself runs on one worker thread)
+    test_gate: bool = False  # end-to-end tests only: jobs can be held at a step (backend/testgate.py)
     limits: Limits = dataclasses.field(default_factory=Limits)

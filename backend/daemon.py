@@ -13,6 +13,7 @@ from .config import DaemonConfig
 from .jobs import JobStore, Worker
 from .models import ModelCatalogue
 from .sessions import SessionStore
+from .testgate import StepGate
 
 
 @dataclasses.dataclass(eq=False)
@@ -23,16 +24,18 @@ class Daemon:
     sessions: SessionStore
     jobs: JobStore
     worker: Worker
+    gate: StepGate | None  # end-to-end tests only
 
     @classmethod
     def start(cls, config: DaemonConfig) -> "Daemon":
         """Pick the device (ValueError when the requested one is missing) and start the worker thread."""
         device = pick_device(config.device)
         limits = config.limits
+        gate = StepGate() if config.test_gate else None
         return cls(config, device,
                    ModelCatalogue(config.models_dir or registry.models_dir(), device, limits.max_loaded_models),
                    SessionStore(limits.max_sessions, limits.max_session_bytes), JobStore(limits.max_finished_jobs, limits.max_finished_job_bytes),
-                   Worker())
+                   Worker(gate), gate)
 
     def close(self) -> None:
         self.worker.close()

@@ -17,13 +17,16 @@ import logging
 import math
 import threading
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
 from .errors import ApiError, describe_failure, not_found
 from .geometry import Point
 from .sessions import new_id
+
+if TYPE_CHECKING:
+    from .testgate import StepGate
 
 log = logging.getLogger("draggan.daemon")
 
@@ -204,7 +207,8 @@ class _Call:
 
 
 class Worker:
-    def __init__(self) -> None:
+    def __init__(self, gate: "StepGate | None" = None) -> None:
+        self._gate = gate
         self._queue: collections.deque[Job] = collections.deque()
         self._calls: collections.deque[_Call] = collections.deque()
         self._cv = threading.Condition()
@@ -308,7 +312,7 @@ class Worker:
     def _run(self, job: Job) -> None:
         job.set_state(RUNNING)
         try:
-            state = job.work(job, self.run_pending_calls)
+            state = job.work(job, self._between_steps(job))
         except Exception as exc:
             error = describe_failure(exc)
             if error.status >= 500:
@@ -317,6 +321,11 @@ class Worker:
             self._end(job, FAILED, error=error)
             return
         self._end(job, state)
+
+    def _between_steps(self, job: Job) -> Callable[[], None]:
+        if self._gate is None:
+            return self.run_pending_calls
+        return lambda: self._gate.pause(job, self.run_pending_calls)
 
     @staticmethod
     def _end(job: Job, state: str, error: ApiError | None = None) -> None:

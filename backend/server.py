@@ -20,6 +20,7 @@ from waitress import wasyncore
 from draggan_core import registry
 from draggan_core.devices import DEVICE_CHOICES
 
+from . import testgate
 from .app import close_app, create_app
 from .auth import is_loopback
 from .config import DEFAULT_HOST, DEFAULT_PORT, DaemonConfig
@@ -62,7 +63,8 @@ def config_from_args(args: argparse.Namespace) -> tuple[DaemonConfig, bool]:
     if not 0 <= args.port <= 65535:
         raise StartupError(f"--port must be between 0 and 65535, got {args.port}")
     models = Path(args.models) if args.models else registry.models_dir()
-    return DaemonConfig(host=args.host, port=args.port, device=args.device, models_dir=models, token=token), generated
+    return DaemonConfig(host=args.host, port=args.port, device=args.device, models_dir=models, token=token,
+                        test_gate=os.environ.get(testgate.ENV) == "1"), generated
 
 
 class DaemonServer:
