@@ -61,6 +61,8 @@ def _error_response(exc: Exception) -> tuple[Response, int]:
     response = jsonify(error.body())
     if error.status == 401:
         response.headers["WWW-Authenticate"] = "Bearer"
+    if error.retry_after is not None:
+        response.headers["Retry-After"] = str(error.retry_after)
     return response, error.status
 
 

@@ -12,9 +12,10 @@ from draggan_core.checkpoint import CheckpointError
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str):
+    def __init__(self, status: int, code: str, message: str, retry_after: int | None = None):
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+        self.retry_after = retry_after  # seconds, sent as Retry-After on 429/503: when trying again makes sense
 
     def body(self) -> dict:
         return {"error": {"code": self.code, "message": self.message}}
@@ -22,6 +23,11 @@ class ApiError(Exception):
 
 def bad_request(message: str, code: str = "bad_request") -> ApiError:
     return ApiError(400, code, message)
+
+
+def busy(code: str, message: str, retry_after: int = 5, status: int = 429) -> ApiError:
+    """A refusal because the daemon is full right now, not because the request is wrong: try again later."""
+    return ApiError(status, code, f"{message}; try again in {retry_after} s", retry_after=retry_after)
 
 
 def not_found(what: str, ident: str) -> ApiError:
