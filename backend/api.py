@@ -35,10 +35,10 @@ def status_of(job: Job) -> dict:
 
 @api.get("/health")
 def health():
+    """Counts only: ids are the capability to see and change a client's work, so none is handed out here."""
     d = current()
-    running = d.worker.running
     return {"version": __version__, "api": "v1", "device": str(d.device), "models_loaded": d.catalogue.loaded_names(),
-            "queue_length": d.worker.queue_length(), "running_job": running.id if running else None,
+            "queue_length": d.worker.queue_length(), "jobs_running": int(d.worker.running is not None),
             "sessions": len(d.sessions)}
 
 
@@ -73,7 +73,8 @@ def create_session():
                                 d.config.limits.call_timeout_s)
         return {**session.describe(), "reused": False, "job_id": None}, 201
     session, job, reused = d.worker.call(
-        functools.partial(editing.start_inversion, d.catalogue, d.sessions, d.jobs, d.worker, d.device, req),
+        functools.partial(editing.start_inversion, d.catalogue, d.sessions, d.jobs, d.worker, d.device, req,
+                          request.remote_addr or ""),
         d.config.limits.call_timeout_s)
     return {**session.describe(), "reused": reused, "job_id": job.id if job is not None else None}, 201
 
@@ -104,9 +105,14 @@ def start_drag(sid: str):
     job_id = new_id()
     session = d.sessions.claim(sid, job_id)
     job = Job("drag", sid, req.steps, work=functools.partial(editing.run_drag, session, req),
-              on_end=lambda _job, _state: d.sessions.release(session), targets=req.targets, handles=req.handles, id=job_id)
+              on_end=lambda _job, _state: d.sessions.release(session), client=request.remote_addr or "",
+              targets=req.targets, handles=req.handles, id=job_id)
+    try:
+        d.worker.submit(job)
+    except ApiError:  # the queue is full: the session stays as it was
+        d.sessions.release(session)
+        raise
     d.jobs.add(job)
-    d.worker.submit(job)
     return status_of(job), 202
 
 

@@ -21,12 +21,16 @@ class Limits:
     max_points: int = 64  # handle/target pairs per drag
     max_steps: int = 2000  # optimisation steps per drag job
     max_invert_steps: int = 2000  # optimisation steps per inversion stage (w, w+, pti)
-    max_sessions: int = 16  # least recently used sessions beyond this are dropped
+    max_sessions: int = 16  # least recently used idle sessions beyond this are dropped; busy ones never (429)
     max_session_bytes: int = 2 * 1024 ** 3  # estimated tensor memory of all sessions together
     max_finished_jobs: int = 32  # finished job records (with their result PNGs) kept for polling
     max_finished_job_bytes: int = 512 * 1024 ** 2  # ... and the bytes of their PNGs together
     max_loaded_models: int = 2  # generators kept in memory
     call_timeout_s: float = 300.0  # how long /generate or /sessions waits for the worker (clients wait longer)
+    max_queued_jobs: int = 8  # drag and invert jobs waiting for the worker, all clients together (429 queue_full)
+    max_jobs_per_client: int = 4  # queued or running jobs of one client address, so no client fills the queue
+    max_waiting_calls: int = 4  # request threads waiting for the worker (/generate, /sessions); fewer than
+    #                             DaemonConfig.threads, so status, stop and cancel always find a free thread
 
 
 @dataclasses.dataclass(frozen=True)

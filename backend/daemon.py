@@ -35,7 +35,7 @@ class Daemon:
         return cls(config, device,
                    ModelCatalogue(config.models_dir or registry.models_dir(), device, limits.max_loaded_models),
                    SessionStore(limits.max_sessions, limits.max_session_bytes), JobStore(limits.max_finished_jobs, limits.max_finished_job_bytes),
-                   Worker(gate), gate)
+                   Worker(limits.max_queued_jobs, limits.max_jobs_per_client, limits.max_waiting_calls, gate), gate)
 
     def close(self) -> None:
         self.worker.close()

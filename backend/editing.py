@@ -172,7 +172,7 @@ def model_identity(model: LoadedModel) -> str:
 
 
 def start_inversion(catalogue: ModelCatalogue, store: SessionStore, jobs, worker, device: torch.device,
-                    req: SessionRequest) -> tuple[Session, Job | None, bool]:
+                    req: SessionRequest, client: str) -> tuple[Session, Job | None, bool]:
     """A session on a real layer: (session, its invert job or None, reused).
 
     The region (explicit, or the selection's bounding box grown by the margin, or the whole layer)
@@ -214,11 +214,15 @@ def start_inversion(catalogue: ModelCatalogue, store: SessionStore, jobs, worker
         else:  # cancelled or failed: the session has nothing to drag, and a new request starts afresh
             store.discard(session)
 
-    job = Job("invert", session.id, total, id=job_id, on_end=on_end,
+    job = Job("invert", session.id, total, id=job_id, on_end=on_end, client=client,
               work=lambda job, between: run_invert(session, target, valid, config, req.invert.preview_every,
                                                    job, between))
-    jobs.add(job)
-    worker.submit(job)
+    try:
+        worker.submit(job)
+    except ApiError:  # the queue is full: no session without its inversion
+        store.discard(session)
+        raise
+    jobs.add(job)  # after submit is safe: this runs on the worker, so the job cannot start before it returns
     return session, job, False
 
 

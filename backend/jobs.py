@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
-from .errors import ApiError, describe_failure, not_found
+from .errors import ApiError, busy, describe_failure, not_found
 from .geometry import Point
 from .sessions import new_id
 
@@ -44,6 +44,7 @@ class Job:
     max_steps: int
     work: Work
     on_end: Callable[["Job", str], None]  # called once with the final state, before clients can see it
+    client: str = ""  # who asked (the remote address): the queue bounds the jobs of each client
     targets: list[Point] = dataclasses.field(default_factory=list)
     handles: list[Point] = dataclasses.field(default_factory=list)
     id: str = dataclasses.field(default_factory=new_id)
@@ -207,8 +208,19 @@ class _Call:
 
 
 class Worker:
-    def __init__(self, gate: "StepGate | None" = None) -> None:
+    """The one thread that runs jobs and calls, with bounded waiting on both sides.
+
+    The queue holds at most max_queued jobs and max_per_client of one client (queued or running),
+    so one client cannot fill it; at most max_waiting_calls request threads may wait for a call,
+    so the others stay free for status, stop and cancel. Past a bound the request is refused with
+    429/503 and Retry-After rather than queued without end.
+    """
+
+    def __init__(self, max_queued: int = 8, max_per_client: int = 4, max_waiting_calls: int = 4,
+                 gate: "StepGate | None" = None) -> None:
+        self.max_queued, self.max_per_client, self.max_waiting_calls = max_queued, max_per_client, max_waiting_calls
         self._gate = gate
+        self._waiting_calls = 0
         self._queue: collections.deque[Job] = collections.deque()
         self._calls: collections.deque[_Call] = collections.deque()
         self._cv = threading.Condition()
@@ -220,10 +232,25 @@ class Worker:
     # ------------------------------------------------------------ request side
 
     def submit(self, job: Job) -> None:
+        """Queue the job, or refuse it (ApiError) when the daemon is closing or the queue is full."""
         with self._cv:
+            self._check_room(job.client)
             self._queue.append(job)
             self._cv.notify()
         job.set_state(QUEUED)
+
+    def _check_room(self, client: str) -> None:
+        if self._closed:
+            raise ApiError(503, "shutting_down", "the daemon is shutting down")
+        if len(self._queue) >= self.max_queued:
+            raise busy("queue_full", f"{len(self._queue)} jobs are already waiting for the daemon's worker "
+                                     f"(at most {self.max_queued})", retry_after=10)
+        mine = sum(1 for j in self._queue if j.client == client)
+        if self.running is not None and self.running.client == client:
+            mine += 1
+        if mine >= self.max_per_client:
+            raise busy("too_many_jobs", f"you already have {mine} jobs queued or running (at most "
+                                        f"{self.max_per_client} per client); wait for one to finish", retry_after=10)
 
     def call(self, fn: Callable[[], Any], timeout: float) -> Any:
         """Run fn on the worker and return its result (or raise its exception) in the calling thread."""
@@ -231,11 +258,20 @@ class Worker:
         with self._cv:
             if self._closed:
                 raise ApiError(503, "shutting_down", "the daemon is shutting down")
+            if self._waiting_calls >= self.max_waiting_calls:
+                raise busy("busy", f"{self._waiting_calls} requests are already waiting for the daemon's worker",
+                           retry_after=2, status=503)
+            self._waiting_calls += 1
             self._calls.append(call)
             self._cv.notify()
-        if not call.done.wait(timeout):
-            call.abandoned = True
-            raise ApiError(503, "busy", f"the daemon's worker did not get to this request within {timeout:.0f} s")
+        try:
+            if not call.done.wait(timeout):
+                call.abandoned = True
+                raise busy("busy", f"the daemon's worker did not get to this request within {timeout:.0f} s",
+                           retry_after=10, status=503)
+        finally:
+            with self._cv:
+                self._waiting_calls -= 1
         if call.error is not None:
             raise call.error
         return call.result

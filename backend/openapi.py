@@ -66,7 +66,7 @@ def schemas(limits: Limits) -> dict[str, Schema]:
         "Error": closed({"error": closed({"code": STRING, "message": STRING})}),
         "Health": closed({"version": STRING, "api": {"const": "v1"}, "device": STRING,
                           "models_loaded": {"type": "array", "items": STRING}, "queue_length": INTEGER,
-                          "running_job": nullable(STRING), "sessions": INTEGER}),
+                          "jobs_running": INTEGER, "sessions": INTEGER}),
         "Model": closed({"name": STRING, "resolution": nullable(INTEGER), "width": nullable(INTEGER),
                          "height": nullable(INTEGER), "domain": STRING,
                          "licence": nullable(STRING), "learning_rate": NUMBER, "loaded": BOOLEAN}),
@@ -154,8 +154,9 @@ ERRORS = {
     "401": "missing or refused token", "403": "the Host header is not a loopback name (daemon without token)",
     "404": "unknown session or job, or nothing to show yet", "409": "the session or job is in the wrong state",
     "413": "the body is larger than the limit", "415": "the body is not JSON",
+    "429": "the daemon is full (queue, your jobs, or sessions that all have work); Retry-After says when to retry",
     "500": "the daemon failed (see its log)",
-    "503": "out of GPU memory, busy or shutting down",
+    "503": "out of GPU memory, busy or shutting down; Retry-After when trying again makes sense",
 }
 
 
@@ -181,11 +182,11 @@ def paths() -> dict[str, dict]:
                                            {"description": "OpenAPI 3.1", "content": {"application/json": {}}}, ())},
         "/generate": {"post": operation("render a seed and open a session on it (its latent is known)", "201",
                                         _json("GeneratedSession", "the new session and its image"),
-                                        ("400", "413", "415", "500", "503"), body="GenerateRequest")},
+                                        ("400", "413", "415", "429", "500", "503"), body="GenerateRequest")},
         "/sessions": {"post": operation("open a session on a layer: a copy of a session's picture, or a real "
                                         "image (inverted by an invert job; the same layer again reuses its "
                                         "session)", "201", _json("CreatedSession", "the session"),
-                                        ("400", "404", "409", "413", "415", "500", "503"),
+                                        ("400", "404", "409", "413", "415", "429", "500", "503"),
                                         body="CreateSessionRequest")},
         "/sessions/{sid}": {
             "parameters": [sid],
@@ -195,7 +196,7 @@ def paths() -> dict[str, dict]:
         "/sessions/{sid}/drag": {
             "parameters": [sid],
             "post": operation("start a drag job (on a real layer: once its inversion is done)", "202", job,
-                              ("400", "404", "409", "413", "415"),
+                              ("400", "404", "409", "413", "415", "429", "503"),
                               body="DragRequest"),
         },
         "/jobs/{jid}": {"parameters": [jid], "get": operation("a job's progress", "200", job, ("404",))},

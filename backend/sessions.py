@@ -9,8 +9,9 @@ catalogue. Real-layer sessions are also indexed by a key (layer, region, model, 
 settings), so the same layer sent again finds its session.
 
 The store is bounded by count and by the estimated memory of the sessions' tensors (tuned
-generator copies and layers included), dropping the
-least recently used idle session first; a session with a queued or running job is never dropped.
+generator copies and layers included), dropping the least recently used idle session first. A
+session with a queued or running job is never dropped, and neither is the one being added: when
+only busy sessions are left to drop, the new session is refused (429) instead.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from torch import nn
 
 from draggan_core.drag import DragSession
 
-from .errors import ApiError, not_found
+from .errors import ApiError, busy, not_found
 from .geometry import LayerMapping, Mapping, Point
 from .models import LoadedModel
 
@@ -125,12 +126,13 @@ class SessionStore:
         return len(self._sessions)
 
     def add(self, session: Session) -> Session:
+        """Store a new session, dropping idle ones to make room; 429 when only busy ones are left."""
         session.bytes = session.estimate()
         with self._lock:
+            self._evict(room_for=session)
             self._sessions[session.id] = session
             if session.key is not None:
                 self._by_key[session.key] = session.id
-            self._evict()
         return session
 
     def find(self, key: str) -> Session | None:
@@ -185,20 +187,27 @@ class SessionStore:
         return session
 
     def release(self, session: Session) -> None:
-        """The session's job ended: re-estimate its memory and apply the limits it may now exceed."""
+        """The session's job ended: re-estimate its memory and apply the limits it may now exceed
+        (dropping others first: the session just released is about to be used)."""
         session.bytes = session.estimate()
         with self._lock:
             session.active_job = None
-            self._evict()
+            self._evict(keep=session)
 
-    def _evict(self) -> None:
-        total = sum(s.bytes for s in self._sessions.values())
+    def _evict(self, room_for: Session | None = None, keep: Session | None = None) -> None:
+        """Drop least recently used idle sessions until the limits hold (with room_for added)."""
+        count = len(self._sessions) + (room_for is not None)
+        total = sum(s.bytes for s in self._sessions.values()) + (room_for.bytes if room_for else 0)
         for sid in list(self._sessions):
-            if len(self._sessions) <= self.max_sessions and total <= self.max_bytes:
+            if count <= self.max_sessions and total <= self.max_bytes:
                 return
             session = self._sessions[sid]
-            if session.active_job is None and len(self._sessions) > 1:
+            if session.active_job is None and session is not keep:
                 self._remove(sid)
-                total -= session.bytes
+                count, total = count - 1, total - session.bytes
                 log.info("session %s dropped (least recently used; limits %d sessions, %d MiB)",
                          sid, self.max_sessions, self.max_bytes // 2 ** 20)
+        if room_for is not None and (count > self.max_sessions or (total > self.max_bytes and self._sessions)):
+            raise busy("sessions_full", f"the daemon holds {len(self._sessions)} sessions that all have work "
+                                        f"queued or running (at most {self.max_sessions} sessions, "
+                                        f"{self.max_bytes // 2 ** 20} MiB)", retry_after=10)

@@ -129,5 +129,5 @@ def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):
 
 
 def wait_idle(client: DaemonClient) -> None:
-    wait_for(lambda: (lambda h: h["running_job"] is None and h["queue_length"] == 0)(client.health()),
+    wait_for(lambda: (lambda h: h["jobs_running"] == 0 and h["queue_length"] == 0)(client.health()),
              what="the worker to be idle")
