@@ -14,7 +14,7 @@ from werkzeug.exceptions import HTTPException
 from . import auth, daemon, testgate
 from .api import api
 from .config import DaemonConfig
-from .errors import ApiError, describe_failure
+from .errors import ApiError, describe_failure, printable, too_large
 
 log = logging.getLogger("draggan.daemon")
 
@@ -39,14 +39,17 @@ def close_app(app: Flask) -> None:
 
 
 def _before() -> None:
-    """Authenticate first, so that without the token no path, body or error says anything."""
+    """Authenticate first, so that without the token no path, body or error says anything. Under `draggan serve`
+    the HTTP layer has already checked this before reading the body (backend/httpserver.py); checking here too
+    keeps the app safe under any WSGI server."""
     g.started = time.perf_counter()
     auth.check_request(daemon.current().config.token, request.headers.get("Authorization"), request.host)
 
 
 def _log_request(response: Response) -> Response:
     elapsed = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
-    log.info("%s %s %s %d %.1f ms", request.remote_addr, request.method, request.path, response.status_code, elapsed)
+    log.info("%s %s %s %d %.1f ms", request.remote_addr, printable(request.method), printable(request.path),
+             response.status_code, elapsed)
     return response
 
 
@@ -73,9 +76,9 @@ def _http_code(exc: HTTPException) -> str:
 
 def _http_message(exc: HTTPException) -> str:
     if exc.code == 413:
-        return f"the request is larger than the daemon's limit of {request.max_content_length} bytes"
+        return too_large(request.max_content_length).message
     if exc.code == 404:
-        return f"no endpoint {request.path}; the API lives under /api/v1 (see /api/v1/openapi.json)"
+        return f"no endpoint {printable(request.path, 100)}; the API lives under /api/v1 (see /api/v1/openapi.json)"
     if exc.code == 405:
-        return f"{request.method} is not allowed on {request.path}"
+        return f"{request.method} is not allowed on {printable(request.path, 100)}"
     return exc.description or exc.name

@@ -34,6 +34,22 @@ class Limits:
 
 
 @dataclasses.dataclass(frozen=True)
+class ConnectionLimits:
+    """What one connection may hold, enforced by backend/httpserver.py before the app sees a request, so that
+    slow, idle or unauthorised clients cannot starve the daemon of connections, threads or memory."""
+    max_connections: int = 256  # open connections in all; past it a new connection closes the one idle longest
+    max_connections_per_client: int = 32  # ... and of one client address (all local clients share 127.0.0.1)
+    header_timeout_s: float = 10.0  # a request line and headers must be complete this long after their first
+    #                                 byte; an idle connection (keep-alive, or nothing sent yet) closes after it
+    body_grace_s: float = 10.0  # after the headers, a body may take this long before its rate is checked:
+    min_body_bytes_per_s: int = 32 * 1024  # ... then it must have arrived at this rate on average, or it closes
+    max_header_bytes: int = 64 * 1024  # request line and headers together (431 headers_too_large)
+    linger_s: float = 5.0  # after an error answer that ends a connection (401, 413...), what the client still
+    #                        sends is read and dropped this long, so that it gets the answer rather than a reset
+    shutdown_grace_s: float = 5.0  # on SIGTERM/SIGINT: time for the running job's last step and in-flight answers
+
+
+@dataclasses.dataclass(frozen=True)
 class DaemonConfig:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT  # 0 picks a free port
@@ -43,3 +59,4 @@ class DaemonConfig:
     threads: int = 8  # waitress request threads (the GPU work itself runs on one worker thread)
     test_gate: bool = False  # end-to-end tests only: jobs can be held at a step (backend/testgate.py)
     limits: Limits = dataclasses.field(default_factory=Limits)
+    connections: ConnectionLimits = dataclasses.field(default_factory=ConnectionLimits)

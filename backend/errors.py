@@ -30,6 +30,10 @@ def busy(code: str, message: str, retry_after: int = 5, status: int = 429) -> Ap
     return ApiError(status, code, f"{message}; try again in {retry_after} s", retry_after=retry_after)
 
 
+def too_large(limit: int) -> ApiError:
+    return ApiError(413, "too_large", f"the request is larger than the daemon's limit of {limit} bytes")
+
+
 def not_found(what: str, ident: str) -> ApiError:
     return ApiError(404, f"unknown_{what}", f"no {what} {short(ident)} on this daemon (finished and evicted, "
                                             f"deleted, or the daemon restarted)")
@@ -39,6 +43,15 @@ def short(value: object, limit: int = 80) -> str:
     """repr() of client-supplied text, cut so that a huge value cannot flood messages or logs."""
     text = repr(value)
     return text if len(text) <= limit else text[:limit] + "...'"
+
+
+def printable(text: str, limit: int | None = 200) -> str:
+    """Client text for a log line or a message: cut at `limit` characters, so that it cannot flood them, and
+    with control characters escaped (a newline in a URL would otherwise forge a log line)."""
+    cut = limit is not None and len(text) > limit
+    text = text[:limit] if cut else text
+    escaped = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    return escaped + "..." if cut else escaped
 
 
 def describe_failure(exc: BaseException) -> ApiError:

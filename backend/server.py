@@ -1,8 +1,9 @@
-"""`draggan serve`: the daemon's settings from the command line, the token rules, and waitress.
+"""`draggan serve`: the daemon's settings from the command line, the token rules, and its life.
 
 Loopback is the default. Listening on any other address exposes the GPU and the user's images
 to the network, so it needs a token (given, or generated and printed once); a token may also be
-used on loopback.
+used on loopback. SIGTERM or SIGINT winds the daemon down: it stops accepting, stops the running
+job at its next step, answers the requests in flight and exits 0.
 """
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ import argparse
 import logging
 import os
 import secrets
-import sys
+import signal
 import threading
+import time
 from pathlib import Path
 
-import waitress
 from waitress import wasyncore
 
 from draggan_core import registry
@@ -24,8 +25,13 @@ from . import testgate
 from .app import close_app, create_app
 from .auth import is_loopback
 from .config import DEFAULT_HOST, DEFAULT_PORT, DaemonConfig
+from .errors import printable
+from .httpserver import listen
 
 TOKEN_ENV = "DRAGGAN_TOKEN"
+MIN_TOKEN_LENGTH = 16
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+LOOP_TIMEOUT_S = 1.0  # the longest the event loop sleeps without looking at its stop flag (signals wake it at once)
 
 
 class StartupError(Exception):
@@ -38,8 +44,19 @@ def check_token(host: str, token: str | None) -> None:
         raise StartupError(f"refusing to listen on {host} without a token: anyone who can reach it could use "
                            f"your GPU and see your images. Add --generate-token (or --token / ${TOKEN_ENV}), "
                            f"or listen on 127.0.0.1")
-    if token is not None and len(token) < 16:
-        raise StartupError("the token must be at least 16 characters long")
+    if token is not None and len(token) < MIN_TOKEN_LENGTH:
+        raise StartupError(f"the token must be at least {MIN_TOKEN_LENGTH} characters long")
+
+
+def read_token_file(path: str) -> str:
+    """The token in `path`, read once, without surrounding white space (a trailing newline is usual)."""
+    try:
+        token = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise StartupError(f"cannot read the token file {path}: {e}") from e
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise StartupError(f"the token file {path} must hold a token of at least {MIN_TOKEN_LENGTH} characters")
+    return token
 
 
 def add_serve_args(p: argparse.ArgumentParser) -> None:
@@ -49,14 +66,20 @@ def add_serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     p.add_argument("--models", default=None, help="models folder (default: $DRAGGAN_MODELS or "
                                                   "~/.local/share/draggan/models)")
-    p.add_argument("--token", default=os.environ.get(TOKEN_ENV),
-                   help=f"require 'Authorization: Bearer TOKEN' on every request (default: ${TOKEN_ENV})")
+    given = p.add_mutually_exclusive_group()
+    given.add_argument("--token", default=os.environ.get(TOKEN_ENV),
+                       help=f"require 'Authorization: Bearer TOKEN' on every request (default: ${TOKEN_ENV}). "
+                            f"Other users of this machine can see a token given here in `ps`: prefer "
+                            f"${TOKEN_ENV} or --token-file")
+    given.add_argument("--token-file", default=None, metavar="PATH",
+                       help="read the token from this file (read once at start; surrounding white space ignored)")
     p.add_argument("--generate-token", action="store_true", help="make a random token and print it once")
 
 
 def config_from_args(args: argparse.Namespace) -> tuple[DaemonConfig, bool]:
     """The daemon's config, and whether its token was generated here (and so must be shown)."""
-    token, generated = args.token or None, False
+    token = read_token_file(args.token_file) if args.token_file else args.token or None
+    generated = False
     if args.generate_token and token is None:
         token, generated = secrets.token_urlsafe(24), True
     check_token(args.host, token)
@@ -68,24 +91,26 @@ def config_from_args(args: argparse.Namespace) -> tuple[DaemonConfig, bool]:
 
 
 class DaemonServer:
-    """The app behind waitress, listening as soon as it is built (so port 0 is resolved at once)."""
+    """The app behind waitress (backend/httpserver.py), listening as soon as it is built (so port 0 is
+    resolved at once), serving until stop()."""
 
     def __init__(self, config: DaemonConfig):
         self.config = config
         self.app = create_app(config)
         self._map: dict = {}
+        self._stop = threading.Event()
+        self.stop_reason = ""
+        self._thread: threading.Thread | None = None
+        self._app_closer: threading.Thread | None = None
         try:
-            self._server = waitress.create_server(
-                self.app, map=self._map, host=config.host, port=config.port, threads=config.threads,
-                max_request_body_size=2 * config.limits.max_body_bytes, ident="draggan")
+            self._listeners = listen(self.app, self._map, config)
         except BaseException:
             close_app(self.app)
             raise
 
     @property
     def port(self) -> int:
-        return self._server.effective_port if hasattr(self._server, "effective_port") \
-            else self._server.effective_listen[0][1]
+        return int(self._listeners[0].effective_port)
 
     @property
     def url(self) -> str:
@@ -93,32 +118,84 @@ class DaemonServer:
         return f"http://{host}:{self.port}"
 
     def serve_forever(self) -> None:
-        self._server.run()
+        """Serve until stop(), then wind down and close everything."""
+        try:
+            while not self._stop.is_set():
+                wasyncore.loop(timeout=LOOP_TIMEOUT_S, map=self._map, use_poll=True, count=1)
+            self._wind_down()
+        finally:
+            self._close()
+
+    def stop(self, reason: str = "stopped") -> None:
+        """Ask serve_forever to wind down; safe from any thread and from a signal handler."""
+        self.stop_reason = self.stop_reason or reason
+        self._stop.set()
+        self._listeners[0].pull_trigger()  # wake the event loop now
 
     def start_thread(self) -> threading.Thread:
-        thread = threading.Thread(target=self.serve_forever, name="draggan-http", daemon=True)
-        thread.start()
-        return thread
+        self._thread = threading.Thread(target=self.serve_forever, name="draggan-http", daemon=True)
+        self._thread.start()
+        return self._thread
 
     def close(self) -> None:
-        self._server.task_dispatcher.shutdown()
+        """Stop and wait until everything is closed (the server's own thread does it when one serves)."""
+        self.stop()
+        if self._thread is not None:
+            self._thread.join()
+        else:
+            self._close()
+
+    def _wind_down(self) -> None:
+        """Refuse new connections, stop the running job at its next step (closing the app closes the worker)
+        and go on answering requests in flight, for at most ConnectionLimits.shutdown_grace_s."""
+        for listener in self._listeners:
+            listener.stop_accepting()
+        self._app_closer = threading.Thread(target=close_app, args=(self.app,), name="draggan-close", daemon=True)
+        self._app_closer.start()
+        deadline = time.monotonic() + self.config.connections.shutdown_grace_s
+        while self._app_closer.is_alive() or any(listener.answering() for listener in self._listeners):
+            if time.monotonic() > deadline:
+                break
+            wasyncore.loop(timeout=0.05, map=self._map, use_poll=True, count=1)
+
+    def _close(self) -> None:
+        self._listeners[0].task_dispatcher.shutdown(timeout=1)
         wasyncore.close_all(self._map)
-        close_app(self.app)
+        if self._app_closer is None:
+            close_app(self.app)
+
+
+class OneLineFormatter(logging.Formatter):
+    """Log messages with control characters escaped: they quote client text (paths, names), which must not
+    be able to forge a log line. Tracebacks keep their lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return printable(super().formatMessage(record), limit=None)
+
+
+def stop_on_signals(server: DaemonServer) -> None:
+    """SIGTERM and SIGINT wind the daemon down; a second one ends it at once."""
+    def handle(signum: int, frame) -> None:
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_DFL)
+        server.stop(signal.Signals(signum).name)
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, handle)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     config, generated = config_from_args(args)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     server = DaemonServer(config)
     daemon = server.app.extensions["draggan"]
     print(f"draggan daemon listening on {server.url}/api/v1 (device {daemon.device}, models {config.models_dir})",
           flush=True)
     if generated:
         print(f"access token (shown once, keep it): {config.token}", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        print("draggan daemon stopped", file=sys.stderr)
-    finally:
-        server.close()
+    stop_on_signals(server)
+    server.serve_forever()
+    print(f"draggan daemon stopped ({server.stop_reason})", flush=True)
     return 0
