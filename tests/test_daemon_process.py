@@ -5,6 +5,7 @@ Each test prints the figure it measured (run with -s to see them)."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import select
@@ -19,6 +20,7 @@ import requests
 
 from backend import cli
 from backend.config import ConnectionLimits, Limits
+from backend.server import OneLineFormatter
 from daemon_process import serve_process, write_model
 
 TOKEN = "process-test-token-0123456789"
@@ -289,6 +291,14 @@ def test_client_text_cannot_forge_log_lines_or_flood_answers(models_dir, tmp_pat
     assert long.status_code == 404 and len(long.json()["error"]["message"]) < 300
     assert huge.status_code == 431 and huge.json()["error"]["code"] == "headers_too_large"
     assert max(len(line) for line in log.splitlines()) < 1000
+
+
+def test_every_log_message_is_one_line():
+    """waitress's own log lines quote paths too: the serve command's formatter escapes every message."""
+    record = logging.LogRecord("waitress", logging.INFO, __file__, 1, "Client disconnected while serving %s",
+                               ("/x\r\n2099-01-01 FORGED",), None)
+    assert OneLineFormatter("%(message)s").format(record) == \
+        "Client disconnected while serving /x\\r\\n2099-01-01 FORGED"
 
 
 # ---------------------------------------------------------------------------------------------- the token
