@@ -154,6 +154,7 @@ ERRORS = {
     "401": "missing or refused token", "403": "the Host header is not a loopback name (daemon without token)",
     "404": "unknown session or job, or nothing to show yet", "409": "the session or job is in the wrong state",
     "413": "the body is larger than the limit", "415": "the body is not JSON",
+    "431": "the request line and headers are longer than the limit",
     "429": "the daemon is full (queue, your jobs, or sessions that all have work); Retry-After says when to retry",
     "500": "the daemon failed (see its log)",
     "503": "out of GPU memory, busy or shutting down; Retry-After when trying again makes sense",
@@ -162,7 +163,7 @@ ERRORS = {
 
 def operation(summary: str, ok: str, ok_response: dict, errors: tuple[str, ...], body: str | None = None) -> dict:
     op: dict[str, Any] = {"summary": summary, "responses": {ok: ok_response}}
-    for status in ("401", "403", *errors):
+    for status in ("401", "403", "431", *errors):  # the HTTP layer checks these before any route
         op["responses"][status] = _json("Error", ERRORS[status])
     if body is not None:
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": ref(body)}}}
@@ -219,7 +220,10 @@ def document(limits: Limits) -> dict:
         "openapi": "3.1.0",
         "info": {"title": "DragGAN daemon", "version": __version__,
                  "description": "Drag-based image editing for editor plug-ins. Errors are "
-                                "{error: {code, message}}; messages are meant to be shown to users."},
+                                "{error: {code, message}}; messages are meant to be shown to users. "
+                                "The HTTP layer may answer any request with 400 (malformed HTTP), 413 "
+                                "(body over the limit) or 501 (a Transfer-Encoding other than chunked), "
+                                "also in that form."},
         "servers": [{"url": "/api/v1"}],
         "security": [{}, {"bearer": []}],
         "paths": paths(),
