@@ -6,6 +6,7 @@ several apps can live in one process (as the tests do) and nothing is shared thr
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 
 from flask import Flask, Response, g, jsonify, request
@@ -57,10 +58,12 @@ def _error_response(exc: Exception) -> tuple[Response, int]:
     """Every error, expected or not, as {"error": {"code", "message"}} with the right status."""
     if isinstance(exc, HTTPException):
         error = ApiError(exc.code or 500, _http_code(exc), _http_message(exc))
-    else:
-        error = describe_failure(exc)
-        if error.status >= 500:
-            log.error("request failed: %s %s", request.method, request.path, exc_info=exc)
+    elif isinstance(exc, ApiError):
+        error = exc
+    else:  # a failure no one foresaw: its details go to the log only, under an id the client is told
+        reference = f"request id {secrets.token_hex(6)}"
+        error = describe_failure(exc, reference)
+        log.error("%s failed: %s %s", reference, printable(request.method), printable(request.path), exc_info=exc)
     response = jsonify(error.body())
     if error.status == 401:
         response.headers["WWW-Authenticate"] = "Bearer"

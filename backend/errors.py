@@ -54,8 +54,15 @@ def printable(text: str, limit: int | None = 200) -> str:
     return escaped + "..." if cut else escaped
 
 
-def describe_failure(exc: BaseException) -> ApiError:
-    """The client-facing form of any exception raised while serving a request or running a job."""
+def describe_failure(exc: BaseException, reference: str = "") -> ApiError:
+    """The client-facing form of any exception raised while serving a request or running a job.
+
+    Only ApiErrors (and the known failures below) speak to the client. Anything else is a bug or a
+    broken environment: its type, text and traceback could show paths, reprs and internals, so the
+    client gets only `reference` (what the daemon's log calls this failure, e.g. "request id 3f2a...",
+    "job 8c1d...") and the caller logs the details under that name. A client mistake found deep
+    inside (a ValueError from the core) must be raised as an ApiError where it is understood.
+    """
     if isinstance(exc, ApiError):
         return exc
     if isinstance(exc, torch.cuda.OutOfMemoryError):
@@ -63,6 +70,5 @@ def describe_failure(exc: BaseException) -> ApiError:
                                               "or close other GPU programs")
     if isinstance(exc, CheckpointError):
         return ApiError(500, "model_load_failed", f"the model file could not be loaded: {exc}")
-    if isinstance(exc, ValueError):
-        return ApiError(400, "invalid", str(exc))
-    return ApiError(500, "internal", f"internal error ({type(exc).__name__}: {exc}); see the daemon's log")
+    named = f", {reference}" if reference else ""
+    return ApiError(500, "internal", f"internal error{named}; see the daemon's log")
