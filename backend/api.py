@@ -66,7 +66,7 @@ def create_session():
     """A session on a layer: a copy of a generated session (from_session), or a real image, which is
     inverted by an 'invert' job first (or reuses the session of the same layer and settings)."""
     d = current()
-    req = parse_session(json_body(), d.config.limits)
+    req = parse_session(json_body(), d.config.limits, d.decode_budget)
     if req.from_session is not None:
         source = d.sessions.get(req.from_session)
         session = d.worker.call(functools.partial(editing.session_like, d.sessions, source, req.image.convert("RGB")),
@@ -97,7 +97,7 @@ def delete_session(sid: str):
 def start_drag(sid: str):
     d = current()
     target = d.sessions.get(sid)
-    req = parse_drag(json_body(), d.config.limits, target.mapping)
+    req = parse_drag(json_body(), d.config.limits, target.mapping, d.decode_budget)
     if not target.ready:
         raise ApiError(409, "session_inverting",
                        f"session {sid} is still being inverted (job {target.invert_job}); wait until that job is "

@@ -31,12 +31,18 @@ def create_app(config: DaemonConfig) -> Flask:
         app.register_blueprint(testgate.gate_blueprint(app.extensions["draggan"].gate))
     app.before_request(_before)
     app.after_request(_log_request)
+    app.teardown_request(_release_decode_budget)
     app.register_error_handler(Exception, _error_response)
     return app
 
 
 def close_app(app: Flask) -> None:
     app.extensions["draggan"].close()
+
+
+def _release_decode_budget(_exc: BaseException | None) -> None:
+    """A request's decoded images die with it, and so does its share of the decode budget."""
+    daemon.current().decode_budget.release_request()
 
 
 def _before() -> None:

@@ -18,6 +18,12 @@ class Limits:
     max_body_bytes: int = 64 * 1024 * 1024  # whole request; base64 PNGs travel inside the JSON
     max_pixels: int = 16_000_000  # width * height of any image or mask sent
     max_side: int = 8192  # pixels per side of any image or mask sent
+    max_decoded_bytes: int = 256 * 1024 ** 2  # decoded pixels that all requests in flight hold together
+    #                                           (backend/budget.py): two 16 Mpixel RGB layers, which cost 8 bytes
+    #                                           a pixel while they become RGBA; past it a request waits, then 503 busy
+    decode_wait_s: float = 5.0  # how long a request waits for room in max_decoded_bytes before that 503
+    max_png_chunks: int = 100_000  # chunks in one PNG (400 bad_png): writers use a few to some thousands (8-64 KiB
+    #                                image data chunks); millions of empty ones only burn CPU time in the parser
     max_points: int = 64  # handle/target pairs per drag
     max_steps: int = 2000  # optimisation steps per drag job
     max_invert_steps: int = 2000  # optimisation steps per inversion stage (w, w+, pti)

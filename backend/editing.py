@@ -181,7 +181,7 @@ def start_inversion(catalogue: ModelCatalogue, store: SessionStore, jobs, worker
     invert job queued for it. Runs on the worker, so two equal requests cannot both start one.
     """
     model = catalogue.load(req.model)
-    layer = np.asarray(req.image.convert("RGBA"), dtype=np.uint8)
+    layer = np.asarray(req.image)  # RGBA from validation; the session keeps this one full-size copy
     lh, lw = layer.shape[:2]
     try:
         if req.region is not None:
@@ -195,7 +195,7 @@ def start_inversion(catalogue: ModelCatalogue, store: SessionStore, jobs, worker
         raise bad_request(f"cannot use that region: {e}", "bad_region") from None
     config, total = invert_config(model, device, req)
     inv_key = session_key(region.crop(layer), model_identity(model), config)
-    key = hashlib.sha256(f"{inv_key}:{region.region}".encode() + hashlib.sha256(layer.tobytes()).digest()
+    key = hashlib.sha256(f"{inv_key}:{region.region}".encode() + hashlib.sha256(layer).digest()
                          + f"{layer.shape}".encode()).hexdigest()
     found = store.find(key)
     if found is not None:
@@ -243,7 +243,7 @@ def layer_png(session: Session, edited: torch.Tensor, mask: Image.Image | None =
     """The full-size layer with `edited` (model-size render) composited into its region: PNG RGBA and
     the changed rectangle (None: nothing changed)."""
     region = session.mapping.region_mapping
-    m = None if mask is None else np.asarray(mask.convert("L"))
+    m = None if mask is None else np.asarray(mask)  # grayscale from validation
     out = composite(session.layer, region, edited, mask=m, reference=reference, feather=feather)
     png = encode_png(Image.fromarray(out.layer, "RGBA"), fast=fast)
     return png, (out.changed.to_dict() if out.changed is not None else None)

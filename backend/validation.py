@@ -2,27 +2,26 @@
 
 Everything a client sends passes through here before it reaches the model, and anything wrong
 ends as a 400 (or 413/415) that names the field and the rule, never as a 500 from deep inside.
-PNG sizes are read from the header and checked before any pixel is decoded, so a small file
-that would decompress to gigabytes is refused cheaply.
+PNG sizes are read from the header and checked (a mask's against its session too) before any
+pixel is decoded, so a small file that would decompress to gigabytes is refused cheaply, and a
+decode first reserves its memory in the daemon's decode budget (503 busy while that is full).
 """
 from __future__ import annotations
 
 import base64
 import binascii
 import dataclasses
-import io
 import json
 import math
 from typing import Any
 
 from PIL import Image
 
+from . import pngread
+from .budget import DecodeBudget
 from .config import Limits
 from .errors import ApiError, bad_request, short
 from .geometry import LayerMapping, Mapping, Point
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
 
 def parse_json(data: bytes, content_type: str | None) -> dict[str, Any]:
     """A request body as a JSON object; an empty body is an empty object."""
@@ -95,8 +94,8 @@ def text(body: dict[str, Any], key: str) -> str | None:
     return value
 
 
-def png(body: dict[str, Any], key: str, limits: Limits, mode: str) -> Image.Image:
-    """A base64 PNG field decoded to a Pillow image in `mode` ('RGB' or 'L')."""
+def png_file(body: dict[str, Any], key: str, limits: Limits) -> pngread.PngFile:
+    """A base64 PNG field with its structure checked and its header read; nothing decoded yet."""
     value = body.get(key)
     if not isinstance(value, str):
         raise bad_request(f"'{key}' must be a base64-encoded PNG string", "bad_png")
@@ -104,18 +103,18 @@ def png(body: dict[str, Any], key: str, limits: Limits, mode: str) -> Image.Imag
         data = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         raise bad_request(f"'{key}' is not valid base64", "bad_png") from None
-    if not data.startswith(PNG_SIGNATURE):
-        raise bad_request(f"'{key}' is not a PNG image (wrong signature)", "bad_png")
+    return pngread.read(key, data, limits.max_png_chunks)
+
+
+def decoded(found: pngread.PngFile, mode: str, budget: DecodeBudget | None) -> Image.Image:
+    """The PNG's pixels in `mode` ('RGBA' or 'L'), its memory reserved in the daemon's decode budget
+    first (None: no budget, for parsing outside a daemon)."""
+    if budget is not None:
+        budget.reserve(found.decode_bytes(mode))
     try:
-        image = Image.open(io.BytesIO(data), formats=["PNG"])
-        check_image_size(key, image.size, limits)
-        image.load()
-        return image.convert(mode)
-    except Image.DecompressionBombError:
-        raise bad_request(f"'{key}' has far too many pixels; the daemon accepts at most {limits.max_pixels}",
-                          "image_too_large") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise bad_request(f"'{key}' is a broken PNG: {str(e)[:200]}", "bad_png") from None
+        return pngread.decode(found, mode)
+    except Image.DecompressionBombError:  # only when the limits allow more pixels than Pillow does
+        raise bad_request(f"'{found.key}' has more pixels than the image library decodes", "image_too_large") from None
 
 
 def check_image_size(key: str, size: tuple[int, int], limits: Limits) -> None:
@@ -228,7 +227,8 @@ def parse_invert(value: Any, limits: Limits) -> InvertRequest:
                          integer(value, "preview_every", 10, 0, 10_000))
 
 
-def parse_session(body: dict[str, Any], limits: Limits) -> SessionRequest:
+def parse_session(body: dict[str, Any], limits: Limits, budget: DecodeBudget | None = None) -> SessionRequest:
+    """The request, every field checked before the image is decoded (the decode waits for the budget)."""
     check_fields(body, SESSION_FIELDS, required=("image",))
     from_session = text(body, "from_session")
     if from_session is not None:
@@ -240,12 +240,14 @@ def parse_session(body: dict[str, Any], limits: Limits) -> SessionRequest:
     if region is not None and bbox is not None:
         raise bad_request("give either 'region' (used as it is) or 'selection_bbox' (grown by 'margin'), not both",
                           "bad_combination")
-    image = png(body, "image", limits, "RGBA")
-    if region is not None and (region[0] < 0 or region[1] < 0 or region[0] + region[2] > image.width
-                               or region[1] + region[3] > image.height):
-        raise bad_request(f"'region' {list(region)} is not inside the {image.width}x{image.height} image", "bad_region")
-    return SessionRequest(image, from_session, text(body, "model"), region, bbox,
-                          number(body, "margin", 0.15, 0.0, 4.0), parse_invert(body.get("invert"), limits))
+    model, margin = text(body, "model"), number(body, "margin", 0.15, 0.0, 4.0)
+    invert = parse_invert(body.get("invert"), limits)
+    found = png_file(body, "image", limits)
+    check_image_size("image", found.size, limits)
+    if region is not None and (region[0] < 0 or region[1] < 0 or region[0] + region[2] > found.width
+                               or region[1] + region[3] > found.height):
+        raise bad_request(f"'region' {list(region)} is not inside the {found.width}x{found.height} image", "bad_region")
+    return SessionRequest(decoded(found, "RGBA", budget), from_session, model, region, bbox, margin, invert)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -267,7 +269,9 @@ DRAG_FIELDS = ("handles", "targets", "mask", "steps", "preview_every", "learning
                "r1", "r2", "feather")
 
 
-def parse_drag(body: dict[str, Any], limits: Limits, mapping: Mapping) -> DragRequest:
+def parse_drag(body: dict[str, Any], limits: Limits, mapping: Mapping, budget: DecodeBudget | None = None
+               ) -> DragRequest:
+    """The request, every field checked (the mask's size from its header) before the mask is decoded."""
     check_fields(body, DRAG_FIELDS, required=("handles", "targets"))
     handles, targets = points(body, "handles", limits), points(body, "targets", limits)
     if len(handles) != len(targets):
@@ -275,12 +279,13 @@ def parse_drag(body: dict[str, Any], limits: Limits, mapping: Mapping) -> DragRe
                           "bad_points")
     points_inside("handles", handles, mapping)
     points_inside("targets", targets, mapping)
-    mask = None if body.get("mask") is None else png(body, "mask", limits, "L")
-    if mask is not None and mask.size != (mapping.width, mapping.height):
-        raise bad_request(f"the mask is {mask.width}x{mask.height}; it must match the image, "
-                          f"{mapping.width}x{mapping.height}", "bad_mask")
-    return DragRequest(
-        handles, targets, mask,
+    found = None if body.get("mask") is None else png_file(body, "mask", limits)
+    if found is not None:
+        if found.size != (mapping.width, mapping.height):
+            raise bad_request(f"the mask is {found.width}x{found.height}; it must match the image, "
+                              f"{mapping.width}x{mapping.height}", "bad_mask")
+        check_image_size("mask", found.size, limits)
+    options = dict(
         steps=integer(body, "steps", min(300, limits.max_steps), 1, limits.max_steps),
         preview_every=integer(body, "preview_every", 5, 0, 10_000),
         learning_rate=number(body, "learning_rate", None, 1e-6, 1.0),
@@ -290,3 +295,4 @@ def parse_drag(body: dict[str, Any], limits: Limits, mapping: Mapping) -> DragRe
         r2=integer(body, "r2", None, 1, 128),
         feather=integer(body, "feather", 8, 0, 256),
     )
+    return DragRequest(handles, targets, None if found is None else decoded(found, "L", budget), **options)
