@@ -1,7 +1,9 @@
 """GIMP's Cancel kills the plug-in process (SIGKILL): its watchdog must then cancel the job on the
 daemon (a drag: the session goes back as it was; a real layer's inversion: the session is dropped).
 Real daemon, the plug-in's own files, system python3 (the interpreter GIMP uses), no GIMP needed.
-Also the plug-in's whole conversation for a real layer (draggan_logic.edit) against that daemon."""
+The jobs are held at the daemon's test gate while the plug-in's stand-in acts, so they are still in
+progress on any machine. Also the plug-in's whole conversation for a real layer
+(draggan_logic.edit) against that daemon."""
 from __future__ import annotations
 
 import io
@@ -17,6 +19,7 @@ import pytest
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent / "gimp"))
+import editor_gate as gate  # noqa: E402
 from gimp_daemon import MODEL, REPO, running_daemon, write_tiny_model  # noqa: E402
 
 PLUGIN = REPO / "plugin_gimp" / "draggan"
@@ -50,9 +53,12 @@ def daemon(tmp_path_factory):
         yield url
 
 
-def start_long_drag(client):
+def start_held_drag(client, url):
+    """(session id, job id) of a drag that waits at the test gate (armed by the caller) until it is
+    cancelled or the gate opens."""
     made = client.generate(seed=1, model=MODEL)
-    job = client.drag(made["session_id"], handles=[[10, 10]], targets=[[50, 50]], steps=2000, preview_every=0)
+    job = client.drag(made["session_id"], handles=[[10, 10]], targets=[[50, 50]], steps=50, preview_every=0)
+    assert gate.wait_held(url, TOKEN), client.job(job["job_id"])
     return made["session_id"], job["job_id"]
 
 
@@ -73,25 +79,26 @@ def run_stand_in(url, job_id, mode):
 
 def test_a_killed_plugin_gets_its_job_cancelled(daemon):
     client = DaemonClient(daemon, token=TOKEN)
-    session_id, job_id = start_long_drag(client)
-    assert wait_state(client, job_id, ("running",))["state"] == "running"
-    p = run_stand_in(daemon, job_id, "kill")
-    assert p.returncode == -signal.SIGKILL
-    status = wait_state(client, job_id, ("cancelled", "done", "failed"))
+    with gate.holding(daemon, TOKEN):
+        session_id, job_id = start_held_drag(client, daemon)
+        p = run_stand_in(daemon, job_id, "kill")
+        assert p.returncode == -signal.SIGKILL
+        status = wait_state(client, job_id, ("cancelled", "done", "failed"))
     assert status["state"] == "cancelled", status
     assert client.session(session_id)["handles"] == []  # the session is back as before the job
 
 
 def test_a_plugin_that_finishes_leaves_its_job_alone(daemon):
     client = DaemonClient(daemon, token=TOKEN)
-    session_id, job_id = start_long_drag(client)
-    try:
-        assert run_stand_in(daemon, job_id, "done").returncode == 0
-        time.sleep(1.0)
-        assert client.job(job_id)["state"] in ("queued", "running")
-    finally:
-        client.cancel(job_id)
-        wait_state(client, job_id, ("cancelled", "done", "failed"))
+    with gate.holding(daemon, TOKEN):
+        session_id, job_id = start_held_drag(client, daemon)
+        try:
+            assert run_stand_in(daemon, job_id, "done").returncode == 0
+            time.sleep(1.0)  # room for a wrong cancel to arrive
+            assert client.job(job_id)["state"] == "running"  # still held: nobody cancelled it
+        finally:
+            client.cancel(job_id)
+            wait_state(client, job_id, ("cancelled", "done", "failed"))
 
 
 def plain_layer(client):
@@ -106,13 +113,14 @@ def plain_layer(client):
 def test_a_killed_plugin_gets_its_inversion_cancelled(daemon):
     client = DaemonClient(daemon, token=TOKEN)
     layer = plain_layer(client)
-    made = client.create_session(logic.encode_png(200, 150, 4, layer.tobytes()), model=MODEL,
-                                 invert=logic.invert_settings(2000, 0, 0))
-    job_id = made["job_id"]
-    assert job_id and not made["reused"]
-    assert wait_state(client, job_id, ("running",))["state"] == "running"
-    assert run_stand_in(daemon, job_id, "kill").returncode == -signal.SIGKILL
-    status = wait_state(client, job_id, ("cancelled", "done", "failed"))
+    with gate.holding(daemon, TOKEN):
+        made = client.create_session(logic.encode_png(200, 150, 4, layer.tobytes()), model=MODEL,
+                                     invert=logic.invert_settings(2000, 0, 0))
+        job_id = made["job_id"]
+        assert job_id and not made["reused"]
+        assert gate.wait_held(daemon, TOKEN), client.job(job_id)
+        assert run_stand_in(daemon, job_id, "kill").returncode == -signal.SIGKILL
+        status = wait_state(client, job_id, ("cancelled", "done", "failed"))
     assert status["state"] == "cancelled", status
     with pytest.raises(DaemonError) as e:  # a cancelled inversion leaves no session behind
         client.session(made["session_id"])

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "gimp"))
-from gimp_daemon import MODEL, REPO, SLOW_MODEL, dead_url, running_daemon, write_tiny_model  # noqa: E402
+import editor_gate as gate  # noqa: E402
+from gimp_daemon import MODEL, REPO, dead_url, running_daemon, write_tiny_model  # noqa: E402
 
 PLUGIN = REPO / "plugin_gimp" / "draggan"
 TOKEN = "gimp-e2e-token-0123456789"
@@ -52,7 +53,7 @@ def ensure_chroot(version: str) -> str:
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
     models = tmp_path_factory.mktemp("models")
-    write_tiny_model(models, slow=True)
+    write_tiny_model(models)
     log = tmp_path_factory.mktemp("daemon") / "daemon.log"
     with running_daemon(models, token=TOKEN, log_path=log) as url:
         yield url
@@ -171,7 +172,7 @@ def test_gimp_plugin_end_to_end(version, daemon, tmp_path):
     # One undo group per insertion, closed by the plug-in itself; no plug-in crashed
     assert "inconsistent state" not in log and "Traceback" not in log, log[-4000:]
     health = client.health()  # the generated session, the fresh one of the offset drag and the real layer's one
-    assert health["sessions"] - sessions_before == 3 and health["queue_length"] == 0 and health["running_job"] is None
+    assert health["sessions"] - sessions_before == 3 and health["queue_length"] == 0 and health["jobs_running"] == 0
 
 
 def write_plain_picture(client, path: Path, version: str) -> None:
@@ -196,8 +197,9 @@ def test_gimp_dialog_undo_and_cancel(version, daemon, tmp_path):
     """The real GUI under Xvfb: DragGAN Drag's dialog opens (INTERACTIVE, values from the plug-in's
     defaults: $DRAGGAN_URL and $DRAGGAN_TOKEN), OK runs the drag, and one Ctrl+Z in the image window
     takes away the whole insertion (the layer and the session parasite). Then GIMP's Cancel button,
-    clicked during a long drag, stops the job on the daemon, and clicked during a plain layer's
-    inversion, stops the invert job (the daemon drops that session)."""
+    clicked during a drag, stops the job on the daemon, and clicked during a plain layer's
+    inversion, stops the invert job (the daemon drops that session). Both jobs are held at the
+    daemon's test gate until Cancel has been clicked (tests/editor_gate.py)."""
     root = ensure_chroot(version)
     sys.path.insert(0, str(PLUGIN))
     from draggan_client import DaemonClient
@@ -212,11 +214,15 @@ def test_gimp_dialog_undo_and_cancel(version, daemon, tmp_path):
     install_plugin(work)
     for name in ("gui_driver.py", "gui_inside.sh"):
         shutil.copy(REPO / "tests/gimp" / name, work / name)
+    shutil.copy(REPO / "tests/editor_gate.py", work / "editor_gate.py")
     write_plain_picture(DaemonClient(daemon, token=TOKEN), work / "plain.png", "gui " + version)
     started = time.monotonic()
-    p = subprocess.run(["bash", str(REPO / "tests/gimp/gimp_chroot_run.sh"), "--gui", root, str(work),
-                        f"DRAGGAN_URL={daemon}", f"DRAGGAN_TOKEN={TOKEN}", f"DRAGGAN_MODEL={MODEL}",
-                        f"DRAGGAN_SLOW_MODEL={SLOW_MODEL}"], capture_output=True, text=True, timeout=420)
+    try:
+        p = subprocess.run(["bash", str(REPO / "tests/gimp/gimp_chroot_run.sh"), "--gui", root, str(work),
+                            f"DRAGGAN_URL={daemon}", f"DRAGGAN_TOKEN={TOKEN}", f"DRAGGAN_MODEL={MODEL}"],
+                           capture_output=True, text=True, timeout=420)
+    finally:
+        gate.hold_at(daemon, None, TOKEN)  # a run that died holding the gate must not hold the next test's jobs
     print(f"GIMP {version}: GUI run took {time.monotonic() - started:.1f} s")
     logs = "".join((work / n).read_text(errors="replace")[-3000:] for n in ("gui.log", "gimp.log")
                    if (work / n).exists())
@@ -234,10 +240,10 @@ def test_gimp_dialog_undo_and_cancel(version, daemon, tmp_path):
     assert len(rep["layers_after_cancel"]) == 1, rep
     client = DaemonClient(daemon, token=TOKEN)
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and client.health()["running_job"] is not None:
+    while time.monotonic() < deadline and client.health()["jobs_running"]:
         time.sleep(0.2)
-    assert client.health()["running_job"] is None
-    assert client.session(rep["big_session"])["handles"] == [], "the daemon finished the cancelled drag"
+    assert client.health()["jobs_running"] == 0
+    assert client.session(rep["cancel_session"])["handles"] == [], "the daemon finished the cancelled drag"
     # Cancel during a plain layer's inversion: nothing added, and the daemon dropped the half-inverted
     # session (asking for the same layer and settings again starts a new inversion instead of reusing it)
     assert rep["invert_cancelled"], rep

@@ -1,5 +1,6 @@
 """A real DragGAN daemon (`python -m backend.cli serve`) on a free loopback port, serving a tiny
-random generator, for the GIMP plug-in tests."""
+random generator, for the GIMP plug-in tests. Its test gate is on, so a test can hold a job in
+progress (tests/editor_gate.py) instead of hoping the job lasts long enough."""
 from __future__ import annotations
 
 import contextlib
@@ -16,10 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 MODEL = "tiny"
 
 
-SLOW_MODEL = "slow"  # 256 px and wider: a drag lasts long enough to be cancelled from the GUI
-
-
-def write_tiny_model(models_dir: Path, slow: bool = False) -> None:
+def write_tiny_model(models_dir: Path) -> None:
     sys.path.insert(0, str(REPO / "tests"))
     from conftest import make_generator  # noqa: E402
     from draggan_core.formats import native
@@ -27,9 +25,6 @@ def write_tiny_model(models_dir: Path, slow: bool = False) -> None:
     models_dir.mkdir(parents=True, exist_ok=True)
     native.write(make_generator(img_resolution=64, channel_base=2048, channel_max=48, z_dim=32, w_dim=32),
                  str(models_dir / f"{MODEL}.safetensors"))
-    if slow:
-        native.write(make_generator(img_resolution=256, channel_base=8192, channel_max=128, z_dim=32, w_dim=32),
-                     str(models_dir / f"{SLOW_MODEL}.safetensors"))
 
 
 def dead_url() -> str:
@@ -44,7 +39,7 @@ def running_daemon(models_dir: Path, token: str | None = None, log_path: Path | 
     """Yields the daemon's base URL; the daemon is stopped afterwards."""
     cmd = [sys.executable, "-m", "backend.cli", "serve", "--host", "127.0.0.1", "--port", "0", "--models",
            str(models_dir), "--device", "cpu"]
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", DRAGGAN_TEST_GATE="1")
     env.pop("DRAGGAN_TOKEN", None)
     if token:
         cmd += ["--token", token]

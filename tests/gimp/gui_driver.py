@@ -1,14 +1,20 @@
 # GUI driver, executed by python-fu-eval inside the real `gimp` under Xvfb (see gui_inside.sh).
 # Makes a DragGAN image, shows it, calls DragGAN Drag INTERACTIVE (gui_inside.sh presses Return on
 # the dialog), then waits while gui_inside.sh presses Ctrl+Z once in the image window: one undo
-# must take away the whole insertion (layer and session parasite). Then, during a long drag, and
-# again during a plain layer's long inversion, gui_inside.sh clicks GIMP's Cancel button in the
-# status bar. Writes $E2E_DIR/gui_report.json.
+# must take away the whole insertion (layer and session parasite). Then, during a drag, and again
+# during a plain layer's inversion, gui_inside.sh clicks GIMP's Cancel button in the status bar;
+# both jobs wait at the daemon's test gate (editor_gate.py) until the click has cancelled them.
+# Writes $E2E_DIR/gui_report.json.
 import json
 import os
+import sys
 import time
 
 D = os.environ["E2E_DIR"]
+URL, TOKEN = os.environ["DRAGGAN_URL"], os.environ["DRAGGAN_TOKEN"]
+sys.path.insert(0, D)
+import editor_gate as gate  # noqa: E402
+
 rep = {"gimp": Gimp.version()}
 
 
@@ -29,8 +35,10 @@ def wait_for(path, seconds):
 
 
 def cancelled_run(image, prefix, **properties):
-    """Run DragGAN Drag on image's layer while gui_inside.sh clicks GIMP's Cancel (it waits for the
-    phase file <prefix>cancel_phase); the outcome goes to the report under keys with that prefix."""
+    """Run DragGAN Drag on image's layer while gui_inside.sh clicks GIMP's Cancel; the outcome goes to
+    the report under keys with that prefix. The job waits at the test gate until it is cancelled: the
+    gate opens only once GIMP's Cancel has ended the plug-in and its watchdog has cancelled the job
+    (or gui_inside.sh gave up and opened it, so that the run ends and the report tells)."""
     drag = Gimp.get_pdb().lookup_procedure("python-fu-draggan-drag")
     cfg = drag.create_config()
     cfg.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
@@ -38,9 +46,11 @@ def cancelled_run(image, prefix, **properties):
     cfg.set_core_object_array("drawables", [image.get_layers()[0]])
     for name, value in properties.items():
         cfg.set_property(name, value)
-    open(D + "/" + prefix + "cancel_phase", "w").close()
-    time.sleep(2.0)  # gui_inside.sh takes its "before" screenshot
-    res = drag.run(cfg)
+    with gate.holding(URL, TOKEN):
+        open(D + "/" + prefix + "cancel_phase", "w").close()
+        wait_for(D + "/" + prefix + "before_taken", 120)  # gui_inside.sh's screenshot of the idle status bar
+        res = drag.run(cfg)
+        rep[prefix + "job_released"] = gate.wait_released(URL, TOKEN, 30)
     rep[prefix + "cancel_status"] = int(res.index(0))
     rep[prefix + "cancelled"] = res.index(0) == Gimp.PDBStatusType.CANCEL
     rep["layers_after_" + prefix + "cancel"] = names(image)
@@ -51,7 +61,7 @@ try:
     proc = pdb.lookup_procedure("python-fu-draggan-new-image")
     cfg = proc.create_config()
     cfg.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
-    cfg.set_property("token", os.environ["DRAGGAN_TOKEN"])
+    cfg.set_property("token", TOKEN)
     cfg.set_property("model", os.environ["DRAGGAN_MODEL"])
     cfg.set_property("seed", 11)
     img = proc.run(cfg).index(1)
@@ -86,18 +96,19 @@ try:
     rep["layers_after_undo"] = names(img)
     rep["parasite_restored"] = parasite(img) == before
 
-    # GIMP's Cancel (clicked by gui_inside.sh) kills the plug-in during a long drag on a bigger model
+    # GIMP's Cancel (clicked by gui_inside.sh) kills the plug-in during a drag on a new image
     cfg = proc.create_config()
     cfg.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
-    cfg.set_property("token", os.environ["DRAGGAN_TOKEN"])
-    cfg.set_property("model", os.environ["DRAGGAN_SLOW_MODEL"])
-    big = proc.run(cfg).index(1)
-    Gimp.Display.new(big)
+    cfg.set_property("token", TOKEN)
+    cfg.set_property("model", os.environ["DRAGGAN_MODEL"])
+    cfg.set_property("seed", 12)
+    other = proc.run(cfg).index(1)
+    Gimp.Display.new(other)
     Gimp.displays_flush()
-    rep["big_session"] = parasite(big)["session_id"]
-    cancelled_run(big, "", points="[[20, 20, 200, 200]]", steps=2000)
+    rep["cancel_session"] = parasite(other)["session_id"]
+    cancelled_run(other, "", points="[[20, 20, 44, 44]]", steps=50)
 
-    # ... and during a plain layer's inversion (a picture the daemon did not make, a long W stage)
+    # ... and during a plain layer's inversion (a picture the daemon did not make)
     if os.path.exists(D + "/plain.png"):
         plain = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(D + "/plain.png"))
         Gimp.Display.new(plain)

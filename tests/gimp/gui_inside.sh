@@ -2,11 +2,12 @@
 # GUI check, run INSIDE the GIMP chroot by gimp_chroot_run.sh's caller (tests/test_gimp_e2e.py):
 # real `gimp` under Xvfb runs gui_driver.py, which opens DragGAN Drag's dialog; this script waits
 # for the dialog, screenshots it, presses Return (OK), then, once the driver says the result is in,
-# presses Ctrl+Z once in the image window, and finally clicks GIMP's Cancel button during a long
-# drag, and again during a plain layer's long inversion. Needs xvfb xauth xdotool imagemagick in the
-# chroot.
-# Env: E2E_DIR (the work dir, with profile/ and gui_driver.py), DRAGGAN_URL, DRAGGAN_TOKEN, DRAGGAN_MODEL,
-# DRAGGAN_SLOW_MODEL.
+# presses Ctrl+Z once in the image window, and finally clicks GIMP's Cancel button during a drag,
+# and again during a plain layer's inversion: the driver holds those jobs at the daemon's test gate,
+# and this script clicks once one is held (editor_gate.py), whatever the machine's speed. Needs xvfb
+# xauth xdotool imagemagick in the chroot.
+# Env: E2E_DIR (the work dir, with profile/, gui_driver.py and editor_gate.py), DRAGGAN_URL, DRAGGAN_TOKEN,
+# DRAGGAN_MODEL.
 set -u
 OUT=$E2E_DIR
 export HOME=$E2E_DIR/home GIMP3_DIRECTORY=$E2E_DIR/profile XDG_CONFIG_HOME=$E2E_DIR/home/.config \
@@ -20,24 +21,35 @@ export DISPLAY=:$(cat "$OUT/displaynum")
 gimp -n -s --batch-interpreter=python-fu-eval -b "exec(open('$E2E_DIR/gui_driver.py').read())" --quit \
   >"$OUT/gimp.log" 2>&1 &
 GPID=$!
+gate() { python3 "$E2E_DIR/editor_gate.py" "$DRAGGAN_URL" "$@"; }
 click_cancel() {  # MARKER PREFIX: once the driver made MARKER, click Cancel in the newest image window
-  local marker=$1 prefix=$2 W X Y WIDTH HEIGHT SCREEN BAND BW BH BX BY
+  local marker=$1 prefix=$2 W X Y WIDTH HEIGHT SCREEN BAND BW=0 BH BX BY
   for _ in $(seq 1 120); do [ -e "$OUT/$marker" ] && break; sleep 0.5; done
-  sleep 0.7
+  sleep 0.7  # the window shows the new image
   W=$(xdotool search --name 'GIMP$' 2>/dev/null | tail -1)
   eval "$(xdotool getwindowgeometry --shell "$W")"
   import -window root "$OUT/${prefix}before_cancel.png"
-  sleep 2.8
-  import -window root "$OUT/${prefix}during_drag.png"
+  touch "$OUT/${prefix}before_taken"  # the driver starts the job now; it stops at the test gate
+  gate wait-held 120 || echo "no job reached the test gate"
+  # the status bar shows a progress bar and a Cancel button while the plug-in runs; find them as
+  # what changed at the bottom of the image window, and click the right end (the button)
   BAND=$((Y + HEIGHT - 50))
-  read -r BW BH BX BY <<<"$(convert "$OUT/${prefix}before_cancel.png" "$OUT/${prefix}during_drag.png" \
-    -compose difference -composite -crop "${WIDTH}x50+${X}+${BAND}" +repage -threshold 3% -trim \
-    -format '%w %h %X %Y' info:)"
+  for _ in $(seq 1 20); do
+    import -window root "$OUT/${prefix}during_drag.png"
+    read -r BW BH BX BY <<<"$(convert "$OUT/${prefix}before_cancel.png" "$OUT/${prefix}during_drag.png" \
+      -compose difference -composite -crop "${WIDTH}x50+${X}+${BAND}" +repage -threshold 3% -trim \
+      -format '%w %h %X %Y' info:)"
+    ((BW > 40)) && break
+    sleep 0.5
+  done
   echo "status bar change: ${BW}x${BH} at ${BX},${BY} (window ${WIDTH}x${HEIGHT}+${X}+${Y})"
   if ((BW > 40)); then
     xdotool mousemove --sync $((X + BX + BW - 20)) $((BAND + BY + BH / 2)) click 1
     echo "clicked Cancel (${prefix:-drag})"
   fi
+  # the watchdog's cancel frees the held job; if it does not come, open the gate so the run ends
+  # and the report shows the job was not cancelled (rather than GIMP hanging until the timeout)
+  gate wait-released 30 || { echo "the job is still held after the click: opening the gate"; gate open; }
   sleep 2
   import -window root "$OUT/${prefix}after_cancel.png"
 }
@@ -63,10 +75,9 @@ if [ -n "$WID" ]; then
   touch "$OUT/undo_pressed"
   sleep 1
   import -window root "$OUT/after_undo.png"
-  # Cancel: the status bar shows a progress bar and a Cancel button while the plug-in runs; find
-  # them as what changed at the bottom of the image window, and click the right end (the button).
+  # Cancel during a drag on a second image, then during a plain layer's inversion on a third (the
+  # driver skips that one without plain.png)
   click_cancel cancel_phase ""
-  # the same during a plain layer's inversion (the driver skips it without plain.png)
   [ -e "$OUT/plain.png" ] && click_cancel invert_cancel_phase invert_
 fi
 for _ in $(seq 1 60); do kill -0 $GPID 2>/dev/null || break; sleep 1; done
