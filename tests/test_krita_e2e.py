@@ -5,7 +5,8 @@ scripts/install_test_editors.sh. The scenario covers a generated document (New i
 and a plain painted document, which the daemon inverts before the drag. Both use the real daemon
 (`draggan serve`) with a tiny random model on a free loopback port. The plug-in zip is built by scripts/package_krita.py and installed
 with Krita's own importer; the test-only harness plug-in (tests/krita/harness) runs the scenario
-inside Krita and writes report.json (see tests/krita/run_krita.sh). Artifacts (report, logs,
+inside Krita and writes report.json (see tests/krita/run_krita.sh); where it acts while a job runs,
+it holds the job at the daemon's test gate (tests/editor_gate.py, copied into the harness). Artifacts (report, logs,
 screenshots) go to out/krita-e2e/<version>/. Warm Krita profiles are cached in
 /var/tmp/draggan-krita-profile-5.1 and /var/tmp/draggan-krita-e2e-5.2/profile.
 Needs root (chroot) and the editors; skipped otherwise.
@@ -24,6 +25,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+import editor_gate as gate
 
 ROOT = Path(__file__).resolve().parents[1]
 HARNESS = ROOT / "tests" / "krita"
@@ -60,7 +63,8 @@ def daemon_url(tmp_path_factory):
                  str(models / "tiny.safetensors"))
     log = open(models / "daemon.log", "w+")
     proc = subprocess.Popen([sys.executable, "-m", "backend.cli", "serve", "--host", "127.0.0.1", "--port", "0",
-                             "--models", str(models)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+                             "--models", str(models)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                            env=dict(os.environ, DRAGGAN_TEST_GATE="1"))
     url = None
     for _ in range(300):
         log.seek(0)
@@ -84,11 +88,12 @@ def daemon_url(tmp_path_factory):
 
 
 def _stage_run(run_dir: Path) -> None:
-    """draggan_krita.zip (the release zip), the harness plug-in and run_krita.sh in run_dir."""
+    """draggan_krita.zip (the release zip), the harness plug-in (with editor_gate.py) and run_krita.sh in run_dir."""
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     _package_module().build_zip(str(run_dir / "draggan_krita.zip"))
     shutil.copytree(HARNESS / "harness", run_dir / "harness", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "tests" / "editor_gate.py", run_dir / "harness" / "draggan_krita_e2e" / "editor_gate.py")
     shutil.copy(HARNESS / "run_krita.sh", run_dir / "run_krita.sh")
 
 
@@ -124,7 +129,11 @@ def test_krita51_host(daemon_url, tmp_path):
     _stage_run(run_dir)
     env = CLEAN_ENV + ["E2E_RUN=%s" % run_dir, "PROFILE=%s" % PROFILE_51, "OUT=%s" % out_dir] + _scenario_env(daemon_url)
     t0 = time.monotonic()
-    p = subprocess.run(env + ["bash", str(run_dir / "run_krita.sh")], capture_output=True, text=True, timeout=360)
+    try:
+        p = subprocess.run(env + ["bash", str(run_dir / "run_krita.sh")], capture_output=True, text=True,
+                           timeout=360)
+    finally:
+        gate.hold_at(daemon_url, None)  # a scenario that died holding the gate must not hold the next run's jobs
     report = _collect(out_dir, "5.1", p.returncode, p.stdout + p.stderr)
     assert report["krita"].startswith("5.1"), report["krita"]
     print("Krita %s e2e: %.1f s" % (report["krita"], time.monotonic() - t0))
@@ -158,6 +167,7 @@ def test_krita52_chroot(daemon_url):
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=480)
     finally:
+        gate.hold_at(daemon_url, None)
         _unmount_chroot()
     # debian_chroot.sh's own exit status is unreliable (its EXIT trap fails); run_krita.sh records its own
     code = WORK_52 / "out" / "exit_code"

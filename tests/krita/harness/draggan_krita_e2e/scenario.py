@@ -1,10 +1,13 @@
 """The e2e scenario (see __init__.py). Environment:
 DRAGGAN_E2E_OUT   report path (JSON; "ok": true = pass); screenshots go next to it
-DRAGGAN_URL       the live daemon (read by the plug-in itself)
+DRAGGAN_URL       the live daemon (read by the plug-in itself; started with its test gate)
 DRAGGAN_E2E_DEAD  a URL where nothing listens (error path)
 DRAGGAN_E2E_MODEL model name to generate with (default tiny)
 DRAGGAN_E2E_INVERT_W  W projection steps of the real-layer scenario's inversion (default 400; it is
                   stopped early, after a few steps, through the docker's Stop button)
+Where the scenario acts or looks while a job runs (a preview, Stop, Cancel, the inversion's
+progress), the job waits at the daemon's test gate (editor_gate.py, copied in by the test) until
+the check is done, so it is in progress however fast the machine is.
 """
 import faulthandler
 import json
@@ -17,8 +20,11 @@ from krita import Extension, Krita, Selection
 from PyQt5.QtCore import QPoint, QProcess, QTimer
 from PyQt5.QtWidgets import QApplication, QDockWidget, QPushButton, QSpinBox, QCheckBox, QComboBox, QDoubleSpinBox, QLabel
 
+from . import editor_gate as gate
+
 T0 = time.monotonic()
 OUT = os.environ.get("DRAGGAN_E2E_OUT", "")
+DAEMON_URL = os.environ.get("DRAGGAN_URL", "")
 OUT_DIR = os.path.dirname(os.path.abspath(OUT)) if OUT else "."
 
 
@@ -93,6 +99,18 @@ class E2EExtension(Extension):
         check(expected not in names_undo and source.name() in names_undo, "one undo did not remove the result",
               layers=names_undo)
         check(bytes(source.pixelData(0, 0, doc.width(), doc.height())) == src_before, "undo changed the source")
+
+    def follow_run(self, ctl, label, until, timeout_s, seen):
+        """Yield to Qt until until() holds or timeout_s pass, adding what the docker shows meanwhile
+        to seen: its progress texts ("texts") and the run's phases ("phases")."""
+        end = time.monotonic() + timeout_s
+        while True:
+            seen["texts"].add(label.text())  # also the state that fulfils until(): nothing changes before the yield
+            if ctl.job:
+                seen["phases"].add(ctl.job.get("phase"))
+            if until() or time.monotonic() > end:
+                return
+            yield 100
 
     def run_process(self, args, timeout_s=10):
         p = QProcess()
@@ -307,17 +325,17 @@ class E2EExtension(Extension):
         w(QSpinBox, "draggan_steps").setValue(int(os.environ.get("DRAGGAN_E2E_STEPS", "5")))
         w(QSpinBox, "draggan_preview_every").setValue(2)
         nlayers = len(doc.topLevelNodes())
-        w(QPushButton, "draggan_run").click()
-        yield 100
-        check(ctl.running(), "job did not start", message=ctl.last_message)
-        saw_preview, texts = False, set()
-        end = time.monotonic() + 150
-        while ctl.running() and time.monotonic() < end:
-            texts.add(w(QLabel, "draggan_progress_text").text())
-            if ctl.job and ctl.job.get("preview_step"):
-                saw_preview = True
+        progress_label = w(QLabel, "draggan_progress_text")
+        with gate.holding(DAEMON_URL):  # the job waits after step 2 until its preview is shown
+            w(QPushButton, "draggan_run").click()
             yield 100
+            check(ctl.running(), "job did not start", message=ctl.last_message)
+            yield from self.wait_for(lambda: not ctl.running() or ctl.job.get("preview_step"), 90)
+            saw_preview = ctl.running() and bool(ctl.job.get("preview_step"))
+        seen = {"texts": set(), "phases": set()}
+        yield from self.follow_run(ctl, progress_label, lambda: not ctl.running(), 150, seen)
         check(not ctl.running(), "job did not finish in time", message=ctl.last_message)
+        texts = seen["texts"]
         self.log("run", result=ctl.last_result, message=ctl.last_message, saw_preview=saw_preview,
                  progress_texts=sorted(texts)[:12], handles=pts.pairs)
         check(ctl.last_result and ctl.last_result.get("ok"), "run failed", result=ctl.last_result,
@@ -380,14 +398,17 @@ class E2EExtension(Extension):
         yield 200
         w(QSpinBox, "draggan_steps").setValue(200)
         handles_before = [list(p) for p in pts.handles()]
-        w(QPushButton, "draggan_run").click()
-        yield 100
-        check(ctl.running(), "second run did not start", message=ctl.last_message)
-        yield from self.wait_for(lambda: ctl.progress is not None and ctl.progress.step >= 2, 90)
-        stop_btn = w(QPushButton, "draggan_stop")
-        check(stop_btn.isEnabled(), "Stop disabled while running")
-        stop_btn.click()
-        yield from self.wait_for(lambda: not ctl.running(), 90)
+        with gate.holding(DAEMON_URL):  # the drag waits after step 2 until Stop
+            w(QPushButton, "draggan_run").click()
+            yield 100
+            check(ctl.running(), "second run did not start", message=ctl.last_message)
+            yield from self.wait_for(lambda: not ctl.running() or (ctl.progress is not None
+                                                                   and ctl.progress.step >= 2), 90)
+            check(ctl.running(), "the drag to stop ended early", result=ctl.last_result)
+            stop_btn = w(QPushButton, "draggan_stop")
+            check(stop_btn.isEnabled(), "Stop disabled while running")
+            stop_btn.click()
+            yield from self.wait_for(lambda: not ctl.running(), 90)
         names2 = [n.name() for n in doc.topLevelNodes() if n.type() != "selectionmask"]
         self.log("stop", result=ctl.last_result, layers=names2, handles_before=handles_before,
                  handles_after=pts.handles())
@@ -435,7 +456,7 @@ class E2EExtension(Extension):
         yield 300
         check(not tool.armed, "Escape did not disarm the tool")
         check(not act.isChecked(), "action still checked after disarming")
-        ctl.settings.url = os.environ["DRAGGAN_URL"]
+        ctl.settings.url = DAEMON_URL
         yield from self.layer_scenario(k, win, ctl, tool, act, w, src_before, W, H)
         self.log("done")
 
@@ -508,24 +529,27 @@ class E2EExtension(Extension):
         w(QSpinBox, "draggan_invert_wplus").setValue(0)
         w(QSpinBox, "draggan_invert_pti").setValue(0)
         stop_btn, cancel_btn = w(QPushButton, "draggan_stop"), w(QPushButton, "draggan_cancel")
-        w(QPushButton, "draggan_run").click()
-        yield 100
-        check(ctl.running(), "the layer run did not start", message=ctl.last_message)
-        yield from self.wait_for(lambda: not ctl.running() or (ctl.job.get("phase") == "invert" and ctl.progress
-                                                               is not None and ctl.progress.step >= 2), 90)
-        check(ctl.running() and ctl.job["phase"] == "invert", "no inversion phase", message=ctl.last_message,
-              result=ctl.last_result)
-        yield 300
-        invert_text = w(QLabel, "draggan_progress_text").text()
-        layers_inverting = [n.name() for n in doc.topLevelNodes()]
-        check(cancel_btn.isEnabled() and stop_btn.isEnabled(), "Stop/Cancel disabled while inverting")
-        stop_btn.click()
-        texts, phases = {invert_text}, set()
-        end = time.monotonic() + 150
-        while ctl.running() and time.monotonic() < end:
-            texts.add(w(QLabel, "draggan_progress_text").text())
-            phases.add(ctl.job.get("phase"))
+        progress_label = w(QLabel, "draggan_progress_text")
+        seen = {"texts": set(), "phases": set()}
+        # the inversion waits after step 2 until Stop; the drag after it waits there until the docker shows it
+        with gate.holding(DAEMON_URL):
+            w(QPushButton, "draggan_run").click()
             yield 100
+            check(ctl.running(), "the layer run did not start", message=ctl.last_message)
+            yield from self.wait_for(lambda: not ctl.running() or (ctl.job.get("phase") == "invert" and ctl.progress
+                                                                   is not None and ctl.progress.step >= 2), 90)
+            check(ctl.running() and ctl.job["phase"] == "invert", "no inversion phase", message=ctl.last_message,
+                  result=ctl.last_result)
+            yield 300
+            invert_text = progress_label.text()
+            layers_inverting = [n.name() for n in doc.topLevelNodes()]
+            check(cancel_btn.isEnabled() and stop_btn.isEnabled(), "Stop/Cancel disabled while inverting")
+            stop_btn.click()
+            seen["texts"].add(invert_text)
+            yield from self.follow_run(ctl, progress_label, lambda: not ctl.running() or (
+                ctl.job.get("phase") == "drag" and ctl.job.get("id") is not None), 90, seen)
+        yield from self.follow_run(ctl, progress_label, lambda: not ctl.running(), 150, seen)
+        texts, phases = seen["texts"], seen["phases"]
         check(not ctl.running(), "the layer run did not finish in time", message=ctl.last_message)
         res_info = ctl.last_result or {}
         self.log("layer_run", result=res_info, message=ctl.last_message, invert_text=invert_text,
@@ -595,12 +619,13 @@ class E2EExtension(Extension):
         w(QSpinBox, "draggan_steps").setValue(300)
         yield 200
         n_before = len([n for n in doc.topLevelNodes() if n.type() != "selectionmask"])
-        w(QPushButton, "draggan_run").click()
-        yield from self.wait_for(lambda: not ctl.running() or (ctl.progress is not None and ctl.progress.step >= 2),
-                                 90)
-        check(ctl.running(), "the drag to cancel ended early", result=ctl.last_result)
-        cancel_btn.click()
-        yield from self.wait_for(lambda: not ctl.running(), 60)
+        with gate.holding(DAEMON_URL):  # the drag waits after step 2 until Cancel
+            w(QPushButton, "draggan_run").click()
+            yield from self.wait_for(lambda: not ctl.running() or (ctl.progress is not None
+                                                                   and ctl.progress.step >= 2), 90)
+            check(ctl.running(), "the drag to cancel ended early", result=ctl.last_result)
+            cancel_btn.click()
+            yield from self.wait_for(lambda: not ctl.running(), 60)
         yield 300
         n_after = len([n for n in doc.topLevelNodes() if n.type() != "selectionmask"])
         self.log("layer_cancel", result=ctl.last_result, message=ctl.last_message, layers_before=n_before,
