@@ -247,6 +247,10 @@ def parse_session(body: dict[str, Any], limits: Limits, budget: DecodeBudget | N
     if region is not None and (region[0] < 0 or region[1] < 0 or region[0] + region[2] > found.width
                                or region[1] + region[3] > found.height):
         raise bad_request(f"'region' {list(region)} is not inside the {found.width}x{found.height} image", "bad_region")
+    if bbox is not None and not (bbox[0] < found.width and bbox[1] < found.height and bbox[0] + bbox[2] > 0
+                                 and bbox[1] + bbox[3] > 0):
+        raise bad_request(f"'selection_bbox' {list(bbox)} does not overlap the {found.width}x{found.height} image",
+                          "bad_region")
     return SessionRequest(decoded(found, "RGBA", budget), from_session, model, region, bbox, margin, invert)
 
 

@@ -205,6 +205,17 @@ def test_a_broken_png_is_told_what_is_wrong_without_internals(http, api, name):
     assert "<" not in error["message"] and "0x" not in error["message"] and "object at" not in error["message"]
 
 
+@pytest.mark.parametrize("bbox", [[500, 500, 10, 10], [-50, -50, 10, 10]], ids=["beyond", "before"])
+def test_a_selection_outside_the_layer_is_told_in_the_request_s_terms(http, api, bbox):
+    """The core's own message names its Rect dataclass; the request's words are the client's."""
+    body = {"image": b64(png_of(Image.new("RGB", (100, 100)))), "model": TINY, "selection_bbox": bbox}
+    response = http.post(f"{api}/sessions", json=body, timeout=30)
+    error = response.json()["error"]
+    print(f"selection {bbox}: {response.status_code} {error['message']}")
+    assert response.status_code == 400 and error["code"] == "bad_region"
+    assert error["message"] == f"'selection_bbox' {bbox} does not overlap the 100x100 image"
+
+
 def test_an_internal_error_is_500_with_a_request_id_and_its_details_only_in_the_log(http, api, monkeypatch, caplog):
     def broken_generate(*args, **kwargs):
         raise ValueError("secret internals")
