@@ -4,10 +4,13 @@ A PNG of a few hundred kilobytes can decode to 64 MiB and more, and a request ke
 image until it ends, so without a bound a handful of uploads at once could take gigabytes. Each
 request reserves what its image costs (from the PNG header, before decoding) and gives it back
 when it ends (the app's teardown); a request that finds no room waits a little for others to
-finish, then is refused with 503 busy and Retry-After.
+finish, then is refused with 503 busy and Retry-After. When a request's images are freed, glibc
+is asked to hand the memory back, or each request thread's arena would keep its own peak.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import threading
 
 from flask import g
@@ -16,6 +19,7 @@ from .errors import busy
 
 MIB = 1024 ** 2
 RETRY_AFTER_S = 5  # a refused request's Retry-After: about how long an upload's request takes
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c"))  # malloc_trim exists on glibc only (not musl, macOS)
 
 
 class DecodeBudget:
@@ -43,7 +47,16 @@ class DecodeBudget:
             with self._cv:
                 self._used -= held
                 self._cv.notify_all()
+            give_back_freed_memory()
 
     def used(self) -> int:
         with self._cv:
             return self._used
+
+
+def give_back_freed_memory() -> None:
+    """Return freed heap memory to the system. Pillow allocates images in 16 MiB blocks, which glibc
+    serves from the allocating thread's own arena and keeps there once freed, so without this the
+    daemon's RSS grows towards the sum of every request thread's peak, not the budget's."""
+    if hasattr(_LIBC, "malloc_trim"):
+        _LIBC.malloc_trim(0)

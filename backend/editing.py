@@ -22,6 +22,7 @@ from draggan_core.images import to_pil
 from draggan_core.invert import InversionConfig, Inverter, session_key
 from draggan_core.region import RegionMapping, composite, select_region
 
+from . import pngread
 from .errors import ApiError, bad_request
 from .geometry import LayerMapping, Mapping, Point
 from .jobs import CANCELLED, DONE, Job
@@ -181,7 +182,7 @@ def start_inversion(catalogue: ModelCatalogue, store: SessionStore, jobs, worker
     invert job queued for it. Runs on the worker, so two equal requests cannot both start one.
     """
     model = catalogue.load(req.model)
-    layer = np.asarray(req.image)  # RGBA from validation; the session keeps this one full-size copy
+    layer = pngread.pixels(req.image)  # RGBA from validation; the session keeps this one full-size copy
     lh, lw = layer.shape[:2]
     try:
         if req.region is not None:

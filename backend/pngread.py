@@ -25,7 +25,7 @@ LOW_BYTES = {RGB: "RGB;16L", RGBA: "RGBA;16L"}  # Pillow rawmodes that read the 
 # Bytes a pixel at the peak of a 16-bit decode into RGBA or L, by colour type, measured with Pillow 13
 # (its decodes, their arrays, the scaled array and its image; colour is decoded twice) and rounded up.
 SIXTEEN_BIT_PEAK = {GREY: 10, GREY_ALPHA: 13, RGB: 14, RGBA: 17}
-SCALE_ROWS = 256  # rows scaled at once, so the scaling's temporary arrays stay small
+SCALE_ROWS = 256  # rows scaled (or copied out of Pillow) at once, so temporary arrays stay small
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,4 +182,16 @@ def scaled(high: np.ndarray, low: np.ndarray) -> np.ndarray:
         h = high[r:r + SCALE_ROWS].astype(np.int16)
         d = low[r:r + SCALE_ROWS] - h
         out[r:r + SCALE_ROWS] = h + (d > 128) - (d < -128)
+    return out
+
+
+def pixels(image: Image.Image) -> np.ndarray:
+    """The image's pixels as a new uint8 array [h, w] or [h, w, bands], copied a block of rows at a
+    time: np.asarray(image) goes through Image.tobytes, which holds the bytes twice over (a list of
+    chunks, then their join), one more full copy of a 16 Mpixel layer."""
+    bands = len(image.getbands())
+    out = np.empty((image.height, image.width) + ((bands,) if bands > 1 else ()), np.uint8)
+    for top in range(0, image.height, SCALE_ROWS):
+        bottom = min(top + SCALE_ROWS, image.height)
+        out[top:bottom] = np.asarray(image.crop((0, top, image.width, bottom)))
     return out

@@ -412,9 +412,9 @@ def check_answers(answers: list[requests.Response]) -> None:
 def test_four_16_megapixel_uploads_at_once_stay_within_the_budget(serve_process):
     """Four different 4000x4000 layers (a ~50 KiB PNG each) at once. The peak may hold: the decode budget
     (max_decoded_bytes, 256 MiB), the four sessions' layers (RGBA, 61 MiB each, counted by the session
-    store), an invert job's composite and its image (2 layers) and the slack. Before the budget (and
-    the spared copies) the same uploads took 611 MiB on the 2-core test machine: four at once are not
-    enough to tell, the next test is."""
+    store), an invert job's composite and its image (2 layers) and the slack. On the 2-core test machine
+    this measured 611 MiB before the budget and 561 MiB with it: the sessions' layers dominate, so four
+    different uploads cannot tell; the next test can."""
     pid, api = serve_process
     layer_mib = 4000 * 4000 * 4 / 2 ** 20  # a session keeps its layer as RGBA
     http = http_session()
@@ -432,7 +432,8 @@ def test_four_16_megapixel_uploads_at_once_stay_within_the_budget(serve_process)
 def test_eight_equal_16_megapixel_uploads_at_once_stay_within_the_budget(serve_process):
     """Eight uploads of one layer (they share one session), so the budget is what bounds the peak:
     the budget, one session's layer, an invert job's composite and its image, and the slack. Before
-    the budget the same uploads took 818-851 MiB (and four of them got 503 from the worker)."""
+    the budget this test measured 954-982 MiB (and four uploads got 503 from the worker's queue);
+    with it, about 425 MiB."""
     pid, api = serve_process
     layer_mib = 4000 * 4000 * 4 / 2 ** 20
     layer = flat_layer((200, 100, 50))
