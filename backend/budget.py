@@ -19,7 +19,6 @@ from .errors import busy
 
 MIB = 1024 ** 2
 RETRY_AFTER_S = 5  # a refused request's Retry-After: about how long an upload's request takes
-_LIBC = ctypes.CDLL(ctypes.util.find_library("c"))  # malloc_trim exists on glibc only (not musl, macOS)
 
 
 class DecodeBudget:
@@ -50,6 +49,7 @@ class DecodeBudget:
             give_back_freed_memory()
 
     def used(self) -> int:
+        """Bytes reserved now."""
         with self._cv:
             return self._used
 
@@ -58,5 +58,17 @@ def give_back_freed_memory() -> None:
     """Return freed heap memory to the system. Pillow allocates images in 16 MiB blocks, which glibc
     serves from the allocating thread's own arena and keeps there once freed, so without this the
     daemon's RSS grows towards the sum of every request thread's peak, not the budget's."""
-    if hasattr(_LIBC, "malloc_trim"):
-        _LIBC.malloc_trim(0)
+    if MALLOC_TRIM is not None:
+        MALLOC_TRIM(0)
+
+
+def find_malloc_trim():
+    """glibc's malloc_trim; None where the C library has none (musl, macOS, Windows)."""
+    name = ctypes.util.find_library("c")
+    try:
+        return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+    except OSError:
+        return None
+
+
+MALLOC_TRIM = find_malloc_trim()
