@@ -350,7 +350,7 @@ class Worker:
         try:
             state = job.work(job, self._between_steps(job))
         except Exception as exc:
-            error = describe_failure(exc)
+            error = describe_failure(exc, f"job {job.id}")
             if error.status >= 500:
                 log.error("job %s failed", job.id, exc_info=exc)
             _free_gpu_memory(exc)
