@@ -16,7 +16,9 @@ mkdir -p "$HOME"
 exec 5>"$OUT/displaynum"  # Xvfb picks a free display: X sockets are shared with the host network namespace
 Xvfb -displayfd 5 -screen 0 1280x900x24 -nolisten tcp >"$OUT/xvfb.log" 2>&1 &
 XPID=$!
-for _ in $(seq 1 40); do [ -s "$OUT/displaynum" ] && break; sleep 0.25; done
+# Xvfb writes its display number once it accepts clients; on a loaded machine that can take many seconds
+for _ in $(seq 1 480); do [ -s "$OUT/displaynum" ] && break; sleep 0.25; done
+[ -s "$OUT/displaynum" ] || { echo "Xvfb did not start within 120 s"; cat "$OUT/xvfb.log"; exit 2; }
 export DISPLAY=:$(cat "$OUT/displaynum")
 gimp -n -s --batch-interpreter=python-fu-eval -b "exec(open('$E2E_DIR/gui_driver.py').read())" --quit \
   >"$OUT/gimp.log" 2>&1 &

@@ -32,7 +32,9 @@ exec 5> "$OUT/display"
 Xvfb -displayfd 5 -screen 0 1600x1000x24 -nolisten tcp > "$OUT/xvfb.log" 2>&1 &
 XVFB_PID=$!
 exec 5>&-
-for i in $(seq 100); do [ -s "$OUT/display" ] && break; sleep 0.1; done
+# Xvfb writes its display number once it accepts clients; on a loaded machine that can take many seconds
+for i in $(seq 1200); do [ -s "$OUT/display" ] && break; sleep 0.1; done
+[ -s "$OUT/display" ] || { echo "Xvfb did not start within 120 s"; cat "$OUT/xvfb.log"; exit 2; }
 export DISPLAY=":$(head -1 "$OUT/display")"
 export DRAGGAN_E2E_OUT=$OUT/report.json PYTHONDONTWRITEBYTECODE=1
 START=$(date +%s.%N)
