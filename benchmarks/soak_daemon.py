@@ -47,7 +47,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from backend.client import DaemonClient, DaemonError
+from draggan_client.client import DaemonClient, DaemonError
 from draggan_core.formats import native
 from draggan_core.stylegan2 import Generator, GeneratorConfig
 

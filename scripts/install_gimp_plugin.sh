@@ -5,8 +5,9 @@
 #                                               (and the Flatpak GIMP's profile when it exists)
 #   scripts/install_gimp_plugin.sh DIR...       into each given plug-ins folder instead
 #
-# Copies plugin_gimp/draggan/ to PLUGINS/draggan/, puts the current shared modules next to it
-# (backend/client.py as draggan_client.py, backend/pngcodec.py as draggan_png.py), and makes draggan.py executable (GIMP silently ignores it otherwise).
+# Copies plugin_gimp/draggan/ to PLUGINS/draggan/ with the current client side shared with the Krita
+# plug-in (draggan_client/ as PLUGINS/draggan/draggan_client/), and makes draggan.py executable
+# (GIMP silently ignores it otherwise).
 # Restart GIMP afterwards. $XDG_CONFIG_HOME is honoured.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,9 +28,9 @@ for plugins in "${targets[@]}"; do
   for f in draggan.py draggan_logic.py draggan_watchdog.py; do
     cp "$src/$f" "$dest/$f"
   done
-  cp "$repo/backend/client.py" "$dest/draggan_client.py"
-  cp "$repo/backend/pngcodec.py" "$dest/draggan_png.py"
-  rm -rf "$dest/__pycache__"
+  rm -rf "$dest/draggan_client" "$dest/__pycache__" "$dest/draggan_client.py" "$dest/draggan_png.py"
+  mkdir "$dest/draggan_client"
+  cp "$repo"/draggan_client/*.py "$dest/draggan_client/"
   chmod 755 "$dest/draggan.py"
   echo "installed $dest"
 done

@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""Package the GIMP plug-in: refresh its copies of the modules shared with the Krita plug-in, build a zip.
+"""Package the GIMP plug-in: refresh its copy of the client side shared with the Krita plug-in, build a zip.
 
-The shared modules are backend/client.py (the daemon client) and backend/pngcodec.py (stdlib PNG),
-kept in the plug-in folder as draggan_client.py and draggan_png.py, because GIMP runs the folder as it is.
+The shared client side is the draggan_client/ package (daemon client, PNG codec, workflow, launcher),
+copied unchanged into the plug-in folder as draggan/draggan_client/, because GIMP runs the folder as it is
+(the copy is not committed: this script and scripts/install_gimp_plugin.sh make it).
 
-    scripts/package_gimp.py            refresh the copies, write out/draggan-gimp-VERSION.zip
-    scripts/package_gimp.py --sync     only refresh the copies
-    scripts/package_gimp.py --check    exit 1 if a copy differs from its source
+    scripts/package_gimp.py            refresh the copy, write out/draggan-gimp-VERSION.zip
+    scripts/package_gimp.py --sync     only refresh the copy
+    scripts/package_gimp.py --check    exit 1 if the copy differs from its source
 
 The zip holds one folder, draggan/, to be unpacked into GIMP's plug-ins folder (see plugin_gimp/README.md).
 Standard library only.
@@ -20,8 +21,19 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGIN = REPO / "plugin_gimp" / "draggan"
-SHARED = {"draggan_client.py": REPO / "backend" / "client.py", "draggan_png.py": REPO / "backend" / "pngcodec.py"}
-FILES = ("draggan.py", "draggan_logic.py", "draggan_watchdog.py", *SHARED)
+SHARED_SRC = REPO / "draggan_client"
+SHARED = "draggan_client"  # the carried package's folder name inside the plug-in
+OWN_FILES = ("draggan.py", "draggan_logic.py", "draggan_watchdog.py")
+
+
+def shared_names() -> list[str]:
+    """The carried package's modules, by name."""
+    return sorted(p.name for p in SHARED_SRC.glob("*.py"))
+
+
+def files() -> list[str]:
+    """Every file of the plug-in folder that ships, relative to it."""
+    return [*OWN_FILES, *(f"{SHARED}/{name}" for name in shared_names())]
 
 
 def version() -> str:
@@ -32,22 +44,30 @@ def version() -> str:
 
 
 def stale() -> list[str]:
-    """Names of the plug-in's shared-module copies that differ from their sources."""
-    return [name for name, src in SHARED.items()
-            if not (PLUGIN / name).exists() or (PLUGIN / name).read_bytes() != src.read_bytes()]
+    """Names of the carried modules whose copy is missing or differs from its source, and of extra copies."""
+    copy = PLUGIN / SHARED
+    names = set(shared_names()) | ({p.name for p in copy.glob("*.py")} if copy.is_dir() else set())
+    return sorted(name for name in names if not (copy / name).exists() or not (SHARED_SRC / name).exists()
+                  or (copy / name).read_bytes() != (SHARED_SRC / name).read_bytes())
 
 
 def sync() -> None:
+    copy = PLUGIN / SHARED
+    copy.mkdir(exist_ok=True)
     for name in stale():
-        shutil.copyfile(SHARED[name], PLUGIN / name)
-        print(f"updated {(PLUGIN / name).relative_to(REPO)} from {SHARED[name].relative_to(REPO)}")
+        if (SHARED_SRC / name).exists():
+            shutil.copyfile(SHARED_SRC / name, copy / name)
+            print(f"updated {(copy / name).relative_to(REPO)}")
+        else:
+            (copy / name).unlink()
+            print(f"removed {(copy / name).relative_to(REPO)}")
 
 
 def build(out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"draggan-gimp-{version()}.zip"
     with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as z:
-        for name in FILES:
+        for name in files():
             info = zipfile.ZipInfo.from_file(PLUGIN / name, f"draggan/{name}")
             mode = 0o755 if name == "draggan.py" else 0o644  # GIMP ignores a plug-in that is not executable
             info.external_attr = (stat.S_IFREG | mode) << 16
@@ -66,7 +86,7 @@ def main(argv=None) -> int:
     if args.check:
         differ = stale()
         for name in differ:
-            print(f"{(PLUGIN / name).relative_to(REPO)} differs from {SHARED[name].relative_to(REPO)}; "
+            print(f"plugin_gimp/draggan/{SHARED}/{name} differs from draggan_client/{name}; "
                   f"run scripts/package_gimp.py --sync", file=sys.stderr)
         return 1 if differ else 0
     sync()

@@ -2,12 +2,12 @@
 """Build the Krita plug-in zip: dist/draggan_krita.zip, for Tools > Scripts > Import Python Plugin from File.
 
 The zip holds draggan_krita.desktop, draggan_krita.action (default shortcuts) and the draggan_krita/
-package (with README.md), plus the modules both plug-ins share, copied unchanged into the package:
-backend/client.py as draggan_krita/client.py and backend/pngcodec.py as draggan_krita/pngcodec.py.
+package (with README.md), plus the client side both plug-ins share, copied unchanged into the
+package: draggan_client/ as draggan_krita/draggan_client/.
 
     python3 scripts/package_krita.py [--out dist/draggan_krita.zip]
     python3 scripts/package_krita.py --stage DIR   # unpacked layout in DIR (tests, development)
-    python3 scripts/package_krita.py --inplace     # copy the shared modules into plugin_krita/draggan_krita/ (dev installs)
+    python3 scripts/package_krita.py --inplace     # copy draggan_client/ into plugin_krita/draggan_krita/ (dev installs)
 
 Standard library only.
 """
@@ -20,8 +20,17 @@ import zipfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLUGIN_SRC = os.path.join(ROOT, "plugin_krita")
 MODULE = "draggan_krita"
-# the plug-in's copies of the modules it shares with the GIMP plug-in: name in the package -> source
-SHARED = {name: os.path.join(ROOT, "backend", name) for name in ("client.py", "pngcodec.py")}
+# the client side it shares with the GIMP plug-in, carried as a subpackage
+SHARED_SRC = os.path.join(ROOT, "draggan_client")
+SHARED = "draggan_client"
+
+
+def _shared_files():
+    """(source path, path relative to the package) of the carried client-side modules."""
+    if not os.path.isdir(SHARED_SRC):
+        raise SystemExit("draggan_client/ is missing; the plug-in needs it")
+    return [(os.path.join(SHARED_SRC, name), SHARED + "/" + name)
+            for name in sorted(os.listdir(SHARED_SRC)) if name.endswith(".py")]
 DEFAULT_OUT = os.path.join(ROOT, "dist", MODULE + ".zip")
 
 
@@ -33,19 +42,16 @@ def _package_files():
              (os.path.join(PLUGIN_SRC, MODULE + ".action"), MODULE + ".action")]
     pkg = os.path.join(PLUGIN_SRC, MODULE)
     for dirpath, dirnames, filenames in os.walk(pkg):
-        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__" and not d.startswith("."))
+        dirnames[:] = sorted(d for d in dirnames if d not in ("__pycache__", SHARED) and not d.startswith("."))
         for name in sorted(filenames):
-            if name.endswith((".pyc", ".pyo")) or name.startswith(".") or (dirpath == pkg and name in SHARED):
+            if name.endswith((".pyc", ".pyo")) or name.startswith("."):
                 continue
             src = os.path.join(dirpath, name)
             files.append((src, os.path.relpath(src, PLUGIN_SRC).replace(os.sep, "/")))
     readme = os.path.join(PLUGIN_SRC, "README.md")
     if os.path.exists(readme):
         files.append((readme, MODULE + "/README.md"))
-    for name, src in sorted(SHARED.items()):
-        if not os.path.exists(src):
-            raise SystemExit("%s is missing; the plug-in needs it" % os.path.relpath(src, ROOT))
-        files.append((src, MODULE + "/" + name))
+    files += [(src, MODULE + "/" + rel) for src, rel in _shared_files()]
     return files
 
 
@@ -88,9 +94,12 @@ def main(argv=None):
     if args.stage:
         print(stage(args.stage))
     elif args.inplace:
-        for name, src in sorted(SHARED.items()):
-            shutil.copyfile(src, os.path.join(PLUGIN_SRC, MODULE, name))
-            print(os.path.join(PLUGIN_SRC, MODULE, name))
+        dest = os.path.join(PLUGIN_SRC, MODULE, SHARED)
+        shutil.rmtree(dest, ignore_errors=True)
+        os.makedirs(dest)
+        for src, rel in _shared_files():
+            shutil.copyfile(src, os.path.join(PLUGIN_SRC, MODULE, rel))
+        print(dest)
     else:
         print(build_zip(args.out))
     return 0

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from backend import client as client_module
-from backend.client import DaemonClient, DaemonError
+from draggan_client import client as client_module
+from draggan_client.client import DaemonClient, DaemonError
 from test_daemon_support import TINY, client, models_dir, server, steps  # noqa: F401
 
 SOURCE = Path(client_module.__file__)

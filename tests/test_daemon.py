@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from backend.client import DaemonClient, DaemonError
+from draggan_client.client import DaemonClient, DaemonError
 from backend.errors import ApiError
 from backend.geometry import Mapping
 from backend.jobs import Job, JobStore, Worker

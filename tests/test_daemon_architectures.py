@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from backend.client import DaemonClient
+from draggan_client.client import DaemonClient
 from conftest import make_generator
 from draggan_core.formats import native
 from test_daemon_support import image_of, running_daemon

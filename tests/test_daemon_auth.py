@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from backend.client import DaemonClient, DaemonError
+from draggan_client.client import DaemonClient, DaemonError
 from backend.server import StartupError, add_serve_args, check_token, config_from_args
 from test_daemon_support import http_session, models_dir, running_daemon, server  # noqa: F401
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from backend.client import DaemonClient
+from draggan_client.client import DaemonClient
 from backend.config import Limits
 from backend.errors import ApiError
 from backend.jobs import Job, Worker

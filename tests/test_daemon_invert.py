@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from backend.client import DaemonClient, DaemonError
+from draggan_client.client import DaemonClient, DaemonError
 from backend.config import Limits
 from draggan_core.invert import Inverter
 from test_daemon_support import (TINY, client, image_of, models_dir, png_of, running_daemon, state,  # noqa: F401

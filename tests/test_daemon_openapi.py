@@ -12,7 +12,7 @@ from PIL import Image
 from hypothesis import HealthCheck, given, settings
 from jsonschema import Draft202012Validator
 
-from backend.client import DaemonClient
+from draggan_client.client import DaemonClient
 from test_daemon_support import TINY, http_session, models_dir, png_of, server  # noqa: F401
 from test_daemon_validation import DRAG_BODIES
 

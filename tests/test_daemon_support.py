@@ -14,7 +14,7 @@ import requests
 import torch
 from PIL import Image
 
-from backend.client import DaemonClient
+from draggan_client.client import DaemonClient
 from backend.config import DaemonConfig, Limits
 from backend.daemon import Daemon
 from backend.server import DaemonServer

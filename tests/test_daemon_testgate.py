@@ -2,7 +2,7 @@
 it runs. Through real HTTP on an in-process daemon."""
 from __future__ import annotations
 
-from backend.client import DaemonClient
+from draggan_client.client import DaemonClient
 from test_daemon_support import TINY, http_session, models_dir, running_daemon, wait_for  # noqa: F401
 
 

@@ -24,7 +24,7 @@ def http() -> requests.Session:
 
 @pytest.fixture(scope="module")
 def sid(server) -> str:
-    from backend.client import DaemonClient
+    from draggan_client.client import DaemonClient
     return DaemonClient(server.url).generate(seed=1, model=TINY)["session_id"]
 
 

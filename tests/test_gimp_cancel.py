@@ -25,7 +25,7 @@ from gimp_daemon import MODEL, REPO, running_daemon, write_tiny_model  # noqa: E
 PLUGIN = REPO / "plugin_gimp" / "draggan"
 sys.path.insert(0, str(PLUGIN))
 import draggan_logic as logic  # noqa: E402
-from draggan_client import DaemonClient, DaemonError  # noqa: E402
+from draggan_client.client import DaemonClient, DaemonError  # noqa: E402
 
 TOKEN = "cancel-test-token-0123456789"
 PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
@@ -43,6 +43,15 @@ PLUGIN_STAND_IN = textwrap.dedent("""
         sys.exit(0)
     os.kill(os.getpid(), signal.SIGKILL)
 """)
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    """The plug-in folder as the install script writes it (with its copy of the client side)."""
+    plugins = tmp_path_factory.mktemp("plug-ins")
+    subprocess.run(["bash", str(REPO / "scripts" / "install_gimp_plugin.sh"), str(plugins)], check=True,
+                   capture_output=True)
+    return plugins / "draggan"
 
 
 @pytest.fixture(scope="module")
@@ -72,28 +81,28 @@ def wait_state(client, job_id, states, seconds=30.0):
     return client.job(job_id)
 
 
-def run_stand_in(url, job_id, mode):
-    return subprocess.run([PYTHON, "-I", "-c", PLUGIN_STAND_IN, url, job_id, mode], cwd=PLUGIN,
+def run_stand_in(folder, url, job_id, mode):
+    return subprocess.run([PYTHON, "-I", "-c", PLUGIN_STAND_IN, url, job_id, mode], cwd=folder,
                           env={"PATH": "/usr/bin:/bin", "T": TOKEN}, timeout=60)
 
 
-def test_a_killed_plugin_gets_its_job_cancelled(daemon):
+def test_a_killed_plugin_gets_its_job_cancelled(daemon, installed):
     client = DaemonClient(daemon, token=TOKEN)
     with gate.holding(daemon, TOKEN):
         session_id, job_id = start_held_drag(client, daemon)
-        p = run_stand_in(daemon, job_id, "kill")
+        p = run_stand_in(installed, daemon, job_id, "kill")
         assert p.returncode == -signal.SIGKILL
         status = wait_state(client, job_id, ("cancelled", "done", "failed"))
     assert status["state"] == "cancelled", status
     assert client.session(session_id)["handles"] == []  # the session is back as before the job
 
 
-def test_a_plugin_that_finishes_leaves_its_job_alone(daemon):
+def test_a_plugin_that_finishes_leaves_its_job_alone(daemon, installed):
     client = DaemonClient(daemon, token=TOKEN)
     with gate.holding(daemon, TOKEN):
         session_id, job_id = start_held_drag(client, daemon)
         try:
-            assert run_stand_in(daemon, job_id, "done").returncode == 0
+            assert run_stand_in(installed, daemon, job_id, "done").returncode == 0
             time.sleep(1.0)  # room for a wrong cancel to arrive
             assert client.job(job_id)["state"] == "running"  # still held: nobody cancelled it
         finally:
@@ -110,7 +119,7 @@ def plain_layer(client):
     return layer
 
 
-def test_a_killed_plugin_gets_its_inversion_cancelled(daemon):
+def test_a_killed_plugin_gets_its_inversion_cancelled(daemon, installed):
     client = DaemonClient(daemon, token=TOKEN)
     layer = plain_layer(client)
     with gate.holding(daemon, TOKEN):
@@ -119,7 +128,7 @@ def test_a_killed_plugin_gets_its_inversion_cancelled(daemon):
         job_id = made["job_id"]
         assert job_id and not made["reused"]
         assert gate.wait_held(daemon, TOKEN), client.job(job_id)
-        assert run_stand_in(daemon, job_id, "kill").returncode == -signal.SIGKILL
+        assert run_stand_in(installed, daemon, job_id, "kill").returncode == -signal.SIGKILL
         status = wait_state(client, job_id, ("cancelled", "done", "failed"))
     assert status["state"] == "cancelled", status
     with pytest.raises(DaemonError) as e:  # a cancelled inversion leaves no session behind

@@ -60,17 +60,17 @@ def daemon(tmp_path_factory):
 
 
 def install_plugin(work: Path) -> None:
-    """The plug-in as an artist installs it: the folder (with its copy of the client), executable."""
-    dest = work / "profile" / "plug-ins" / "draggan"
-    shutil.copytree(PLUGIN, dest, ignore=shutil.ignore_patterns("__pycache__"))
-    (dest / "draggan.py").chmod(0o755)
+    """The plug-in as an artist installs it: by the install script (the folder with its copy of the
+    client side, executable)."""
+    subprocess.run(["bash", str(REPO / "scripts" / "install_gimp_plugin.sh"), str(work / "profile" / "plug-ins")],
+                   check=True, capture_output=True)
 
 
 @pytest.mark.parametrize("version", ["3.0", "3.2"])
 def test_gimp_plugin_end_to_end(version, daemon, tmp_path):
     root = ensure_chroot(version)
     sys.path.insert(0, str(PLUGIN))
-    from draggan_client import DaemonClient
+    from draggan_client.client import DaemonClient
 
     client = DaemonClient(daemon, token=TOKEN)
     work = tmp_path / "work"
@@ -202,7 +202,7 @@ def test_gimp_dialog_undo_and_cancel(version, daemon, tmp_path):
     daemon's test gate until Cancel has been clicked (tests/editor_gate.py)."""
     root = ensure_chroot(version)
     sys.path.insert(0, str(PLUGIN))
-    from draggan_client import DaemonClient
+    from draggan_client.client import DaemonClient
 
     suite, _ = SUITES[version]
     p = subprocess.run(["bash", str(REPO / "scripts/debian_chroot.sh"), "ensure", suite, root, *PACKAGES,

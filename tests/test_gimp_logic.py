@@ -1,6 +1,6 @@
 """The GIMP plug-in's logic, outside GIMP: points from paths, selection masks at layer offsets,
 requests the daemon accepts, answers, session reuse, and the plug-in folder's rules. (Its PNG codec
-is the shared backend/pngcodec.py: tests/test_pngcodec.py.)"""
+is the shared draggan_client/pngcodec.py: tests/test_pngcodec.py.)"""
 from __future__ import annotations
 
 import ast
@@ -19,8 +19,8 @@ PLUGIN = REPO / "plugin_gimp" / "draggan"
 sys.path.insert(0, str(PLUGIN))
 import draggan_logic as logic  # noqa: E402
 import draggan_watchdog  # noqa: E402
-from draggan_client import DaemonClient, DaemonError  # noqa: E402
-from draggan_png import decode_png, encode_png  # noqa: E402
+from draggan_client.client import DaemonClient, DaemonError  # noqa: E402
+from draggan_client.pngcodec import decode_png, encode_png  # noqa: E402
 
 
 def cps(*anchors):
@@ -280,11 +280,6 @@ def test_watchdog_cancels_named_jobs_unless_told_done():
 
 # ----------------------------------------------------------------------------- the plug-in folder
 
-@pytest.mark.parametrize("copy,source", [("draggan_client.py", "client.py"), ("draggan_png.py", "pngcodec.py")])
-def test_the_shared_module_copies_are_identical_to_their_sources(copy, source):
-    assert (PLUGIN / copy).read_bytes() == (REPO / "backend" / source).read_bytes(), "run scripts/package_gimp.py --sync"
-
-
 def test_the_plugin_file_is_an_executable_python3_script():
     main = PLUGIN / "draggan.py"
     assert main.read_text().startswith("#!/usr/bin/env python3\n")
@@ -292,30 +287,34 @@ def test_the_plugin_file_is_an_executable_python3_script():
 
 
 ALLOWED = {"os", "sys", "subprocess", "tempfile", "threading", "json", "math", "struct", "zlib", "typing",
-           "gi", "gi.repository", "draggan_logic", "draggan_client", "draggan_png", "draggan_watchdog", "base64",
-           "http.client", "socket", "time",
+           "gi", "gi.repository", "draggan_logic", "draggan_watchdog", "base64", "http.client", "socket", "time",
            "urllib.error", "urllib.parse", "urllib.request"}
+CARRIED = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "draggan_client").glob("*.py"))
 
 
-@pytest.mark.parametrize("name", ["draggan.py", "draggan_logic.py", "draggan_watchdog.py", "draggan_client.py",
-                                  "draggan_png.py"])
+@pytest.mark.parametrize("name", ["plugin_gimp/draggan/draggan.py", "plugin_gimp/draggan/draggan_logic.py",
+                                  "plugin_gimp/draggan/draggan_watchdog.py", *CARRIED])
 def test_the_plugin_imports_only_the_standard_library_and_gi(name):
-    tree = ast.parse((PLUGIN / name).read_text())
+    tree = ast.parse((REPO / name).read_text())
     imported = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             imported |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom):
-            imported.add(node.module)
-    assert imported <= ALLOWED, imported - ALLOWED
+            imported.add(node.module if not node.level else "." * node.level + (node.module or ""))
+    own = {m for m in imported if m.startswith(("draggan_client", "."))}  # the carried package, relative inside it
+    assert imported - own <= ALLOWED, imported - own - ALLOWED
 
 
 @pytest.mark.skipif(not Path("/usr/bin/python3").exists(), reason="no system python3")
-def test_the_plugin_modules_load_in_the_system_python():
+def test_the_installed_plugin_modules_load_in_the_system_python(tmp_path):
     """GIMP runs the plug-in with the system python3, never the project's venv."""
+    subprocess.run(["bash", str(REPO / "scripts/install_gimp_plugin.sh"), str(tmp_path)], check=True,
+                   capture_output=True)
+    modules = ", ".join(["draggan_logic", "draggan_watchdog"] + ["draggan_client." + Path(n).stem for n in CARRIED])
     p = subprocess.run(["/usr/bin/python3", "-I", "-c", "import sys; sys.path.insert(0, '.'); "
-                        "import draggan_logic, draggan_client, draggan_png, draggan_watchdog; print('ok')"],
-                       cwd=PLUGIN, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+                        "import " + modules + "; print('ok')"],
+                       cwd=tmp_path / "draggan", capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
     assert p.stdout.strip() == "ok", p.stderr
 
 
@@ -326,8 +325,9 @@ def test_package_and_install(tmp_path):
     import zipfile
     with zipfile.ZipFile(next(tmp_path.glob("draggan-gimp-*.zip"))) as z:
         names = set(z.namelist())
-        assert {"draggan/draggan.py", "draggan/draggan_client.py", "draggan/draggan_logic.py",
-                "draggan/draggan_png.py"} <= names
+        assert {"draggan/draggan.py", "draggan/draggan_logic.py", "draggan/draggan_watchdog.py"} <= names
+        for name in CARRIED:  # the carried client side, unchanged
+            assert z.read("draggan/" + name) == (REPO / name).read_bytes()
         assert (z.getinfo("draggan/draggan.py").external_attr >> 16) & 0o111
     if shutil.which("bash"):
         home = tmp_path / "home"
@@ -337,8 +337,8 @@ def test_package_and_install(tmp_path):
         for version in ("3.0", "3.2"):
             dest = home / ".config" / "GIMP" / version / "plug-ins" / "draggan"
             assert os.access(dest / "draggan.py", os.X_OK)
-            assert (dest / "draggan_client.py").read_bytes() == (REPO / "backend/client.py").read_bytes()
-            assert (dest / "draggan_png.py").read_bytes() == (REPO / "backend/pngcodec.py").read_bytes()
+            for name in CARRIED:
+                assert (dest / name).read_bytes() == (REPO / name).read_bytes()
 
 
 def test_the_images_session_is_only_used_after_the_daemon_compared_the_pixels():

@@ -27,7 +27,8 @@ def plugin(tmp_path_factory):
     for name in [m for m in sys.modules if m == "draggan_krita" or m.startswith("draggan_krita.")]:
         del sys.modules[name]
     import draggan_krita
-    from draggan_krita import daemon, geometry, imaging, jobspec, pngcodec, points, settings
+    from draggan_krita import daemon, geometry, imaging, jobspec, points, settings
+    from draggan_krita.draggan_client import pngcodec
     yield {"pkg": draggan_krita, "geometry": geometry, "points": points, "jobspec": jobspec, "pngcodec": pngcodec,
            "settings": settings, "daemon": daemon, "imaging": imaging}
     sys.path.remove(str(staged))
@@ -337,7 +338,7 @@ def test_settings_roundtrip_and_env(plugin):
 class FakeClient:
     def __init__(self, plugin, sessions=("s1",)):
         self.png = plugin["pngcodec"]
-        self.DaemonError = sys.modules["draggan_krita.client"].DaemonError
+        self.DaemonError = sys.modules["draggan_krita.draggan_client.client"].DaemonError
         self.calls = []
         self.sessions = set(sessions)
         self.state = {"state": "running", "step": 3, "max_steps": 10, "preview_step": 2, "handles": [[1, 1]]}
@@ -413,7 +414,7 @@ def test_daemon_down_through_the_real_client(plugin):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with pytest.raises(sys.modules["draggan_krita.client"].DaemonError) as e:
+    with pytest.raises(sys.modules["draggan_krita.draggan_client.client"].DaemonError) as e:
         d.check(d.Daemon("http://127.0.0.1:%d" % port))
     msg = d.describe_error(e.value)
     assert msg.startswith("Cannot reach the DragGAN daemon at http://127.0.0.1:%d" % port)
@@ -451,7 +452,7 @@ def test_wrong_token_and_missing_model_messages_through_the_real_client(plugin):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = "http://127.0.0.1:%d" % server.server_address[1]
     try:
-        Err = sys.modules["draggan_krita.client"].DaemonError
+        Err = sys.modules["draggan_krita.draggan_client.client"].DaemonError
         with pytest.raises(Err) as e:
             d.check(d.Daemon(url, "wrong-token"))
         assert "refused the token" in d.describe_error(e.value)

@@ -30,19 +30,20 @@ def built_zip(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("name", ["client.py", "pngcodec.py"])
-def test_shared_module_copies_are_identical(built_zip, tmp_path, name):
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "draggan_client").glob("*.py")))
+def test_the_carried_client_side_is_identical(built_zip, tmp_path, name):
+    source = (ROOT / "draggan_client" / name).read_bytes()
     with zipfile.ZipFile(built_zip) as z:
-        assert z.read("draggan_krita/" + name) == (ROOT / "backend" / name).read_bytes()
+        assert z.read("draggan_krita/draggan_client/" + name) == source
     staged = _package().stage(str(tmp_path))
-    assert (Path(staged) / "draggan_krita" / name).read_bytes() == (ROOT / "backend" / name).read_bytes()
+    assert (Path(staged) / "draggan_krita" / "draggan_client" / name).read_bytes() == source
 
 
 def test_zip_layout(built_zip):
     with zipfile.ZipFile(built_zip) as z:
         names = set(z.namelist())
         assert {"draggan_krita.desktop", "draggan_krita/", "draggan_krita/__init__.py",
-                "draggan_krita.action", "draggan_krita/client.py", "draggan_krita/pngcodec.py"} <= names
+                "draggan_krita.action", "draggan_krita/draggan_client/client.py", "draggan_krita/draggan_client/pngcodec.py"} <= names
         assert "draggan_krita/draggan_krita.action" not in names
         assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
         desktop = z.read("draggan_krita.desktop").decode()
@@ -92,5 +93,5 @@ def test_krita_importer_installs_the_zip(built_zip, tmp_path):
     assert p.returncode == 0, p.stderr
     assert "Imported plugin: DragGAN Studio" in p.stdout
     assert (res / "pykrita" / "draggan_krita.desktop").exists()
-    assert (res / "pykrita" / "draggan_krita" / "client.py").exists()
+    assert (res / "pykrita" / "draggan_krita" / "draggan_client" / "client.py").exists()
     assert (res / "actions" / "draggan_krita.action").exists()

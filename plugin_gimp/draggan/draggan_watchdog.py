@@ -74,7 +74,7 @@ def watch(lines, cancel) -> bool:
 
 def main(argv) -> int:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from draggan_client import DaemonClient
+    from draggan_client.client import DaemonClient
     client = DaemonClient(argv[1], token=os.environ.get("DRAGGAN_WATCHDOG_TOKEN") or None, timeout=10.0)
     watch(sys.stdin, client.cancel)
     return 0

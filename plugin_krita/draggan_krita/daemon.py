@@ -1,11 +1,12 @@
 """The blocking calls the worker thread makes, on top of the shared client module.
 
-`client.py` is backend/client.py, copied unchanged into this package by scripts/package_krita.py.
+`draggan_client/` is the project's client-side package, copied unchanged into this package by
+scripts/package_krita.py.
 Functions here take and return plain data only (no libkis, no widgets), so they can run off the
 GUI thread and be tested outside Krita.
 """
 from . import imaging
-from .client import DaemonClient, DaemonError
+from .draggan_client.client import DaemonClient, DaemonError
 
 
 class Daemon(DaemonClient):

@@ -1,8 +1,8 @@
 """PNG <-> Krita BGRA conversion: Qt's codec when PyQt5 is there (fast, thread-safe QImage),
-else the shared stdlib codec (pngcodec.py, a packaged copy of backend/pngcodec.py). Safe to call
+else the shared stdlib codec (draggan_client/pngcodec.py, carried in this package). Safe to call
 from worker threads (QImage, never QPixmap). Krita's RGBA/U8 layers are BGRA in memory; the
 daemon speaks RGB(A) PNG."""
-from . import pngcodec
+from .draggan_client import pngcodec
 
 try:
     from PyQt5.QtCore import QByteArray

@@ -7,7 +7,7 @@ DRAGGAN_URL and DRAGGAN_TOKEN override the stored values (handy for tests and re
 import json
 import os
 
-from .client import DEFAULT_URL, normalize_url
+from .draggan_client.client import DEFAULT_URL, normalize_url
 from .jobspec import clean_params
 
 

@@ -1,7 +1,7 @@
 """PNG encoder/decoder on the standard library (zlib + struct), shared by the Krita and GIMP plug-ins.
 
 The daemon speaks PNG; the plug-ins run inside the editors' own Python (3.8+), where neither
-Pillow nor numpy exists, so each carries a copy of this file, like backend/client.py (the
+Pillow nor numpy exists, so each carries a copy of this package (draggan_client/; the
 packaging scripts copy it, tests check the copies). The daemon itself uses Pillow.
 
 Encoding writes filter-type-0 rows (slicing only, fast). Decoding handles what Pillow, Qt and

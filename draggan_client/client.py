@@ -1,7 +1,7 @@
 """Client for the DragGAN daemon (`draggan serve`), shared by the Krita and GIMP plug-ins.
 
 Standard library only and Python 3.8 syntax, because it runs inside the editors' own Python
-(Krita 5.1's AppImage ships 3.8); each plug-in carries a copy of this file, so it imports nothing
+(Krita 5.1's AppImage ships 3.8); each plug-in carries a copy of this package, so it imports nothing
 from the project. Every failure, whether the daemon is not running, refuses the token or rejects
 a request, is raised as DaemonError with a message that can be shown to the user as it is.
 
