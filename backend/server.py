@@ -3,7 +3,9 @@
 Loopback is the default. Listening on any other address exposes the GPU and the user's images
 to the network, so it needs a token (given, or generated and printed once); a token may also be
 used on loopback. SIGTERM or SIGINT winds the daemon down: it stops accepting, stops the running
-job at its next step, answers the requests in flight and exits 0.
+job at its next step, answers the requests in flight and exits 0. With --exit-on-stdin-close the end
+of its standard input does the same: an editor that started the daemon holds the other end, so the
+daemon ends with the editor even when the editor is killed (draggan_client/launcher.py).
 """
 from __future__ import annotations
 
@@ -74,6 +76,9 @@ def add_serve_args(p: argparse.ArgumentParser) -> None:
     given.add_argument("--token-file", default=None, metavar="PATH",
                        help="read the token from this file (read once at start; surrounding white space ignored)")
     p.add_argument("--generate-token", action="store_true", help="make a random token and print it once")
+    p.add_argument("--exit-on-stdin-close", action="store_true",
+                   help="wind down as on SIGTERM when standard input reaches its end (for a daemon that an "
+                        "editor started and must not outlive it)")
 
 
 def config_from_args(args: argparse.Namespace) -> tuple[DaemonConfig, bool]:
@@ -184,6 +189,20 @@ def stop_on_signals(server: DaemonServer) -> None:
         signal.signal(sig, handle)
 
 
+def stop_when_stdin_closes(server: DaemonServer) -> None:
+    """Wind the daemon down, as SIGTERM does, once standard input reaches its end. The editor that started it
+    holds the other end of the pipe, and the system closes it however the editor ends, killed included."""
+    def watch() -> None:
+        try:
+            while os.read(0, 65536):  # what is written is ignored: only the end matters
+                pass
+        except OSError:  # no standard input to read is as good as a closed one
+            pass
+        server.stop("stdin closed")
+
+    threading.Thread(target=watch, name="draggan-stdin", daemon=True).start()
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     config, generated = config_from_args(args)
     handler = logging.StreamHandler()
@@ -196,6 +215,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if generated:
         print(f"access token (shown once, keep it): {config.token}", flush=True)
     stop_on_signals(server)
+    if args.exit_on_stdin_close:
+        stop_when_stdin_closes(server)
     server.serve_forever()
     print(f"draggan daemon stopped ({server.stop_reason})", flush=True)
     return 0
