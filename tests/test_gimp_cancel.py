@@ -2,8 +2,8 @@
 daemon (a drag: the session goes back as it was; a real layer's inversion: the session is dropped).
 Real daemon, the plug-in's own files, system python3 (the interpreter GIMP uses), no GIMP needed.
 The jobs are held at the daemon's test gate while the plug-in's stand-in acts, so they are still in
-progress on any machine. Also the plug-in's whole conversation for a real layer
-(draggan_logic.edit) against that daemon."""
+progress on any machine. Also the plug-in's whole conversation for a real layer (the shared
+draggan_client.workflow with the dialog's settings from draggan_logic) against that daemon."""
 from __future__ import annotations
 
 import io
@@ -24,8 +24,11 @@ from gimp_daemon import MODEL, REPO, running_daemon, write_tiny_model  # noqa: E
 
 PLUGIN = REPO / "plugin_gimp" / "draggan"
 sys.path.insert(0, str(PLUGIN))
+sys.path.insert(0, str(REPO))  # draggan_client from the repository, not the plug-in folder's copy (maybe stale)
 import draggan_logic as logic  # noqa: E402
+from draggan_client import workflow  # noqa: E402
 from draggan_client.client import DaemonClient, DaemonError  # noqa: E402
+from draggan_client.pngcodec import encode_png  # noqa: E402
 
 TOKEN = "cancel-test-token-0123456789"
 PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
@@ -123,7 +126,7 @@ def test_a_killed_plugin_gets_its_inversion_cancelled(daemon, installed):
     client = DaemonClient(daemon, token=TOKEN)
     layer = plain_layer(client)
     with gate.holding(daemon, TOKEN):
-        made = client.create_session(logic.encode_png(200, 150, 4, layer.tobytes()), model=MODEL,
+        made = client.create_session(encode_png(200, 150, 4, layer.tobytes()), model=MODEL,
                                      invert=logic.invert_settings(2000, 0, 0))
         job_id = made["job_id"]
         assert job_id and not made["reused"]
@@ -136,39 +139,53 @@ def test_a_killed_plugin_gets_its_inversion_cancelled(daemon, installed):
     assert e.value.code == "unknown_session"
 
 
+class Counting(DaemonClient):
+    """The real client, counting the layers sent to the daemon."""
+
+    sent_layers = 0
+
+    def create_session(self, image_png, from_session=None, **kwargs):
+        self.sent_layers += from_session is None
+        return super().create_session(image_png, from_session=from_session, **kwargs)
+
+
 def test_the_plugins_edit_of_a_real_layer(daemon):
-    """What DragGAN Drag does on a plain layer: invert the selected part, drag, full-size result with
-    the layer's own bytes outside the selection; the same layer again reuses the session."""
-    client = DaemonClient(daemon, token=TOKEN)
+    """What DragGAN Drag does on a plain layer (draggan.py's _drag): invert the selected part, drag,
+    full-size result with the layer's own bytes outside the selection; the same layer again, with the
+    image's record, gets the daemon's session for its pixels; the result layer, with its own record,
+    is dragged on that session without sending anything but the drag."""
+    client = Counting(daemon, token=TOKEN)
     layer = plain_layer(client)
     mask = np.zeros((150, 200), np.uint8)
     mask[50:95, 80:125] = 255
     drags = [((95.0, 70.0), (105.0, 75.0))]
     jobs, kinds = [], set()
 
-    def edit(info, trusted):
-        return logic.edit(client, info, trusted, 200, 150, layer.tobytes(), drags, mask.tobytes(),
-                          logic.drag_options(8, 20.0), model=MODEL, invert=logic.invert_settings(20, 0, 10),
-                          feather=4, watch_job=jobs.append, on_status=lambda s: kinds.add(s.get("kind")))
+    def edit(pixels, record, trusted):
+        edit = workflow.Edit(200, 150, pixels.tobytes(), 4, drags, workflow.editable_mask(mask.tobytes(), 200, 150),
+                             logic.drag_settings(8, 20.0, feather=4), model=MODEL,
+                             invert=logic.invert_settings(20, 0, 10), trusted=trusted)
+        return workflow.run(client, record, edit, on_job=jobs.append, on_status=lambda s: kinds.add(s.get("kind")))
 
-    first = edit(None, True)
-    assert first["real"] and not first["reused"] and first["psnr"] is not None
+    first = edit(layer, None, True)
+    assert first.real and first.psnr is not None and client.sent_layers == 1
     assert kinds == {"invert", "drag"} and len(jobs) == 2
-    region = first["session"]["region"]
-    assert region["x"] <= 80 and region["y"] <= 50 and region["x"] + region["width"] >= 125
-    assert first["info"]["origin"] == "layer" and first["info"]["region"] == region
-    result = np.asarray(Image.open(io.BytesIO(first["png"])).convert("RGBA"))
+    x, y, width, height = first.record.region
+    assert x <= 80 and y <= 50 and x + width >= 125 and y + height >= 95
+    assert first.record.origin == workflow.REAL and first.record.selection_bbox == [80, 50, 45, 45]
+    result = np.asarray(Image.open(io.BytesIO(first.png)).convert("RGBA"))
     assert result.shape == layer.shape
     outside = mask == 0
     assert (result[outside] == layer[outside]).all()  # bit-exact outside the selection
     assert np.abs(result[~outside].astype(int) - layer[~outside]).mean() > 1
-    ch = first["changed"]
+    ch = first.changed
     assert ch and ch["x"] >= 80 and ch["y"] >= 50 and ch["x"] + ch["width"] <= 125 and ch["y"] + ch["height"] <= 95
 
     jobs.clear()
-    again = edit(first["info"], False)  # the source layer again (the image remembers the session)
-    assert again["reused"] and again["session"]["session_id"] == first["session"]["session_id"]
-    assert len(jobs) == 1  # no new inversion
+    again = edit(layer, first.record, False)  # the source layer again: only the image remembers the session
+    assert again.record.session_id == first.record.session_id and client.sent_layers == 2
+    assert len(jobs) == 1  # the daemon found its session for these pixels: no new inversion
     jobs.clear()
-    on_result = edit(again["info"], True)  # the result layer: its own parasite, nothing sent but the drag
-    assert on_result["session"]["session_id"] == first["session"]["session_id"] and len(jobs) == 1
+    shown = np.asarray(Image.open(io.BytesIO(again.png)).convert("RGBA"))
+    on_result = edit(shown, again.record, True)  # the result layer: its own record, nothing sent but the drag
+    assert on_result.record.session_id == first.record.session_id and len(jobs) == 1 and client.sent_layers == 2
