@@ -314,6 +314,25 @@ def test_the_images_record_is_used_only_after_the_daemon_compared_the_pixels():
     assert not client.made("generate")
 
 
+def test_a_documents_record_is_trusted_for_the_pixels_its_fingerprint_names():
+    """Krita keeps one record per document: it counts as the layer's own where the layer has the
+    pixels the record was made from, and the daemon compares any other layer."""
+    edit = picture(trusted=False)
+    record = generated([], fingerprint=edit.fingerprint())
+    client = FakeDaemon({"s1": generated_session()})
+    assert workflow.find_session(client, record, edit) == "s1"
+    assert client.calls == [("session", "s1")]
+    client = FakeDaemon()  # after a daemon restart: regenerated from the seed
+    assert workflow.find_session(client, record, edit) == "new"
+    assert client.made("generate") == [("generate", 5, "tiny", 0.7)]
+    painted = picture(trusted=False)
+    painted.pixels = b"\x01" + painted.pixels[1:]
+    client = FakeDaemon({"s1": generated_session()})  # another layer of the document
+    assert workflow.find_session(client, record, painted) == "copy-of-s1"
+    client = FakeDaemon()
+    assert workflow.find_session(client, record, painted) is None and not client.made("generate")
+
+
 # ----------------------------------------------------------------------------- real layers (GAN inversion)
 
 def test_a_real_layer_is_inverted_then_dragged():
