@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import draggan_logic as logic  # noqa: E402
 from draggan_client.client import DEFAULT_URL, DaemonClient, DaemonError, normalize_url  # noqa: E402
 from draggan_client.pngcodec import PngError, png_size  # noqa: E402
+from draggan_client import workflow  # noqa: E402
 from draggan_watchdog import Watchdog  # noqa: E402
 
 DRAG_PROC = "python-fu-draggan-drag"
@@ -48,6 +49,8 @@ def _failed(procedure, exc):
     Gimp.progress_end()
     if isinstance(exc, logic.PluginError):
         return _error(procedure, "DragGAN: " + exc.message, exc.calling)
+    if isinstance(exc, workflow.WorkflowError):
+        return _error(procedure, "DragGAN: " + str(exc))
     if isinstance(exc, DaemonError):
         return _error(procedure, "DragGAN: " + logic.friendly(exc.message, exc.code))
     if isinstance(exc, PngError):
@@ -121,9 +124,9 @@ def _run_in_thread(work, on_status=None):
 
 
 def _show_progress(status):
-    fraction, text = logic.progress(status)
-    Gimp.progress_set_text(text)
-    Gimp.progress_update(fraction)
+    shown = workflow.progress(status)
+    Gimp.progress_set_text("DragGAN: " + shown.text)
+    Gimp.progress_update(shown.fraction)
 
 
 def _load_png_layer(image, png, name):
@@ -143,14 +146,14 @@ def _load_png_layer(image, png, name):
     return layer
 
 
-def _attach(target, info):
+def _attach(target, record):
     flags = Gimp.PARASITE_PERSISTENT | Gimp.PARASITE_UNDOABLE
-    target.attach_parasite(Gimp.Parasite.new(logic.PARASITE, flags, logic.encode_info(info)))
+    target.attach_parasite(Gimp.Parasite.new(logic.PARASITE, flags, record.to_json().encode("utf-8")))
 
 
-def _read_info(target):
+def _read_record(target):
     parasite = target.get_parasite(logic.PARASITE)
-    return logic.decode_info(bytes(parasite.get_data())) if parasite is not None else None
+    return workflow.SessionRecord.from_json(bytes(parasite.get_data())) if parasite is not None else None
 
 
 # ----------------------------------------------------------------------------- drag
@@ -210,49 +213,49 @@ def _drag(procedure, image, drawables, config):
     points = (config.get_property("points") or "").strip()
     drags = logic.drags_from_json(points) if points else _drag_path(image, config)
     drags = logic.to_layer(drags, ox, oy, width, height)
-    mask = logic.editable_mask(_selection(image, source, width, height), width, height)
+    mask = workflow.editable_mask(_selection(image, source, width, height), width, height)
     rgba = bytes(source.get_buffer().get(Gegl.Rectangle.new(0, 0, width, height), 1.0, "R'G'B'A u8",
                                          Gegl.AbyssPolicy.NONE))
-    info, trusted = _read_info(source), True
-    if info is None:  # e.g. a copy of a DragGAN layer: the daemon checks the pixels against the image's session
-        info, trusted = _read_info(image), False
-    options = logic.drag_options(config.get_property("steps"), config.get_property("mask-lambda"),
-                                 config.get_property("learning-rate"), config.get_property("r1"),
-                                 config.get_property("r2"), config.get_property("w-layers"))
+    record, trusted = _read_record(source), True
+    if record is None:  # e.g. a copy of a DragGAN layer: the daemon checks the pixels against the image's session
+        record, trusted = _read_record(image), False
+    settings = logic.drag_settings(config.get_property("steps"), config.get_property("mask-lambda"),
+                                   config.get_property("learning-rate"), config.get_property("r1"),
+                                   config.get_property("r2"), config.get_property("w-layers"),
+                                   config.get_property("feather"))
     invert = logic.invert_settings(config.get_property("inversion-w-steps"),
                                    config.get_property("inversion-wplus-steps"),
                                    config.get_property("inversion-tuning-steps"))
+    edit = workflow.Edit(width, height, rgba, 4, drags, mask, settings,
+                         model=(config.get_property("model") or "").strip() or None, invert=invert, trusted=trusted)
     client = _client(config)
 
     def work(state):
         watchdog = Watchdog(client.url, client.token)  # cancels our jobs (inversion, drag) if GIMP kills us
         try:
-            return logic.edit(client, info, trusted, width, height, rgba, drags, mask, options,
-                              model=config.get_property("model"), invert=invert,
-                              feather=config.get_property("feather"), watch_job=watchdog.job,
-                              on_status=lambda s: state.__setitem__("status", s))
+            return workflow.run(client, record, edit, on_job=watchdog.job,
+                                on_status=lambda s: state.__setitem__("status", s))
         finally:
             watchdog.done()
 
     Gimp.progress_init("DragGAN: sending the drag to {}".format(client.url))
     done = _run_in_thread(work, _show_progress)
-    png, final = done["png"], done["final"]
+    png, final = done.png, done.final
     if png_size(png) != (width, height):
         raise logic.PluginError("the daemon sent a {}x{} picture for a {}x{} layer".format(
             *png_size(png), width, height))
     # Only now, with the daemon's answer in hand, is the image touched: one undo step.
     Gimp.progress_set_text("DragGAN: adding the result layer")
     keep_outside = config.get_property("keep-outside") and mask is not None
-    new_info = done["info"]
     image.undo_group_start()
     try:
-        layer = _load_png_layer(image, png, logic.layer_name(final, done["psnr"]))
+        layer = _load_png_layer(image, png, logic.layer_name(final, done.psnr))
         image.insert_layer(layer, source.get_parent(), image.get_item_position(source))
         layer.set_offsets(ox, oy)
         if keep_outside:
             layer.add_mask(layer.create_mask(Gimp.AddMaskType.SELECTION))
-        _attach(layer, new_info)
-        _attach(image, new_info)
+        _attach(layer, done.record)
+        _attach(image, done.record)
         layer.update(0, 0, width, height)
     finally:
         image.undo_group_end()
@@ -276,9 +279,10 @@ def run_new_image(procedure, config, data):
         image.undo_disable()
         layer = _load_png_layer(image, made["image"], "DragGAN {} seed {}".format(made.get("model") or "", seed))
         image.insert_layer(layer, None, 0)
-        info = logic.session_info(made, client.url, seed, psi, origin="generated")
-        _attach(layer, info)
-        _attach(image, info)
+        record = workflow.SessionRecord(made["session_id"], client.url, made["width"], made["height"],
+                                        workflow.GENERATED, model=made.get("model") or model, seed=seed, psi=psi)
+        _attach(layer, record)
+        _attach(image, record)
         image.undo_enable()
     except Exception as e:  # noqa: BLE001 - every failure becomes a message, never a crashed plug-in
         return _failed(procedure, e)

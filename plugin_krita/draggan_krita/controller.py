@@ -5,11 +5,13 @@ client module) on the worker thread; answers come back as plain data on the GUI 
 the document is read and written through kritadoc.py. The docker and the canvas tool only talk
 to this object.
 """
+import dataclasses
 import time
 
 from PyQt5.QtCore import QObject, QTimer, pyqtSignal
 
 from . import daemon, jobspec, kritadoc
+from .draggan_client import workflow
 from .points import ANNOTATION_POINTS, PointList
 from .settings import Settings
 from .worker import Worker
@@ -37,7 +39,8 @@ class Controller(QObject):
         self.health = {}
         self.models = []
         self.job = None  # dict (see _new_job): id, kind (generated/layer), phase (start/invert/drag), doc, ...
-        self.progress = None
+        self.progress = None  # workflow.Progress of the running job's last status
+        self.status = None  # that status (the daemon's job JSON)
         self.last_message = ("", False)
         self.last_result = None  # dict about the last finished job (tests read it)
         self._docs = []  # [(doc, PointList)]
@@ -121,8 +124,12 @@ class Controller(QObject):
     def tool_armed_changed(self, armed):
         self.armed_changed.emit(armed)
 
-    def session_info(self, doc):
-        return jobspec.parse_session_info(kritadoc.read_annotation(doc, jobspec.ANNOTATION_SESSION))
+    def session_record(self, doc):
+        return workflow.SessionRecord.from_json(kritadoc.read_annotation(doc, jobspec.ANNOTATION_SESSION))
+
+    def _write_record(self, doc, record):
+        if kritadoc.document_open(doc):
+            kritadoc.write_annotation(doc, jobspec.ANNOTATION_SESSION, record.to_json())
 
     # -- new image from the model ----------------------------------------------------------------
     def new_image(self, model=None, seed=None):
@@ -139,8 +146,8 @@ class Controller(QObject):
         model, seed = answer.get("model") or self.settings.model, answer.get("seed", self.settings.seed)
         doc, node = kritadoc.new_document(w, h, "DragGAN %s seed %s" % (model, seed), bgra,
                                           "%s seed %s" % (model, seed))
-        kritadoc.write_annotation(doc, jobspec.ANNOTATION_SESSION, jobspec.session_info_json(
-            answer["session_id"], model, seed, w, h, self.settings.url))
+        self._write_record(doc, jobspec.generated_record(answer["session_id"], model, seed, bgra, w, h,
+                                                         self.settings.url))
         self.points_for(doc)
         self.say("New image: %s, seed %s (%dx%d). Arm the Drag tool and place points." % (model, seed, w, h))
         self.points_changed.emit()
@@ -169,94 +176,43 @@ class Controller(QObject):
         try:
             if err:
                 raise jobspec.RequestError(err)
-            mask = jobspec.mask_from_selection(kritadoc.selection_bytes(doc), w, h)
-            req = jobspec.drag_request(pts, self.settings.params, mask, w, h)
-        except jobspec.RequestError as exc:
+            edit = jobspec.edit_request(pts, self.settings.params, kritadoc.layer_pixels(source, w, h), w, h,
+                                        kritadoc.selection_bytes(doc), self.settings.model)
+            workflow.drag_request(edit)  # the handles must lie in the selection: said before anything is sent
+        except (jobspec.RequestError, workflow.WorkflowError) as exc:
             self.say(str(exc), True)
             return False
-        info = self.session_info(doc)
-        if info is None or jobspec.is_layer_session(info):
-            return self._run_layer(doc, source, info, pts, mask, req, w, h)
-        layer_bgra = None
-        if (info.get("width"), info.get("height")) != (w, h):
-            # the layer shows the document's picture at another size: a session made from the document's
-            layer_bgra = kritadoc.layer_pixels(source, w, h)
-        self.job = self._new_job(doc, source, mask, w, h, info.get("model") or self.settings.model, req,
-                                 info.get("session_id"), "generated")
+        record = self.session_record(doc)
+        self.job = self._new_job(doc, source, edit, record)
         self.job_changed.emit()
-        client, session = self.client(), self.job["session"]
-
-        def start():  # on the worker thread: PNG encoding included
-            png = jobspec.session_request(layer_bgra, w, h) if layer_bgra is not None else None
-            return daemon.start_drag(client, session, png, req)
-        self.worker.submit(start, (), self._started, self._start_failed)
+        self.worker.submit(workflow.begin, (self.client(), record, edit), self._started, self._start_failed)
         return True
 
-    def _new_job(self, doc, source, mask, w, h, model, req, session, kind):
-        job = {"id": None, "doc": doc, "source": source, "layer": None, "mask": mask, "w": w, "h": h,
-               "model": model, "n": len(req["handles"]), "req": req, "preview_step": None, "stopping": False,
-               "cancelling": False, "t0": time.time(), "session": session, "kind": kind, "phase": "start",
-               "inversion": None}
-        self.progress = None
-        self.say("Starting the drag (%d point pair%s)..." % (job["n"], "" if job["n"] == 1 else "s"))
+    def _new_job(self, doc, source, edit, record):
+        n = len(edit.drags)
+        job = {"id": None, "doc": doc, "source": source, "layer": None, "edit": edit, "record": record,
+               "started": None, "w": edit.width, "h": edit.height, "mask": edit.mask,
+               "model": (record.model if record else None) or self.settings.model, "n": n,
+               "preview_step": None, "stopping": False, "cancelling": False, "t0": time.time(), "session": None,
+               "kind": "generated", "phase": "start", "inversion": None}
+        self.progress = self.status = None
+        self.say("Starting the drag (%d point pair%s)..." % (n, "" if n == 1 else "s"))
         return job
 
-    def _run_layer(self, doc, source, info, pts, mask, req, w, h):
-        """A layer the daemon did not generate: send it (with the selection's bounding box) for inversion,
-        unless the document's saved session for it fits; then drag in layer pixels."""
-        layer_bgra = kritadoc.layer_pixels(source, w, h)
-        model = self.settings.model or None
-        bbox = jobspec.selection_bbox(mask, w, h)
-        invert = jobspec.invert_settings(self.settings.params)
-        fingerprint = jobspec.layer_fingerprint(layer_bgra, w, h)
-        saved = jobspec.reusable_layer_session(info, model, w, h, self.settings.url, bbox, fingerprint, invert)
-        self.job = self._new_job(doc, source, mask, w, h, model, req, saved, "layer")
-        self.job.update(bbox=bbox, invert=invert, fingerprint=fingerprint, asked_model=model)
-        if saved is None:
-            self.say("Sending the layer to the daemon (%s)..." % (model or "default model"))
-        self.job_changed.emit()
-        client, create = self.client(), jobspec.layer_session_request(model, bbox, invert)
-
-        def start():
-            return daemon.start_layer(client, saved, lambda: jobspec.session_request(layer_bgra, w, h), create, req)
-        self.worker.submit(start, (), self._started, self._start_failed)
-        return True
-
-    def _remember_layer_session(self, job):
-        if not kritadoc.document_open(job["doc"]):
-            return
-        old = self.session_info(job["doc"]) or {}
-        region = job.get("region") or (old.get("region") if old.get("session_id") == job["session"] else None)
-        kritadoc.write_annotation(job["doc"], jobspec.ANNOTATION_SESSION, jobspec.layer_session_info_json(
-            job["session"], job["asked_model"], job["w"], job["h"], self.settings.url, jobspec.region_list(region),
-            job["bbox"], job["fingerprint"], job["invert"]))
-
-    def _started(self, answer):
+    def _started(self, started):
         job = self.job
         if job is None:
             return
-        new_session = answer["session_id"] != job["session"]
-        job["session"] = answer["session_id"]
-        job["phase"] = answer.get("phase", "drag")
-        job["id"] = answer["invert_job"] if job["phase"] == "invert" else answer["job_id"]
-        if answer.get("region") is not None:
-            job["region"] = answer["region"]
-        if job["kind"] == "layer":
-            job["reused"] = answer.get("reused")
-            job["model"] = answer.get("model") or job["model"]
-            if job["phase"] == "drag":
-                self._remember_layer_session(job)
-        elif new_session and kritadoc.document_open(job["doc"]):
-            old = self.session_info(job["doc"]) or {}
-            kritadoc.write_annotation(job["doc"], jobspec.ANNOTATION_SESSION, jobspec.session_info_json(
-                job["session"], job["model"], old.get("seed"), job["w"], job["h"], self.settings.url))
+        job.update(started=started, session=started.session_id, phase=started.phase, id=started.job_id,
+                   kind="layer" if started.real else "generated", reused=started.reused,
+                   model=started.model or job["model"])
         if kritadoc.document_open(job["doc"]):
             name = "DragGAN preview (inverting)" if job["phase"] == "invert" else "DragGAN preview (running)"
             job["layer"] = kritadoc.add_layer_above(job["doc"], job["source"], name)
         if job["phase"] == "invert":
             self.say("Inverting the layer: the daemon fits %s into the model first%s..." % (
-                "the selection" if job.get("bbox") else "the layer",
-                " (reusing the inversion that is still running)" if job.get("reused") else ""))
+                "the selection" if job["edit"].mask is not None else "the layer",
+                " (reusing the inversion that is still running)" if started.reused else ""))
         else:
             self.say("Dragging (%d point pair%s)..." % (job["n"], "" if job["n"] == 1 else "s"))
         self._send_pending(job)
@@ -327,11 +283,11 @@ class Controller(QObject):
             return
         job["poll_errors"] = 0
         status, preview = answer
-        self.progress = jobspec.Progress(status)
+        self.status, self.progress = status, workflow.progress(status)
         open_doc = kritadoc.document_open(job["doc"])
         pts = self.points_for(job["doc"]) if open_doc else None
-        if pts is not None and self.progress.handles and self.progress.kind == "drag":
-            pts.set_handles(self.progress.handles)
+        if pts is not None and status.get("handles") and status.get("kind", "drag") == "drag":
+            pts.set_handles([list(p) for p in status["handles"]])
         if preview is not None and open_doc and job["layer"] is not None:
             job["preview_step"] = preview["step"]
             # a layer session's previews are the whole layer with the edit (or the reconstruction) in it
@@ -339,44 +295,46 @@ class Controller(QObject):
                                                                                                 job["mask"])
             kritadoc.write_layer(job["doc"], job["layer"], pixels, job["w"], job["h"])
         if self.tool is not None:
-            self.tool.status_text = self.progress.text()
+            self.tool.status_text = self.progress.text
             self.tool.refresh()
         self.job_changed.emit()
         if self.progress.finished:
             self._poll_timer.stop()
             if job["phase"] == "invert":
                 self._inverted(job)
-            elif self.progress.succeeded:
-                self.worker.submit(daemon.result, (self.client(), job["id"], job["w"], job["h"]),
+            elif status.get("state") == "done":
+                self.worker.submit(daemon.finish, (self.client(), job["started"], status, job["record"], job["edit"]),
                                    self._got_result, self._poll_failed)
             else:
-                self._finish(None, self.progress.text())
+                self._finish(None, self.progress.text)
 
     def _inverted(self, job):
-        """The inversion ended: drag now (done, also when stopped early), else give up."""
-        pr = self.progress
-        job["inversion"] = {"text": pr.text(), "psnr": pr.psnr, "reason": pr.reason,
-                            "quality": (pr.job.get("result") or {}).get("quality"), "job_id": job["id"]}
-        if not pr.succeeded or job.get("cancelling"):
-            self._finish(None, pr.text())
+        """The inversion ended: drag now (done, also when stopped early), else give up. The layer's
+        session is remembered first, so a later Run reuses the inversion even if this drag fails."""
+        status, text = self.status, self.progress.text
+        job["inversion"] = {"text": text, "psnr": self.progress.psnr, "reason": status.get("reason"),
+                            "quality": (status.get("result") or {}).get("quality"), "job_id": job["id"]}
+        if status.get("state") != "done" or job.get("cancelling"):
+            self._finish(None, text)
             return
-        self._remember_layer_session(job)
+        self._write_record(job["doc"], workflow.real_record(self.settings.url, job["started"], job["edit"]))
         if not kritadoc.document_open(job["doc"]):
             self._finish(None, "The document was closed before the drag could start.")
             return
         job.update(phase="drag", id=None, stopping=False, preview_step=None)
-        if job["layer"] is not None and kritadoc.document_open(job["doc"]):
+        if job["layer"] is not None:
             job["layer"].setName("DragGAN preview (running)")
-        self.say("%s. Dragging (%d point pair%s)..." % (pr.text(), job["n"], "" if job["n"] == 1 else "s"))
-        self.worker.submit(daemon.start_drag, (self.client(), job["session"], None, job["req"], True),
+        self.say("%s. Dragging (%d point pair%s)..." % (text, job["n"], "" if job["n"] == 1 else "s"))
+        client, started, edit = self.client(), job["started"], job["edit"]
+        self.worker.submit(lambda: workflow.start_drag(client, started, edit, inversion=status), (),
                            self._drag_started, self._start_failed)
 
-    def _drag_started(self, answer):
+    def _drag_started(self, started):
         job = self.job
         if job is None:
             return
-        job["id"] = answer["job_id"]
-        self.progress = None
+        job.update(started=started, id=started.job_id)
+        self.progress = self.status = None
         self.job_changed.emit()
         self._send_pending(job)
         self._poll_timer.start()
@@ -392,26 +350,30 @@ class Controller(QObject):
         if job is None:
             return
         open_doc = kritadoc.document_open(job["doc"])
+        done, bgra = result if result is not None else (None, None)
+        text = self.progress.text if self.progress is not None else "Done"
         if error is not None or result is None:
             if job["layer"] is not None and open_doc:
                 kritadoc.remove_layer(job["layer"])
-            cancelled = self.progress is not None and self.progress.state == "cancelled"
+            cancelled = self.status is not None and self.status.get("state") == "cancelled"
             self.last_result = {"ok": False, "error": error, "cancelled": cancelled, "inversion": job["inversion"]}
             self.say(error or "The drag failed.", not cancelled)
-        elif job["kind"] == "layer" and not (self.progress.job.get("changed") if self.progress else None):
+        elif job["kind"] == "layer" and not done.changed:
             if job["layer"] is not None and open_doc:
                 kritadoc.remove_layer(job["layer"])
-            text = self.progress.text() if self.progress is not None else "Done"
             self.last_result = {"ok": True, "layer": None, "text": text, "seconds": time.time() - job["t0"],
                                 "inversion": job["inversion"], "session": job["session"], "changed": None}
             self.say("%s, but no pixel changed: no layer added." % text)
         else:
             name = jobspec.result_layer_name(job["model"], job["n"])
-            changed = self.progress.job.get("changed") if self.progress is not None else None
+            changed = done.changed
             if job["kind"] == "layer":  # the full-size result, only its changed rectangle needs pixels
-                pixels = jobspec.changed_layer_pixels(result["bgra"], job["w"], job["h"], changed)
+                pixels = jobspec.changed_layer_pixels(bgra, job["w"], job["h"], changed)
+                # the result stacks over the unchanged source: the record goes with the source's pixels
+                self._write_record(job["doc"], dataclasses.replace(done.record,
+                                                                   fingerprint=job["edit"].fingerprint()))
             else:
-                pixels = jobspec.result_layer_pixels(result["bgra"], job["mask"])
+                pixels = jobspec.result_layer_pixels(bgra, job["mask"])
             if open_doc:
                 layer = job["layer"] or kritadoc.add_layer_above(job["doc"], job["source"], name)
                 kritadoc.write_layer(job["doc"], layer, pixels, job["w"], job["h"])
@@ -420,7 +382,6 @@ class Controller(QObject):
                 pts = self.points_for(job["doc"])
                 if pts is not None:
                     kritadoc.write_annotation(job["doc"], ANNOTATION_POINTS, pts.to_json())
-            text = self.progress.text() if self.progress is not None else "Done"
             self.last_result = {"ok": True, "layer": name, "text": text, "seconds": time.time() - job["t0"],
                                 "inversion": job["inversion"], "session": job["session"], "changed": changed,
                                 "kind": job["kind"]}

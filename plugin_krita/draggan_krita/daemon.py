@@ -6,6 +6,7 @@ Functions here take and return plain data only (no libkis, no widgets), so they 
 GUI thread and be tested outside Krita.
 """
 from . import imaging
+from .draggan_client import workflow
 from .draggan_client.client import DaemonClient, DaemonError
 
 
@@ -28,62 +29,11 @@ def generate(client, req):
             "model": made.get("model") or req.get("model"), "seed": made.get("seed", req["seed"])}
 
 
-def _session_gone(exc):
-    return isinstance(exc, DaemonError) and exc.status == 404 and (
-        exc.code == "unknown_session" or "session" in str(exc).lower())
-
-
-def _drag(client, session_id, req):
-    kwargs = dict(req)
-    handles, targets = kwargs.pop("handles"), kwargs.pop("targets")
-    mask_png = kwargs.pop("mask_png", None)
-    return client.drag(session_id, handles, targets, mask_png=mask_png, **kwargs)
-
-
-def start_drag(client, session_id, session_png, req, layer_session=False):
-    """Start a drag job on the document's session. With session_png (the layer as PNG) a new session
-    is made first from the document's session (the layer shows its picture at another size, e.g.
-    after Image > Scale). layer_session: the session was made from a layer by inversion."""
-    if session_png is not None:
-        made = client.create_session(session_png, from_session=session_id)
-        session_id = made["session_id"]
-    try:
-        job = _drag(client, session_id, req)
-    except DaemonError as exc:
-        if _session_gone(exc):
-            again = ("Run again to invert the layer anew" if layer_session
-                     else "Use 'New image from model' to start again")
-            raise DaemonError("The daemon no longer has this picture's session (was it restarted?). %s. (%s)"
-                              % (again, exc), status=404, code=exc.code)
-        raise
-    return {"phase": "drag", "job_id": job["job_id"], "session_id": session_id}
-
-
-def start_layer(client, saved_session, layer_png, create, req):
-    """Start editing a layer the daemon did not generate.
-
-    saved_session: the document's saved layer session, when it fits this Run; it is dragged directly
-    (and made anew if the daemon no longer has it). Otherwise the layer (layer_png(), PNG bytes) is
-    sent with `create` (jobspec.layer_session_request): the daemon answers with its session for that
-    picture, reused or new; while the session's inversion job runs the answer is
-    {"phase": "invert", "invert_job", ...} and the caller drags once it is done, else the drag starts
-    now ({"phase": "drag", "job_id", ...})."""
-    if saved_session:
-        try:
-            started = _drag(client, saved_session, req)
-            return {"phase": "drag", "job_id": started["job_id"], "session_id": saved_session, "reused": True,
-                    "region": None, "sent_layer": False}
-        except DaemonError as exc:
-            if not (_session_gone(exc) or exc.code == "session_inverting"):
-                raise
-    made = client.create_session(layer_png(), **dict((k, v) for k, v in create.items() if v is not None))
-    answer = {"session_id": made["session_id"], "reused": bool(made.get("reused")), "region": made.get("region"),
-              "model": made.get("model"), "sent_layer": True}
-    if made.get("job_id") and not made.get("ready", False):
-        answer.update(phase="invert", invert_job=made["job_id"])
-        return answer
-    answer.update(start_drag(client, made["session_id"], None, req, layer_session=True))
-    return answer
+def finish(client, started, final, record, edit):
+    """(the workflow's Finished, the result as BGRA)."""
+    done = workflow.finish(client, started, final, record, edit)
+    _w, _h, bgra = imaging.decode_png_bgra(done.png, edit.width, edit.height)
+    return done, bgra
 
 
 def poll(client, job_id, last_preview_step, width, height):
@@ -97,11 +47,6 @@ def poll(client, job_id, last_preview_step, width, height):
             _w, _h, bgra = imaging.decode_png_bgra(png, width, height)
             preview = {"step": step, "bgra": bgra}
     return status, preview
-
-
-def result(client, job_id, width, height):
-    _w, _h, bgra = imaging.decode_png_bgra(client.result(job_id), width, height)
-    return {"bgra": bgra}
 
 
 def stop(client, job_id):
@@ -119,8 +64,8 @@ def cancel(client, job_id):
 
 
 def describe_error(exc, url=""):
-    """A message for the docker: the daemon's own words for DaemonError, a short text otherwise."""
-    if isinstance(exc, DaemonError):
+    """A message for the docker: the daemon's or the workflow's own words, a short text otherwise."""
+    if isinstance(exc, (DaemonError, workflow.WorkflowError)):
         text = str(exc)
     else:
         text = "Unexpected error: %s: %s" % (type(exc).__name__, exc)

@@ -271,8 +271,8 @@ class DragGANDocker(DockWidget):
         self.cancel_btn.setEnabled(running)
         pr = self.ctl.progress
         if pr is not None:
-            self.progress.setValue(pr.percent)
-            self.progress_text.setText(pr.text())
+            self.progress.setValue(int(100 * pr.fraction))
+            self.progress_text.setText(pr.text)
         elif running:
             self.progress.setValue(0)
             self.progress_text.setText("Starting...")

@@ -18,7 +18,7 @@ import traceback
 
 from krita import Extension, Krita, Selection
 from PyQt5.QtCore import QPoint, QProcess, QTimer
-from PyQt5.QtWidgets import QApplication, QDockWidget, QPushButton, QSpinBox, QCheckBox, QComboBox, QDoubleSpinBox, QLabel
+from PyQt5.QtWidgets import QPushButton, QSpinBox, QCheckBox, QComboBox, QLabel
 
 from . import editor_gate as gate
 
@@ -200,13 +200,13 @@ class E2EExtension(Extension):
         doc = kritadoc.active_document()
         doc.setBatchmode(True)  # no modal dialogs on save
         view = win.activeView()
-        info = ctl.session_info(doc)
+        info = ctl.session_record(doc)
         source = doc.activeNode()
         W, H = doc.width(), doc.height()
         src_before = bytes(source.pixelData(0, 0, W, H))
         self.log("new_image", size=[W, H], session=info, layer=source.name(), name=doc.name(),
                  layers=[n.name() for n in doc.topLevelNodes()])
-        check(info and info["session_id"] and info["model"] == model, "session annotation missing", info=info)
+        check(info and info.session_id and info.model == model, "session annotation missing", info=info)
         check(any(b for b in src_before[0::4]), "generated layer is empty")
 
         # view: zoom in; on 5.2 also rotate and mirror (the flake transforms must follow)
@@ -324,7 +324,6 @@ class E2EExtension(Extension):
         # parameters and Run
         w(QSpinBox, "draggan_steps").setValue(int(os.environ.get("DRAGGAN_E2E_STEPS", "5")))
         w(QSpinBox, "draggan_preview_every").setValue(2)
-        nlayers = len(doc.topLevelNodes())
         progress_label = w(QLabel, "draggan_progress_text")
         with gate.holding(DAEMON_URL):  # the job waits after step 2 until its preview is shown
             w(QPushButton, "draggan_run").click()
@@ -381,10 +380,10 @@ class E2EExtension(Extension):
         check(doc2 is not None, "reopen failed")
         doc2.setBatchmode(True)
         ann2 = json.loads(kritadoc.read_annotation(doc2, points_mod.ANNOTATION_POINTS) or "{}")
-        info2 = jobspec.parse_session_info(kritadoc.read_annotation(doc2, jobspec.ANNOTATION_SESSION))
+        info2 = ctl.session_record(doc2)
         self.log("reopen", pairs=ann2.get("pairs"), session=info2)
         check(ann2.get("pairs") and len(ann2["pairs"]) == 1, "points lost on save/reopen", ann=ann2)
-        check(info2 and info2["session_id"] == info["session_id"], "session lost on save/reopen")
+        check(info2 and info2.session_id == info.session_id, "session lost on save/reopen")
         doc2.close()
         yield 300
 
@@ -402,8 +401,8 @@ class E2EExtension(Extension):
             w(QPushButton, "draggan_run").click()
             yield 100
             check(ctl.running(), "second run did not start", message=ctl.last_message)
-            yield from self.wait_for(lambda: not ctl.running() or (ctl.progress is not None
-                                                                   and ctl.progress.step >= 2), 90)
+            yield from self.wait_for(lambda: not ctl.running() or (ctl.status is not None
+                                                                   and ctl.status.get("step", 0) >= 2), 90)
             check(ctl.running(), "the drag to stop ended early", result=ctl.last_result)
             stop_btn = w(QPushButton, "draggan_stop")
             check(stop_btn.isEnabled(), "Stop disabled while running")
@@ -414,7 +413,7 @@ class E2EExtension(Extension):
                  handles_after=pts.handles())
         check(ctl.last_result and ctl.last_result.get("ok") and "stopped" in ctl.last_result["text"],
               "stopped run did not keep its result", result=ctl.last_result)
-        check(ctl.progress.step < 200, "stop did not stop early", step=ctl.progress.step)
+        check(ctl.status["step"] < 200, "stop did not stop early", step=ctl.status["step"])
         check(expected in names2, "no result layer after Stop", layers=names2)
         k.action("edit_undo").trigger()
         yield 500
@@ -465,7 +464,7 @@ class E2EExtension(Extension):
         picture pasted off-centre): select a region, click points, Run -> inversion (progress, Stop
         keeps the best so far) -> drag -> a new layer changed inside the selection, source unchanged;
         one undo; a second Run reuses the saved session; Cancel ends a drag without a layer."""
-        from draggan_krita import kritadoc, jobspec, points as points_mod
+        from draggan_krita import kritadoc
         DW, DH, OX, OY = 200, 150, 110, 60
         bg = bytearray(DW * DH * 4)
         for y in range(DH):
@@ -490,7 +489,7 @@ class E2EExtension(Extension):
         yield 500
         src_before = bytes(source.pixelData(0, 0, DW, DH))
         check(src_before == bytes(bg), "the painted picture was not written")
-        check(ctl.session_info(doc) is None, "a plain document has a session annotation")
+        check(ctl.session_record(doc) is None, "a plain document has a session annotation")
         if not tool.armed:
             act.trigger()
         yield from self.wait_for(lambda: tool.armed and tool.transform is not None and tool.canvas is not None
@@ -536,8 +535,8 @@ class E2EExtension(Extension):
             w(QPushButton, "draggan_run").click()
             yield 100
             check(ctl.running(), "the layer run did not start", message=ctl.last_message)
-            yield from self.wait_for(lambda: not ctl.running() or (ctl.job.get("phase") == "invert" and ctl.progress
-                                                                   is not None and ctl.progress.step >= 2), 90)
+            yield from self.wait_for(lambda: not ctl.running() or (ctl.job.get("phase") == "invert" and ctl.status
+                                                                   is not None and ctl.status.get("step", 0) >= 2), 90)
             check(ctl.running() and ctl.job["phase"] == "invert", "no inversion phase", message=ctl.last_message,
                   result=ctl.last_result)
             yield 300
@@ -557,14 +556,14 @@ class E2EExtension(Extension):
                  layers_while_inverting=layers_inverting, handles=pts.pairs)
         check(res_info.get("ok"), "the layer run failed", result=res_info, message=ctl.last_message)
         inv = res_info.get("inversion") or {}
-        check("Inverting the layer" in invert_text and "PSNR" in invert_text, "no inversion progress shown",
+        check("Fitting the model to the layer" in invert_text and "PSNR" in invert_text, "no inversion progress shown",
               text=invert_text)
         check("DragGAN preview (inverting)" in layers_inverting, "no preview layer while inverting",
               layers=layers_inverting)
         check(inv.get("reason") == "stopped" and inv.get("psnr"), "Stop did not end the inversion early", inv=inv)
         check("drag" in phases, "no drag after the inversion", phases=sorted(p for p in phases if p))
-        info = ctl.session_info(doc)
-        check(jobspec.is_layer_session(info) and info["session_id"] == res_info.get("session"),
+        info = ctl.session_record(doc)
+        check(info is not None and info.origin == "layer" and info.session_id == res_info.get("session"),
               "layer session not saved with the document", info=info)
         doc.refreshProjection()
         doc.waitForDone()
@@ -608,7 +607,7 @@ class E2EExtension(Extension):
         yield from self.wait_for(lambda: not ctl.running(), 120)
         again = ctl.last_result or {}
         self.log("layer_rerun", result=again, message=ctl.last_message)
-        check(again.get("ok") and again.get("inversion") is None and again.get("session") == info["session_id"],
+        check(again.get("ok") and again.get("inversion") is None and again.get("session") == info.session_id,
               "second Run did not reuse the saved session", result=again)
         check(doc.nodeByName(again["layer"]) is not None, "no result layer after the second Run")
         k.action("edit_undo").trigger()
@@ -621,8 +620,8 @@ class E2EExtension(Extension):
         n_before = len([n for n in doc.topLevelNodes() if n.type() != "selectionmask"])
         with gate.holding(DAEMON_URL):  # the drag waits after step 2 until Cancel
             w(QPushButton, "draggan_run").click()
-            yield from self.wait_for(lambda: not ctl.running() or (ctl.progress is not None
-                                                                   and ctl.progress.step >= 2), 90)
+            yield from self.wait_for(lambda: not ctl.running() or (ctl.status is not None
+                                                                   and ctl.status.get("step", 0) >= 2), 90)
             check(ctl.running(), "the drag to cancel ended early", result=ctl.last_result)
             cancel_btn.click()
             yield from self.wait_for(lambda: not ctl.running(), 60)
