@@ -92,9 +92,32 @@ class SessionRecord:
         data["region"] = region_list(data.get("region"))
         known = {f.name for f in fields(cls)}
         try:
-            return cls(**{k: v for k, v in data.items() if k in known})
+            record = cls(**{k: v for k, v in data.items() if k in known})
         except TypeError:
             return None
+        return record if record.well_formed() else None
+
+    def well_formed(self) -> bool:
+        """Whether every field has its shape: a damaged or hand-edited note reads as no record, so
+        the layer is sent as any other picture instead of breaking the drag."""
+        def number(v: Any) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+        def integer(v: Any) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        def points(v: Any) -> bool:
+            return isinstance(v, list) and all(isinstance(p, list) and len(p) == 2 and all(map(number, p)) for p in v)
+
+        def box(v: Any) -> bool:
+            return v is None or (isinstance(v, list) and len(v) == 4 and all(map(integer, v)))
+
+        return (isinstance(self.session_id, str) and bool(self.session_id) and isinstance(self.url, str)
+                and integer(self.width) and integer(self.height) and self.width > 0 and self.height > 0
+                and self.origin in (GENERATED, DRAGGED, REAL) and isinstance(self.model, (str, type(None)))
+                and (self.seed is None or integer(self.seed)) and (self.psi is None or number(self.psi))
+                and points(self.handles) and points(self.targets) and box(self.region) and box(self.selection_bbox)
+                and isinstance(self.fingerprint, (str, type(None))) and isinstance(self.invert, (dict, type(None))))
 
 
 @dataclass
