@@ -26,6 +26,7 @@ from .overlay import draw_points, save_gif
 from .stylegan2 import ws_from_seed
 
 EXPECTED_ERRORS = (CheckpointError, registry.UnknownModelError, DownloadError, OSError, ValueError)
+CATALOGUE_HELP = "a studio's JSON list of its own checkpoints by URL, added to the built-in ones (docs/api.md)"
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -120,17 +121,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:
+    zoo = registry.load_catalogue(args.catalogue)
     directory = Path(args.dir) if args.dir else registry.models_dir()
     print(f"models folder: {directory}")
     print(f"{'name':34} {'WxH':>9}  {'local':5}  domain / licence")
-    for info in registry.ZOO.values():
+    for info in zoo.values():
         here = "yes" if registry.local_path(info, directory).is_file() else "no"
         print(f"{info.name:34} {info.size_text:>9}  {here:5}  {info.domain}; {info.licence}")
         if args.verbose and info.url:
             print(f"{'':46}{info.url}  size={info.size or '?'} sha256={info.sha256 or '?'}")
         elif args.verbose and info.note:
             print(f"{'':46}{info.note}")
-    known = {registry.local_path(i, directory).name for i in registry.ZOO.values()}
+    known = {registry.local_path(i, directory).name for i in zoo.values()}
     for path in registry.local_models(directory):
         if path.name not in known:
             print(f"{path.name:34} {'?':>9}  {'yes':5}  your own checkpoint")
@@ -138,9 +140,10 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 
 def cmd_models_download(args: argparse.Namespace) -> int:
-    info = registry.ZOO.get(args.name)
+    info = registry.load_catalogue(args.catalogue).get(args.name)
     if info is None:
-        raise registry.UnknownModelError(f"no downloadable registry model named {args.name!r} (see: draggan models list)")
+        raise registry.UnknownModelError(f"no downloadable registry model named {args.name!r} (see: draggan models "
+                                         f"list{' --catalogue ' + args.catalogue if args.catalogue else ''})")
     if info.url is None and not args.url:
         raise registry.UnknownModelError(f"{info.name} has no direct download URL: {info.note or 'see its README'}")
     directory = Path(args.dir) if args.dir else registry.models_dir()
@@ -204,10 +207,12 @@ def build_parser(*extensions: Callable[[Any], None]) -> argparse.ArgumentParser:
     p = models.add_parser("list", help="known and local checkpoints")
     p.add_argument("--dir", default=None, help="models folder (default: $DRAGGAN_MODELS or ~/.local/share/draggan/models)")
     p.add_argument("-v", "--verbose", action="store_true", help="show URLs, sizes and hashes")
+    p.add_argument("--catalogue", default=None, metavar="FILE", help=CATALOGUE_HELP)
     p.set_defaults(func=cmd_models_list)
     p = models.add_parser("download", help="download a registry checkpoint (resumable)")
     p.add_argument("name")
     p.add_argument("--dir", default=None)
+    p.add_argument("--catalogue", default=None, metavar="FILE", help=CATALOGUE_HELP)
     p.add_argument("--url", default=None, help="alternative URL (a mirror) for the same file")
     p.set_defaults(func=cmd_models_download)
     for extend in extensions:

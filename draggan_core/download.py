@@ -12,6 +12,7 @@ import os
 import sys
 import threading
 import time
+from http import HTTPStatus
 from pathlib import Path
 from typing import Callable
 from urllib.parse import urlsplit
@@ -136,6 +137,8 @@ def download(url: str, dest: str | os.PathLike, size: int | None = None, sha256:
         part.unlink()
         offset = 0
     host = urlsplit(url).hostname or "the server"
+    if cancel is not None and cancel.cancelled:
+        raise DownloadCancelled("download cancelled before it started")
     headers = {"Range": f"bytes={offset}-"} if offset else {}
     receiving = False
     try:
@@ -165,9 +168,12 @@ def _receive(r: requests.Response, part: Path, offset: int, size: int | None, ma
     """Append the response's body to the partial file; the file's whole size when the server says it."""
     if r.status_code == 416 and offset:  # nothing after the offset: the partial file is already complete
         return offset
-    if r.status_code not in (200, 206):
-        raise DownloadError(f"download failed: the server {host} answered HTTP {r.status_code}"
-                            f"{' ' + r.reason if r.reason else ''}")
+    if r.status_code not in (200, 206):  # the standard phrase: the server's own is text of its choosing
+        try:
+            phrase = HTTPStatus(r.status_code).phrase
+        except ValueError:  # a status outside the standard's list
+            phrase = ""
+        raise DownloadError(f"download failed: the server {host} answered HTTP {r.status_code} {phrase}".rstrip())
     if r.status_code == 200:
         offset = 0  # the server ignored the range: start over
     total = _total_size(r)
