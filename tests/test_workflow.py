@@ -743,18 +743,21 @@ def test_garbage_is_no_record(garbage):
     assert workflow.SessionRecord.from_json(garbage) is None
 
 
-@pytest.mark.xfail(strict=True, reason="workflow.py bug: SessionRecord.from_json checks only that session_id is a "
-                                       "str; an empty id or fields of the wrong type give a record on which run() "
-                                       "fails (the daemon's no_such_endpoint for GET /sessions/, TypeError, "
-                                       "IndexError, ValueError) instead of None (no record)")
 @pytest.mark.parametrize("broken", ['{"session_id": "", "url": "u", "width": 64, "height": 64, "seed": 5}',
                                     '{"session_id": "s1", "url": "u", "width": 64, "height": 64, "handles": 5}',
                                     '{"session_id": "s1", "url": "u", "width": 64, "height": 64, "handles": [[1]]}',
-                                    '{"session_id": "s1", "url": "u", "width": 64, "height": 64, "seed": "abc"}'])
+                                    '{"session_id": "s1", "url": "u", "width": 64, "height": 64, "seed": "abc"}',
+                                    '{"session_id": "s1", "url": "u", "width": "64", "height": 64}',
+                                    '{"session_id": "s1", "url": "u", "width": 64, "height": 64, "origin": "x"}',
+                                    '{"session_id": "s1", "url": "u", "width": 64, "height": 64, "invert": 5}'])
 def test_a_record_with_fields_of_the_wrong_shape_is_no_record(broken):
     """Such a note (hand-edited, or damaged) must not break the drag: read as no record, the layer is
-    sent to the daemon as any other picture."""
+    sent to the daemon as any other picture. (Before SessionRecord.well_formed, an empty id reached
+    the daemon as GET /sessions/ and the others failed in run() with TypeError, IndexError, ValueError.)"""
     assert workflow.SessionRecord.from_json(broken) is None
+    client = FakeDaemon()
+    done, jobs, _ = run(client, workflow.SessionRecord.from_json(broken), real_layer())
+    assert done.real and jobs == ["inv", "drag-1"] and client.calls[0][0] == "create_session"
 
 
 # ----------------------------------------------------------------------------- through real daemons
@@ -854,7 +857,7 @@ def test_after_a_daemon_restart_a_generated_layer_is_regenerated_from_its_seed(m
         assert kinds == {"drag"} and second.asked == ["generate", "drag"]  # regenerated, not inverted
         assert not after.real and after.record.url == second.url and after.record.seed == 7
         difference = np.abs(rgba_of(after.png).astype(int) - rgba_of(before.png).astype(int))
-        assert difference.mean() < 1.0  # the same seed and drag: the same result
+        assert difference.mean() < 0.25  # the same seed and drag: the same result (bit-exact on one CPU)
 
 
 def test_after_a_daemon_restart_a_dragged_result_is_fitted_anew(models, tmp_path):
