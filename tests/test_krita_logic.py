@@ -1,8 +1,9 @@
-"""The Krita plug-in's pure logic, outside Krita: coordinate mapping, point editing, request
-building, response handling, settings, BGRA <-> PNG, and the worker-side daemon calls (against a
-fake client). The plug-in is imported from its packaged layout (scripts/package_krita.py --stage),
-so the shared client module is the one the zip carries; `krita` is not importable here, so the
-package registers nothing."""
+"""The Krita plug-in's own logic, outside Krita: coordinate mapping, point editing, the Run's
+request as the shared workflow's Edit, the result layers' pixels, settings, BGRA <-> PNG, and the
+worker-side daemon calls (against a fake client). The conversation with the daemon itself is the
+shared draggan_client/workflow.py (tests/test_workflow.py). The plug-in is imported from its packaged
+layout (scripts/package_krita.py --stage), so the shared client modules are the ones the zip carries;
+`krita` is not importable here, so the package registers nothing."""
 from __future__ import annotations
 
 import importlib.util
@@ -28,9 +29,9 @@ def plugin(tmp_path_factory):
         del sys.modules[name]
     import draggan_krita
     from draggan_krita import daemon, geometry, imaging, jobspec, points, settings
-    from draggan_krita.draggan_client import pngcodec
+    from draggan_krita.draggan_client import pngcodec, workflow
     yield {"pkg": draggan_krita, "geometry": geometry, "points": points, "jobspec": jobspec, "pngcodec": pngcodec,
-           "settings": settings, "daemon": daemon, "imaging": imaging}
+           "settings": settings, "daemon": daemon, "imaging": imaging, "workflow": workflow}
     sys.path.remove(str(staged))
 
 
@@ -198,7 +199,7 @@ def test_bgra_conversions(plugin):
         im.decode_png_bgra(im.encode_bgra_png(bgra, 2, 1), 3, 1)
 
 
-# -- request building ----------------------------------------------------------------------------------
+# -- the Run's request: the shared workflow's Edit -------------------------------------------------------
 
 def _pair_list(plugin, w=8, h=6):
     pts = plugin["points"].PointList(w, h)
@@ -217,71 +218,61 @@ def test_clean_params(plugin):
     assert js.clean_params(None) == js.DEFAULT_PARAMS
 
 
-def test_mask_from_selection(plugin):
-    js = plugin["jobspec"]
-    assert js.mask_from_selection(None, 4, 2) is None  # nothing selected: whole layer
-    assert js.mask_from_selection(b"\xff" * 8, 4, 2) is None  # everything selected: whole layer
-    with pytest.raises(js.RequestError, match="empty"):
-        js.mask_from_selection(b"\x00" * 8, 4, 2)
-    with pytest.raises(js.RequestError):
-        js.mask_from_selection(b"\x00" * 7, 4, 2)
-    soft = bytes([0, 64, 200, 255, 255, 128, 0, 0])
-    assert js.mask_from_selection(soft, 4, 2) == soft  # feathering survives
-    assert js.mask_bounds(soft, 4, 2) == (0, 0, 4, 2)
-    assert js.mask_bounds(bytes([0, 0, 0, 0, 0, 9, 9, 0]), 4, 2) == (1, 1, 2, 1)
-    assert js.mask_bounds(None, 4, 2) == (0, 0, 4, 2)
-    assert js.mask_bounds(b"\x00" * 8, 4, 2) is None
+def test_the_parameters_as_the_workflows_settings(plugin):
+    js, wf = plugin["jobspec"], plugin["workflow"]
+    assert js.drag_settings({}) == wf.DragSettings(steps=200, mask_lambda=20.0, preview_every=5, w_layers=6)
+    assert js.drag_settings({"steps": 5000, "r1": 3, "r2": 0, "learning_rate": 0.002}).options() == {
+        "steps": 2000, "mask_lambda": 20.0, "preview_every": 5, "w_layers": 6, "r1": 3.0, "learning_rate": 0.002}
+    p = js.clean_params({})
+    assert p["invert_w"] is None and p["invert_wplus"] is None and p["invert_pti"] is None
+    assert js.invert_settings({}) is None
+    # 0 = auto for W (at least one step), 0 = skip for W+ and PTI, negative = auto; clamped to the limits
+    p = js.clean_params({"invert_w": 0, "invert_wplus": 0, "invert_pti": -1})
+    assert p["invert_w"] is None and p["invert_wplus"] == 0 and p["invert_pti"] is None
+    assert js.invert_settings({"invert_w": 12.4, "invert_wplus": 0, "invert_pti": 9000}) == {
+        "steps_w": 12, "steps_wplus": 0, "steps_pti": 2000}
 
 
-def test_drag_request_without_mask(plugin):
-    js = plugin["jobspec"]
-    req = js.drag_request(_pair_list(plugin), {"steps": 50, "r2": 12})
-    assert req["handles"] == [[2.0, 2.0]] and req["targets"] == [[5.123, 3.0]]
-    assert req["steps"] == 50 and req["r2"] == 12 and "r1" not in req and "learning_rate" not in req
-    assert "mask_png" not in req
-    with pytest.raises(js.RequestError, match="handle"):
-        js.drag_request(plugin["points"].PointList(8, 6), {})
-    lone = plugin["points"].PointList(8, 6)
-    lone.place(1, 1)
-    with pytest.raises(js.RequestError):
-        js.drag_request(lone, {})
-
-
-def test_drag_request_with_soft_mask(plugin):
-    js, png = plugin["jobspec"], plugin["pngcodec"]
+def test_the_runs_edit_is_the_layer_as_rgba_with_its_points_mask_and_settings(plugin):
+    js, wf, png = plugin["jobspec"], plugin["workflow"], plugin["pngcodec"]
     w, h = 8, 6
-    mask = bytes(255 if 1 <= x <= 6 and 1 <= y <= 4 else (90 if x == 0 else 0) for y in range(h) for x in range(w))
-    req = js.drag_request(_pair_list(plugin, w, h), {}, mask, w, h)
-    assert png.decode_png(req["mask_png"]) == (w, h, 1, mask)
-    outside = bytes(255 if x >= 6 else 0 for y in range(h) for x in range(w))
-    with pytest.raises(js.RequestError, match="outside the selection"):
-        js.drag_request(_pair_list(plugin, w, h), {}, outside, w, h)
+    bgra = bytes([1, 2, 3, 4] * (w * h))
+    soft = bytes(255 if 1 <= x <= 6 and 1 <= y <= 4 else (90 if x == 0 else 0) for y in range(h) for x in range(w))
+    edit = js.edit_request(_pair_list(plugin, w, h), {"steps": 50, "r2": 12, "invert_w": 7}, bgra, w, h, soft, "")
+    assert (edit.width, edit.height, edit.channels, edit.pixels) == (w, h, 4, bytes([3, 2, 1, 4] * (w * h)))
+    assert png.decode_png(edit.png()) == (w, h, 4, bytes([3, 2, 1, 4] * (w * h)))  # RGBA, alpha kept
+    assert edit.drags == [((2.0, 2.0), (5.123456, 3.0))] and edit.mask == soft  # feathering survives
+    assert edit.model is None and edit.invert == {"steps_w": 7} and (edit.settings.steps, edit.settings.r2) == (50, 12)
+    assert not edit.trusted  # the document's record, not the layer's own
+    request = wf.drag_request(edit)
+    assert request["handles"] == [[2.0, 2.0]] and request["targets"] == [[5.123, 3.0]]
+    assert png.decode_png(request["mask_png"]) == (w, h, 1, soft)
+    whole = js.edit_request(_pair_list(plugin, w, h), {}, bgra, w, h, b"\xff" * (w * h), "tiny")
+    assert whole.mask is None and whole.model == "tiny"  # everything selected: the whole layer
+    assert js.edit_request(_pair_list(plugin, w, h), {}, bgra, w, h, None, "").mask is None  # nothing selected
+    with pytest.raises(wf.WorkflowError, match="does not touch this layer"):
+        js.edit_request(_pair_list(plugin, w, h), {}, bgra, w, h, bytes(w * h), "")
+    lone = plugin["points"].PointList(w, h)
+    with pytest.raises(wf.WorkflowError, match="handle"):
+        js.edit_request(lone, {}, bgra, w, h, None, "")
+    lone.place(1, 1)
+    with pytest.raises(wf.WorkflowError, match="handle"):
+        js.edit_request(lone, {}, bgra, w, h, None, "")
 
 
-def test_session_request_is_an_rgba_png_of_the_layer(plugin):
-    js, png = plugin["jobspec"], plugin["pngcodec"]
-    bgra = bytes([1, 2, 3, 4] * 6)
-    assert png.decode_png(js.session_request(bgra, 3, 2)) == (3, 2, 4, bytes([3, 2, 1, 4] * 6))
+def test_the_record_of_a_generated_picture(plugin):
+    js, wf, im = plugin["jobspec"], plugin["workflow"], plugin["imaging"]
+    bgra = bytes([0, 0, 255, 255, 10, 20, 30, 255])
+    record = js.generated_record("abc", "", 42, bgra, 2, 1, "http://x:1")
+    assert record == wf.SessionRecord("abc", "http://x:1", 2, 1, wf.GENERATED, model=None, seed=42,
+                                      fingerprint=wf.layer_fingerprint(im.bgra_to_rgba(bgra), 2, 1))
+    assert wf.SessionRecord.from_json(record.to_json()) == record
+    # the record is trusted for the layer it was made from (the Run's Edit of the same pixels)
+    edit = js.edit_request(_pair_list(plugin, 2, 1), {}, bgra, 2, 1, None, "")
+    assert edit.fingerprint() == record.fingerprint
 
 
-# -- response handling --------------------------------------------------------------------------------
-
-def test_progress_texts(plugin):
-    js = plugin["jobspec"]
-    q = js.Progress({"state": "queued"})
-    assert not q.finished and q.percent == 0 and "queued" in q.text()
-    r = js.Progress({"state": "running", "step": 30, "max_steps": 120, "eta_seconds": 75.4,
-                     "handles": [[1, 2]], "preview_step": 30})
-    assert r.percent == 25 and r.text() == "Step 30 / 120, about 1 min 15 s left" and r.handles == [[1, 2]]
-    d = js.Progress({"state": "done", "step": 44, "max_steps": 120, "reason": "reached"})
-    assert d.finished and d.succeeded and d.percent == 100 and "reached their targets" in d.text()
-    s = js.Progress({"state": "done", "step": 9, "max_steps": 120, "reason": "stopped"})
-    assert s.text() == "Done after 9 steps (stopped)"
-    f = js.Progress({"state": "failed", "error": {"code": "x", "message": "out of memory on cuda:0"}})
-    assert f.finished and not f.succeeded and f.text() == "Failed: out of memory on cuda:0"
-    assert js.Progress({"state": "cancelled"}).text() == "Cancelled"
-    assert js.format_eta(None) == "" and js.format_eta(4.4) == "4 s" and js.format_eta(7322) == "2 h 02 min"
-
+# -- result layers --------------------------------------------------------------------------------------
 
 def test_result_layer_pixels_fade_outside_the_soft_mask(plugin):
     js = plugin["jobspec"]
@@ -291,16 +282,29 @@ def test_result_layer_pixels_fade_outside_the_soft_mask(plugin):
     assert out == bytes([10, 20, 30, 255, 10, 20, 30, 128, 10, 20, 30, 0])
 
 
-def test_names_and_session_annotation(plugin):
+def test_changed_layer_pixels_keep_only_the_changed_rectangle(plugin):
+    js = plugin["jobspec"]
+    w, h = 4, 3
+    result = bytes(range(4 * w * h))
+    out = js.changed_layer_pixels(result, w, h, {"x": 1, "y": 1, "width": 2, "height": 2})
+    for y in range(h):
+        for x in range(w):
+            i = 4 * (y * w + x)
+            inside = 1 <= x <= 2 and 1 <= y <= 2
+            assert out[i:i + 4] == (result[i:i + 4] if inside else bytes(4)), (x, y)
+    assert js.changed_layer_pixels(result, w, h, None) == bytes(4 * w * h)
+    # clamped to the layer
+    out = js.changed_layer_pixels(result, w, h, {"x": 3, "y": 2, "width": 9, "height": 9})
+    assert out[-4:] == result[-4:] and out[:-4] == bytes(4 * w * h - 4)
+
+
+def test_names_and_requests(plugin):
     js = plugin["jobspec"]
     assert js.result_layer_name("ffhq", 1) == "DragGAN: ffhq 1 point"
     assert js.result_layer_name("ffhq", 3) == "DragGAN: ffhq 3 points"
-    info = js.parse_session_info(js.session_info_json("abc", "ffhq", 42, 512, 512, "http://x:1"))
-    assert info == {"session_id": "abc", "model": "ffhq", "seed": 42, "width": 512, "height": 512,
-                    "daemon": "http://x:1"}
-    assert js.parse_session_info(None) is None and js.parse_session_info("{") is None
-    assert js.parse_session_info('{"model": "x"}') is None
+    assert js.result_layer_name("", 2) == "DragGAN: model 2 points"
     assert js.generate_request("", 5) == {"model": None, "seed": 5}
+    assert js.generate_request("tiny", 5.0, 0.7) == {"model": "tiny", "seed": 5, "psi": 0.7}
 
 
 # -- settings ------------------------------------------------------------------------------------------
@@ -336,11 +340,12 @@ def test_settings_roundtrip_and_env(plugin):
 # -- worker-side daemon calls against a fake client ----------------------------------------------------
 
 class FakeClient:
-    def __init__(self, plugin, sessions=("s1",)):
+    url = "http://fake"
+
+    def __init__(self, plugin):
         self.png = plugin["pngcodec"]
         self.DaemonError = sys.modules["draggan_krita.draggan_client.client"].DaemonError
         self.calls = []
-        self.sessions = set(sessions)
         self.state = {"state": "running", "step": 3, "max_steps": 10, "preview_step": 2, "handles": [[1, 1]]}
 
     def generate(self, seed, model=None, psi=None):
@@ -348,19 +353,9 @@ class FakeClient:
         return {"session_id": "s1", "width": 2, "height": 1, "seed": seed, "model": model,
                 "image": self.png.encode_png(2, 1, 3, bytes([255, 0, 0, 0, 255, 0]))}
 
-    def create_session(self, png, from_session=None, **kwargs):
-        self.calls.append(("create_session", len(png), from_session) + ((kwargs,) if kwargs else ()))
-        if from_session in self.sessions:
-            self.sessions.add("s2")
-            return {"session_id": "s2", "width": 4, "height": 2}
-        raise self.DaemonError("this daemon cannot edit images it did not generate yet", 501,
-                               "inversion_unavailable")
-
-    def drag(self, sid, handles, targets, mask_png=None, **options):
-        self.calls.append(("drag", sid, handles, targets, mask_png is not None, options))
-        if sid not in self.sessions:
-            raise self.DaemonError("session %s not found" % sid, 404, "not_found")
-        return {"job_id": "j1", "state": "queued"}
+    def session(self, sid):
+        return {"session_id": sid, "model": "tiny", "width": 2, "height": 1, "handles": [[1.5, 0.0]],
+                "targets": [[1.0, 0.0]], "region": None}
 
     def job(self, jid):
         return dict(self.state, job_id=jid)
@@ -372,39 +367,39 @@ class FakeClient:
     def result(self, jid):
         return self.png.encode_png(2, 1, 3, bytes([1, 2, 3, 4, 5, 6]))
 
+    def cancel(self, jid):
+        self.calls.append(("cancel", jid))
+        raise self.DaemonError("job %s has finished" % jid, 409, "job_finished")
+
 
 def test_daemon_calls(plugin):
-    d, js = plugin["daemon"], plugin["jobspec"]
+    d, js, wf = plugin["daemon"], plugin["jobspec"], plugin["workflow"]
     c = FakeClient(plugin)
     made = d.generate(c, js.generate_request("tiny", 3))
     assert made["bgra"] == bytes([0, 0, 255, 255, 0, 255, 0, 255]) and made["session_id"] == "s1"
-    req = js.drag_request(_pair_list(plugin), {"steps": 7})
-    assert d.start_drag(c, "s1", None, req) == {"phase": "drag", "job_id": "j1", "session_id": "s1"}
-    assert c.calls[-1] == ("drag", "s1", [[2.0, 2.0]], [[5.123, 3.0]], False,
-                           {"steps": 7, "mask_lambda": 20.0, "preview_every": 5, "w_layers": 6})
+    assert (made["width"], made["height"], made["model"], made["seed"]) == (2, 1, "tiny", 3)
     status, preview = d.poll(c, "j1", None, 2, 1)
     assert status["step"] == 3 and preview == {"step": 2, "bgra": bytes([255, 0, 0, 255] * 2)}
     n = len(c.calls)
     assert d.poll(c, "j1", 2, 2, 1)[1] is None and len(c.calls) == n  # no new preview: not fetched
-    assert d.result(c, "j1", 2, 1)["bgra"] == bytes([3, 2, 1, 255, 6, 5, 4, 255])
+    record = js.generated_record("s1", "tiny", 3, made["bgra"], 2, 1, c.url)
+    edit = js.edit_request(_pair_list(plugin, 2, 1), {}, made["bgra"], 2, 1, None, "")
+    done, bgra = d.finish(c, wf.Started("s1", "j1", "drag", False, model="tiny"), {"state": "done", "step": 4},
+                          record, edit)
+    assert bgra == bytes([3, 2, 1, 255, 6, 5, 4, 255])
+    assert done.record.origin == wf.DRAGGED and done.record.seed == 3 and done.record.handles == [[1.5, 0.0]]
+    with pytest.raises(wf.WorkflowError, match="cancelled"):
+        d.finish(c, wf.Started("s1", "j1", "drag", False), {"state": "cancelled"}, record, edit)
+    assert d.cancel(c, "j1") is None  # already finished: nothing to cancel
 
 
 def test_daemon_errors_are_explained(plugin):
-    d, js = plugin["daemon"], plugin["jobspec"]
-    c = FakeClient(plugin, sessions=())
-    req = js.drag_request(_pair_list(plugin), {})
-    with pytest.raises(c.DaemonError) as e:
-        d.start_drag(c, "gone", None, req)
-    assert "New image from model" in str(e.value)
-    with pytest.raises(c.DaemonError) as e:
-        d.start_drag(c, None, b"png", req)
-    assert e.value.code == "inversion_unavailable" and c.calls[-1] == ("create_session", 3, None)
-    # a layer showing the session's picture at another size: a new session made from the old one
-    c2 = FakeClient(plugin)
-    assert d.start_drag(c2, "s1", b"png", req) == {"phase": "drag", "job_id": "j1", "session_id": "s2"}
-    assert c2.calls[0] == ("create_session", 3, "s1") and c2.calls[1][:2] == ("drag", "s2")
+    d, wf = plugin["daemon"], plugin["workflow"]
+    c = FakeClient(plugin)
     assert d.describe_error(c.DaemonError("cannot reach the DragGAN daemon at http://x")) \
         == "Cannot reach the DragGAN daemon at http://x"
+    assert d.describe_error(wf.WorkflowError("The drag was cancelled; the image is unchanged.")) \
+        == "The drag was cancelled; the image is unchanged."
     assert d.describe_error(KeyError("k")) == "Unexpected error: KeyError: 'k'"
 
 
@@ -466,159 +461,3 @@ def test_wrong_token_and_missing_model_messages_through_the_real_client(plugin):
     finally:
         server.shutdown()
         server.server_close()
-
-
-# -- real layers (GAN inversion) -------------------------------------------------------------------------
-
-def test_inversion_params_and_layer_request(plugin):
-    js = plugin["jobspec"]
-    p = js.clean_params({})
-    assert p["invert_w"] is None and p["invert_wplus"] is None and p["invert_pti"] is None
-    assert js.invert_settings({}) is None
-    # 0 = auto for W (at least one step), 0 = skip for W+ and PTI, negative = auto; clamped to the limits
-    p = js.clean_params({"invert_w": 0, "invert_wplus": 0, "invert_pti": -1})
-    assert p["invert_w"] is None and p["invert_wplus"] == 0 and p["invert_pti"] is None
-    assert js.invert_settings({"invert_w": 12.4, "invert_wplus": 0, "invert_pti": 9000}) == {
-        "steps_w": 12, "steps_wplus": 0, "steps_pti": 2000}
-    assert js.selection_bbox(None, 4, 2) is None
-    assert js.selection_bbox(bytes([0, 0, 0, 0, 0, 9, 200, 0]), 4, 2) == [1, 1, 2, 1]
-    assert js.layer_session_request("", None, None) == {"model": None, "selection_bbox": None, "invert": None}
-    assert js.layer_session_request("tiny", (1, 2, 3, 4), {"steps_w": 5}) == {
-        "model": "tiny", "selection_bbox": [1, 2, 3, 4], "invert": {"steps_w": 5}}
-    a = js.layer_fingerprint(b"\x01\x02\x03\x04", 1, 1)
-    assert a == js.layer_fingerprint(bytearray(b"\x01\x02\x03\x04"), 1, 1)
-    assert a != js.layer_fingerprint(b"\x01\x02\x03\x05", 1, 1) and a.startswith("1x1:")
-
-
-def test_inversion_progress_texts(plugin):
-    js = plugin["jobspec"]
-    r = js.Progress({"kind": "invert", "state": "running", "step": 25, "max_steps": 100, "eta_seconds": 12,
-                     "handles": [[1, 2]], "inversion": {"stage": "w+", "stage_step": 5, "stage_steps": 30,
-                                                        "psnr": 21.456}})
-    assert r.kind == "invert" and r.percent == 25 and r.psnr == pytest.approx(21.456)
-    assert r.text() == "Inverting the layer (W+ 5 / 30), PSNR 21.5 dB, about 12 s left"
-    assert js.Progress({"kind": "invert", "state": "running", "step": 0, "max_steps": 9,
-                        "inversion": {"stage": "w", "stage_step": 0, "stage_steps": 4, "psnr": None}}).text() \
-        == "Inverting the layer (W 0 / 4)"
-    d = js.Progress({"kind": "invert", "state": "done", "step": 60, "max_steps": 100, "reason": "stopped",
-                     "inversion": {"stage": "pti", "stage_step": 3, "stage_steps": 30, "psnr": 24.04}})
-    assert d.succeeded and d.percent == 100 and d.text() == "Inversion done, PSNR 24.0 dB (stopped early)"
-    assert js.Progress({"kind": "invert", "state": "cancelled"}).text() == "Inversion cancelled"
-    assert js.Progress({"kind": "invert", "state": "failed", "error": {"message": "boom"}}).text() \
-        == "Inversion failed: boom"
-    assert js.Progress({"kind": "invert", "state": "queued"}).text().startswith("Waiting")
-    assert js.Progress({"state": "running", "step": 1, "max_steps": 2}).kind == "drag"
-
-
-def test_changed_layer_pixels_keep_only_the_changed_rectangle(plugin):
-    js = plugin["jobspec"]
-    w, h = 4, 3
-    result = bytes(range(4 * w * h))
-    out = js.changed_layer_pixels(result, w, h, {"x": 1, "y": 1, "width": 2, "height": 2})
-    for y in range(h):
-        for x in range(w):
-            i = 4 * (y * w + x)
-            inside = 1 <= x <= 2 and 1 <= y <= 2
-            assert out[i:i + 4] == (result[i:i + 4] if inside else bytes(4)), (x, y)
-    assert js.changed_layer_pixels(result, w, h, None) == bytes(4 * w * h)
-    # clamped to the layer
-    out = js.changed_layer_pixels(result, w, h, {"x": 3, "y": 2, "width": 9, "height": 9})
-    assert out[-4:] == result[-4:] and out[:-4] == bytes(4 * w * h - 4)
-
-
-def test_layer_session_annotation_and_reuse(plugin):
-    js = plugin["jobspec"]
-    fp = js.layer_fingerprint(b"abcd" * 6, 3, 2)
-    text = js.layer_session_info_json("s9", "tiny", 200, 150, "http://d:1", [40, 20, 120, 100], [60, 40, 50, 40],
-                                      fp, {"steps_w": 8})
-    info = js.parse_session_info(text)
-    assert js.is_layer_session(info) and not js.is_layer_session(
-        js.parse_session_info(js.session_info_json("g", "tiny", 1, 64, 64, "u")))
-    assert js.region_list({"x": 1, "y": 2, "width": 3, "height": 4}) == [1, 2, 3, 4] and js.region_list(None) is None
-    args = dict(model="tiny", width=200, height=150, url="http://d:1", fingerprint=fp, invert={"steps_w": 8})
-    reuse = js.reusable_layer_session
-    assert reuse(info, bbox=[60, 40, 50, 40], **args) == "s9"
-    assert reuse(info, bbox=[45, 25, 100, 90], **args) == "s9"  # another selection inside the region
-    assert reuse(info, bbox=[30, 25, 100, 90], **args) is None  # beyond the inverted region
-    assert reuse(info, bbox=None, **args) is None  # the whole layer was not inverted
-    for change in (dict(model="other"), dict(url="http://e:1"), dict(invert=None), dict(width=201),
-                   dict(fingerprint=js.layer_fingerprint(b"abce" * 6, 3, 2))):
-        assert reuse(info, bbox=[60, 40, 50, 40], **dict(args, **change)) is None, change
-    whole = js.parse_session_info(js.layer_session_info_json("s10", None, 200, 150, "http://d:1",
-                                                             {"x": 0, "y": 0, "width": 200, "height": 150}, None,
-                                                             fp, None))
-    assert reuse(whole, bbox=None, **dict(args, model="", invert=None)) == "s10"
-    assert reuse(None, bbox=None, **args) is None
-
-
-class LayerClient(FakeClient):
-    """A daemon with inversion: sessions made from layers start an invert job unless reused."""
-
-    def __init__(self, plugin, ready=False, reused=False, sessions=()):
-        super().__init__(plugin, sessions=sessions)
-        self.ready, self.reused = ready, reused
-
-    def create_session(self, png, from_session=None, **kwargs):
-        self.calls.append(("create_session", png, from_session, kwargs))
-        self.sessions.add("L1")
-        return {"session_id": "L1", "model": kwargs.get("model") or "tiny", "reused": self.reused,
-                "ready": self.ready, "job_id": None if self.ready else "inv1",
-                "region": {"x": 10, "y": 5, "width": 40, "height": 40}}
-
-    def drag(self, sid, handles, targets, mask_png=None, **options):
-        if sid == "L1" and not self.ready:
-            self.calls.append(("drag", sid))
-            raise self.DaemonError("session L1 is still being inverted (job inv1)", 409, "session_inverting")
-        return super().drag(sid, handles, targets, mask_png, **options)
-
-    def cancel(self, jid):
-        self.calls.append(("cancel", jid))
-        raise self.DaemonError("job %s has finished" % jid, 409, "job_finished")
-
-
-def test_start_layer_inverts_then_drags(plugin):
-    d, js = plugin["daemon"], plugin["jobspec"]
-    req = js.drag_request(_pair_list(plugin), {"steps": 7})
-    create = js.layer_session_request("tiny", [1, 2, 30, 20], {"steps_w": 4})
-    c = LayerClient(plugin)
-    sent = []
-    answer = d.start_layer(c, None, lambda: sent.append(1) or b"PNG", create, req)
-    assert answer == {"phase": "invert", "invert_job": "inv1", "session_id": "L1", "reused": False, "model": "tiny",
-                      "region": {"x": 10, "y": 5, "width": 40, "height": 40}, "sent_layer": True}
-    assert c.calls == [("create_session", b"PNG", None, {"model": "tiny", "selection_bbox": [1, 2, 30, 20],
-                                                         "invert": {"steps_w": 4}})]
-    # once the inversion is done, the drag runs on the layer's session
-    c.ready = True
-    assert d.start_drag(c, "L1", None, req, True) == {"phase": "drag", "job_id": "j1", "session_id": "L1"}
-    # None values are not sent (the daemon's defaults)
-    c2 = LayerClient(plugin, ready=True, reused=True)
-    answer = d.start_layer(c2, None, lambda: b"PNG", js.layer_session_request(None, None, None), req)
-    assert c2.calls[0] == ("create_session", b"PNG", None, {})
-    assert answer["phase"] == "drag" and answer["job_id"] == "j1" and answer["reused"] is True
-    assert c2.calls[1][:2] == ("drag", "L1")
-
-
-def test_start_layer_reuses_the_saved_session(plugin):
-    d, js = plugin["daemon"], plugin["jobspec"]
-    req = js.drag_request(_pair_list(plugin), {})
-    c = LayerClient(plugin, ready=True, sessions=("S0",))
-    answer = d.start_layer(c, "S0", lambda: pytest.fail("the layer must not be sent again"), {}, req)
-    assert answer["phase"] == "drag" and answer["session_id"] == "S0" and answer["sent_layer"] is False
-    assert [k[0] for k in c.calls] == ["drag"]
-    # the daemon lost it (restart): the layer is sent again and inverted anew
-    c = LayerClient(plugin)
-    answer = d.start_layer(c, "gone", lambda: b"PNG", {"model": "tiny"}, req)
-    assert answer["phase"] == "invert" and answer["session_id"] == "L1"
-    assert [k[0] for k in c.calls] == ["drag", "create_session"]
-    # a drag error that is not about the session is reported as it is
-    c = LayerClient(plugin, sessions=("S0",))
-
-    def bad_drag(*a, **k):
-        raise c.DaemonError("handle (2, 2) lies outside the region", 400, "bad_points")
-    c.drag = bad_drag
-    with pytest.raises(c.DaemonError, match="outside the region"):
-        d.start_layer(c, "S0", lambda: b"PNG", {}, req)
-    # a lost layer session says to run again, not to make a new image
-    with pytest.raises(c.DaemonError, match="Run again"):
-        d.start_drag(FakeClient(plugin, sessions=()), "L1", None, req, True)
-    assert d.cancel(LayerClient(plugin), "j1") is None  # already finished: nothing to cancel
