@@ -274,6 +274,18 @@ def test_unexpected_daemon_errors_are_not_taken_for_other_pictures(where):
     assert not client.made("drag")
 
 
+def test_a_daemon_without_inversion_says_so_for_a_real_layer():
+    client = FakeDaemon()
+
+    def old_daemon(png, from_session=None, **real):
+        raise DaemonError("this daemon cannot edit images it did not generate", 501, "inversion_unavailable")
+
+    client.create_session = old_daemon
+    with pytest.raises(DaemonError) as e:
+        workflow.run(client, None, real_layer(), sleep=no_sleep)
+    assert e.value.code == "inversion_unavailable"  # the plug-ins explain it (GIMP: draggan_logic.friendly)
+
+
 def test_a_drag_error_that_is_not_about_the_session_is_reported_as_it_is():
     client = FakeDaemon({"s1": generated_session([(1, 2)])})
 
@@ -432,20 +444,24 @@ def test_a_cancelled_or_failed_inversion_is_an_error_and_no_drag(state, words):
     assert not client.made("drag")
 
 
-@pytest.mark.parametrize("case", ["same", "other_selection_inside", "images_record_same_pixels"])
+@pytest.mark.parametrize("case", ["same", "other_selection_inside", "images_record_same_pixels", "whole_layer"])
 def test_a_real_layers_result_is_dragged_again_on_its_session(case):
-    """The result layer's own record; another selection inside the fitted region fits as well, and so
-    does the image's record where its fingerprint shows that the layer has the same pixels."""
+    """The result layer's own record; another selection inside the fitted region fits as well, so
+    does the image's record where its fingerprint shows that the layer has the same pixels, and a
+    session fitted to the whole layer takes a drag without a selection."""
     client = FakeDaemon({"real": dict(FakeDaemon().real, handles=[[1.0, 2.0]], targets=[[1.0, 2.0]])})
     record = real_record(edit=real_layer(selection()))
     edit = real_layer(selection((55, 25, 80, 90) if case == "other_selection_inside" else (60, 30, 40, 30)),
                       model=None, trusted=case != "images_record_same_pixels")
     if case == "images_record_same_pixels":
         record.fingerprint = edit.fingerprint()
+    if case == "whole_layer":
+        client.sessions["real"]["region"] = {"x": 0, "y": 0, "width": W, "height": H}
+        record.region, edit.mask = [0, 0, W, H], None
     done, jobs, _ = run(client, record, edit)
     assert not client.made("create_session") and not client.made("generate") and jobs == ["drag-1"]
     assert client.made("drag")[0][2]["feather"] == 6
-    assert done.real and done.record.origin == workflow.REAL and done.record.region == REGION
+    assert done.real and done.record.origin == workflow.REAL and done.record.region == record.region
     assert done.record.handles == [[12.0, 34.0]]
 
 
