@@ -41,6 +41,7 @@ KILL_WAIT_S = 10.0  # how long a SIGKILLed process may take to be gone before we
 CANCEL_GRACE_S = 5.0  # a cancelled set-up has this long to end on SIGTERM before it is killed
 FOLLOW_POLL_S = 0.1  # how often a kept daemon's log file is read for new lines
 READER_JOIN_S = 5.0  # how long to wait for the last output after a process ended
+EXIT_AFTER_OUTPUT_S = 5.0  # how long after its output ends a process may take to be seen to exit
 
 # backend/server.py prints this once the daemon answers: "draggan daemon listening on
 # http://127.0.0.1:PORT/api/v1 (device ..., models ...)".
@@ -343,6 +344,11 @@ class LocalDaemon:
         if stopped:
             self._end(proc, STOP_TIMEOUT_S)
             raise LauncherError("The local DragGAN daemon was stopped while it was starting.")
+        if silent:
+            try:  # the end of its output is usually its exit, which the system reports a moment later
+                proc.wait(EXIT_AFTER_OUTPUT_S)
+            except subprocess.TimeoutExpired:
+                pass
         if proc.poll() is not None:
             self._join_reader()
             raise LauncherError("The local DragGAN daemon stopped while starting ({}).{}".format(
