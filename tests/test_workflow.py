@@ -856,6 +856,7 @@ def gradient_layer():
     return layer
 
 
+@pytest.mark.slow
 def test_after_a_daemon_restart_a_generated_layer_is_regenerated_from_its_seed(models, tmp_path):
     """New image, drag, the daemon stops; a new daemon (another port) drags the same layer again: the
     picture is made anew from its seed, nothing is inverted, and the drag gives the same picture."""
@@ -876,6 +877,7 @@ def test_after_a_daemon_restart_a_generated_layer_is_regenerated_from_its_seed(m
         assert difference.mean() < 0.25  # the same seed and drag: the same result (bit-exact on one CPU)
 
 
+@pytest.mark.slow
 def test_after_a_daemon_restart_a_dragged_result_is_fitted_anew(models, tmp_path):
     """The result layer of a drag remembers a session the new daemon does not have; its seed would
     make the picture before the drag, so the result is fitted as a real layer and dragged."""
@@ -893,6 +895,7 @@ def test_after_a_daemon_restart_a_dragged_result_is_fitted_anew(models, tmp_path
         assert rgba_of(again.png).shape == result.shape
 
 
+@pytest.mark.slow
 def test_after_a_daemon_restart_a_real_layer_is_inverted_anew(models, tmp_path):
     layer = gradient_layer()
     mask = np.zeros(layer.shape[:2], np.uint8)
