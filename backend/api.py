@@ -1,5 +1,5 @@
 """The v1 HTTP API: each route parses and validates its request, hands it to the session store,
-the job queue or the worker, and answers JSON (or PNG). See docs/api.md and openapi.py."""
+the job queue, the worker or the downloads, and answers JSON (or PNG). See docs/api.md and openapi.py."""
 from __future__ import annotations
 
 import base64
@@ -10,9 +10,10 @@ from flask import Blueprint, Response, request
 from draggan_core import __version__
 
 from . import editing, openapi
-from .daemon import current
+from .daemon import Daemon, current
+from .downloads import DOWNLOAD, DownloadJob, DownloadManager
 from .errors import ApiError
-from .jobs import CANCELLED, DONE, FAILED, Job
+from .jobs import CANCELLED, DONE, FAILED, Job, Worker
 from .sessions import new_id
 from .validation import parse_drag, parse_generate, parse_json, parse_session
 
@@ -29,8 +30,15 @@ def png_response(data: bytes) -> Response:
     return response
 
 
-def status_of(job: Job) -> dict:
-    return job.describe(current().worker.queue_position(job))
+def runner_of(d: Daemon, job: Job | DownloadJob) -> Worker | DownloadManager:
+    """What runs the job, and so answers for its queue position, stop and cancel: downloads run on their own
+    threads, every other job on the GPU worker."""
+    return d.downloads if job.kind == DOWNLOAD else d.worker
+
+
+def status_of(job: Job | DownloadJob) -> dict:
+    d = current()
+    return job.describe(runner_of(d, job).queue_position(job))
 
 
 @api.get("/health")
@@ -44,7 +52,17 @@ def health():
 
 @api.get("/models")
 def models():
-    return {"models": current().catalogue.describe()}
+    """The whole catalogue, downloaded or not; a client's model menu shows those with downloaded: true."""
+    d = current()
+    return {"models": d.catalogue.describe(d.downloads.active_names())}
+
+
+@api.post("/models/<name>/download")
+def download_model(name: str):
+    """Start fetching a catalogue model into the models folder. `name` is only a key into the catalogue: the
+    URL and the file come from its entry."""
+    job = current().downloads.start(name, request.remote_addr or "")
+    return status_of(job), 202
 
 
 @api.get("/openapi.json")
@@ -124,6 +142,8 @@ def get_job(jid: str):
 @api.get("/jobs/<jid>/preview")
 def job_preview(jid: str):
     job = current().jobs.get(jid)
+    if job.kind == DOWNLOAD:
+        raise ApiError(404, "no_preview", f"job {jid} is a download: it has no preview")
     if job.preview_png is None:
         raise ApiError(404, "no_preview", f"job {jid} has no preview yet; the first comes after preview_every steps")
     return png_response(job.preview_png)
@@ -132,6 +152,9 @@ def job_preview(jid: str):
 @api.get("/jobs/<jid>/result")
 def job_result(jid: str):
     job = current().jobs.get(jid)
+    if job.kind == DOWNLOAD:
+        raise ApiError(404, "no_result", f"job {jid} is a download: it has no image; once done, its model is "
+                                         f"listed as downloaded (GET /api/v1/models)")
     if job.state != DONE:
         detail = f": {job.error.message}" if job.error else ""
         raise ApiError(409, "not_done", f"job {jid} is {job.state}{detail}; a result exists once it is done")
@@ -140,19 +163,19 @@ def job_result(jid: str):
 
 @api.post("/jobs/<jid>/stop")
 def stop_job(jid: str):
-    """Ends the job after its current step, keeping the edit so far (a queued job is cancelled)."""
+    """Ends the job after its current step, keeping the edit so far (a queued job, or a download, is cancelled)."""
     d = current()
     job = d.jobs.get(jid)
-    d.worker.stop(job, cancel=False)
+    runner_of(d, job).stop(job, cancel=False)
     return status_of(job)
 
 
 @api.post("/jobs/<jid>/cancel")
 def cancel_job(jid: str):
-    """Ends the job and puts its session back as it was before the job."""
+    """Ends the job and puts its session back as it was before the job (a download keeps its partial file)."""
     d = current()
     job = d.jobs.get(jid)
-    if not d.worker.stop(job, cancel=True) and job.state != CANCELLED:
+    if not runner_of(d, job).stop(job, cancel=True) and job.state != CANCELLED:
         state = job.state if job.state in (DONE, FAILED) else "finishing"
         raise ApiError(409, "job_finished", f"job {jid} is already {state}; it can no longer be cancelled")
     return status_of(job)

@@ -37,6 +37,13 @@ class Limits:
     max_jobs_per_client: int = 4  # queued or running jobs of one client address, so no client fills the queue
     max_waiting_calls: int = 4  # request threads waiting for the worker (/generate, /sessions); fewer than
     #                             DaemonConfig.threads, so status, stop and cancel always find a free thread
+    max_downloads: int = 2  # model downloads running at once, each on its own thread (never the GPU worker's);
+    #                         more would only split the same bandwidth
+    max_queued_downloads: int = 8  # downloads waiting for one of those threads (429 download_queue_full)
+    max_download_bytes: int = 4 * 1024 ** 3  # one checkpoint whose size the catalogue does not give; the largest
+    #                                          public StyleGAN pickles are a few hundred MB. Past it the job fails
+    download_timeout_s: float = 30.0  # to connect, and the longest silence from the server mid-download, before
+    #                                   the job fails (downloading again resumes it)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +68,7 @@ class DaemonConfig:
     port: int = DEFAULT_PORT  # 0 picks a free port
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     models_dir: Path | None = None  # None: draggan_core.registry.models_dir()
+    catalogue: Path | None = None  # a studio's catalogue file (JSON) added to the built-in registry; checked at start
     token: str | None = None  # when set, every request needs "Authorization: Bearer <token>"
     threads: int = 8  # waitress request threads (the GPU work itself runs on one worker thread)
     test_gate: bool = False  # end-to-end tests only: jobs can be held at a step (backend/testgate.py)

@@ -1,7 +1,8 @@
-"""The daemon's state: device, models, sessions, jobs, the worker and the decode budget, owned by one app."""
+"""The daemon's state: device, models, sessions, jobs, the worker, downloads and the decode budget, owned by one app."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import torch
 from flask import current_app
@@ -11,10 +12,13 @@ from draggan_core.devices import pick_device
 
 from .budget import DecodeBudget
 from .config import DaemonConfig
+from .downloads import DownloadManager
 from .jobs import JobStore, Worker
 from .models import ModelCatalogue
 from .sessions import SessionStore
 from .testgate import StepGate
+
+log = logging.getLogger("draggan.daemon")
 
 
 @dataclasses.dataclass(eq=False)
@@ -27,20 +31,32 @@ class Daemon:
     worker: Worker
     gate: StepGate | None  # end-to-end tests only
     decode_budget: DecodeBudget
+    downloads: DownloadManager  # model downloads, on their own threads (never the worker's)
 
     @classmethod
     def start(cls, config: DaemonConfig) -> "Daemon":
-        """Pick the device (ValueError when the requested one is missing) and start the worker thread."""
+        """Read the catalogue file (registry.CatalogueError when it is unusable), pick the device (ValueError when
+        the requested one is missing) and start the worker and download threads."""
+        zoo = registry.load_catalogue(config.catalogue)
+        if config.catalogue is not None:
+            replaced = sorted(n for n in registry.ZOO if zoo[n] is not registry.ZOO[n])
+            log.info("catalogue %s: %d models of its own%s", config.catalogue,
+                     sum(1 for n in zoo if n not in registry.ZOO),
+                     f", replacing the built-in {', '.join(replaced)}" if replaced else "")
         device = pick_device(config.device)
         limits = config.limits
         gate = StepGate() if config.test_gate else None
-        return cls(config, device,
-                   ModelCatalogue(config.models_dir or registry.models_dir(), device, limits.max_loaded_models),
-                   SessionStore(limits.max_sessions, limits.max_session_bytes), JobStore(limits.max_finished_jobs, limits.max_finished_job_bytes),
+        catalogue = ModelCatalogue(config.models_dir or registry.models_dir(), device, limits.max_loaded_models, zoo)
+        jobs = JobStore(limits.max_finished_jobs, limits.max_finished_job_bytes)
+        return cls(config, device, catalogue,
+                   SessionStore(limits.max_sessions, limits.max_session_bytes), jobs,
                    Worker(limits.max_queued_jobs, limits.max_jobs_per_client, limits.max_waiting_calls, gate), gate,
-                   DecodeBudget(limits.max_decoded_bytes, limits.decode_wait_s))
+                   DecodeBudget(limits.max_decoded_bytes, limits.decode_wait_s),
+                   DownloadManager(catalogue, jobs, limits))
 
     def close(self) -> None:
+        """Stop downloads (at once: their partial files are kept for a later resume) and the worker."""
+        self.downloads.close()
         self.worker.close()
 
 

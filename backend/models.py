@@ -1,8 +1,9 @@
-"""The model catalogue: which generators this daemon offers, and a small cache of loaded ones.
+"""The model catalogue: which generators this daemon offers, downloaded or not, and a small cache of loaded ones.
 
-Clients name models only by the names listed here: registry models present on disk and
-checkpoint files in the models folder. A request's text is only ever used as a key into that
-list, never joined to a path, so no request can make the daemon open a file of its choosing.
+Clients name models only by the names listed here: the registry's entries (built in, plus a studio's
+catalogue file), whether their file is in the models folder yet or not, and the checkpoint files
+found there. A request's text is only ever used as a key into that list, never joined to a path,
+so no request can make the daemon open or write a file of its choosing.
 """
 from __future__ import annotations
 
@@ -43,41 +44,78 @@ class LoadedModel:
 
 
 class ModelCatalogue:
-    """Lists the models on disk (re-scanned on every call, so downloads show up) and loads them by name."""
+    """Lists the models (the models folder is re-scanned on every call, so downloads show up at once) and loads
+    them by name."""
 
-    def __init__(self, directory: Path, device: torch.device, max_loaded: int):
+    def __init__(self, directory: Path, device: torch.device, max_loaded: int,
+                 zoo: dict[str, registry.ModelInfo] | None = None):
         self.directory = directory
         self.device = device
         self.max_loaded = max(1, max_loaded)
+        self.zoo = dict(registry.ZOO if zoo is None else zoo)  # registry.load_catalogue's: built-in + the studio's
         self._loaded: collections.OrderedDict[str, LoadedModel] = collections.OrderedDict()
         self._lock = threading.Lock()
 
     def entries(self) -> dict[str, ModelEntry]:
+        """Every catalogue entry, downloaded or not, and the user's own files in the models folder."""
         found: dict[str, ModelEntry] = {}
-        registry_files = set()
-        for info in registry.ZOO.values():
+        catalogue_files = set()
+        for info in self.zoo.values():
             path = registry.local_path(info, self.directory)
-            registry_files.add(path.name)
-            if path.is_file():
-                found[info.name] = ModelEntry(info.name, path, info)
+            catalogue_files.add(path.name)
+            found[info.name] = ModelEntry(info.name, path, info)
         for path in registry.local_models(self.directory):
-            if path.name not in registry_files:
+            if path.name not in catalogue_files:
                 name = path.stem if path.stem not in found else path.name
                 found[name] = ModelEntry(name, path, None)
         return found
 
     def entry(self, name: str | None) -> ModelEntry:
-        """The entry for an exact listed name; None means the demo model."""
+        """The entry for an exact listed name whose file is here; None means the demo model."""
         entries = self.entries()
         wanted = registry.DEMO_MODEL if name is None else name
-        if wanted in entries:
-            return entries[wanted]
-        available = ", ".join(sorted(entries)) or "none (put checkpoints in the daemon's models folder)"
+        found = entries.get(wanted)
+        if found is not None and found.path.is_file():
+            return found
+        if found is not None and found.info is not None and wanted != registry.DEMO_MODEL:
+            raise self._not_downloaded(found.info)
+        here = [n for n, e in entries.items() if e.path.is_file()]
+        available = ", ".join(sorted(here)) or "none (put checkpoints in the daemon's models folder)"
         if name is None:
             raise ApiError(400, "unknown_model", f"no model given and the demo model is not installed; "
                                                  f"name one of: {available}")
         raise ApiError(400, "unknown_model", f"model {short(name)} is not available on this daemon; "
                                              f"available: {available}")
+
+    def _not_downloaded(self, info: registry.ModelInfo) -> ApiError:
+        if info.url is None:
+            how = info.note or "put its file in the daemon's models folder"
+            return ApiError(409, "model_not_downloaded", f"model {info.name!r} is not downloaded, and the daemon "
+                                                         f"cannot fetch it: {how}")
+        catalogue = "" if registry.ZOO.get(info.name) is info else " --catalogue FILE"
+        size = f", {info.size / 1e6:.0f} MB" if info.size else ""
+        return ApiError(409, "model_not_downloaded", f"model {info.name!r} is not downloaded yet{size}; download "
+                                                     f"it first (POST /api/v1/models/{info.name}/download, or "
+                                                     f"`draggan models download {info.name}{catalogue}` where the "
+                                                     f"daemon runs)")
+
+    def download_target(self, name: str) -> tuple[registry.ModelInfo, Path]:
+        """The catalogue entry a download names and the file it becomes, from the entry alone: the request gives
+        only the name, which must be a catalogue key (404 otherwise), never a path, file name or URL."""
+        info = self.zoo.get(name)
+        if info is None:
+            raise ApiError(404, "unknown_model", f"no model {short(name)} in this daemon's catalogue (GET "
+                                                 f"/api/v1/models lists them)")
+        dest = registry.local_path(info, self.directory)
+        if dest.is_file():
+            built_in = " (it is built in)" if info.name == registry.DEMO_MODEL else ""
+            raise ApiError(409, "already_downloaded", f"model {info.name!r} is already downloaded{built_in}")
+        if info.url is None:
+            raise ApiError(409, "not_downloadable", f"model {info.name!r} has no download address: "
+                                                    f"{info.note or 'put its file in the models folder by hand'}")
+        if dest.parent != self.directory or dest.name in ("", ".", ".."):  # load_catalogue allows no such entry
+            raise ApiError(409, "not_downloadable", f"model {info.name!r} has a file name outside the models folder")
+        return info, dest
 
     def load(self, name: str | None) -> LoadedModel:
         """The generator for a listed name, loaded on first use; call from the worker thread."""
@@ -98,8 +136,9 @@ class ModelCatalogue:
         with self._lock:
             return list(self._loaded)
 
-    def describe(self) -> list[dict]:
-        """What a client shows in its model menu; a file's image size is known once it was loaded."""
+    def describe(self, downloading: frozenset[str] | set[str] = frozenset()) -> list[dict]:
+        """What a client shows in its model menu and its download list; a file's image size is known once it
+        was loaded. `downloading`: the names whose download is queued or running."""
         with self._lock:
             loaded = dict(self._loaded)
         out = []
@@ -110,6 +149,10 @@ class ModelCatalogue:
             else:
                 height = info.resolution if info else None
                 width = (info.width or info.resolution) if info else None
+            try:
+                on_disk: int | None = entry.path.stat().st_size if entry.path.is_file() else None
+            except OSError:  # removed between the two calls
+                on_disk = None
             out.append({
                 "name": name,
                 "resolution": height,
@@ -119,5 +162,10 @@ class ModelCatalogue:
                 "licence": info.licence if info else None,
                 "learning_rate": entry.learning_rate,
                 "loaded": name in loaded,
+                "downloaded": on_disk is not None,
+                "downloading": name in downloading,
+                "downloadable": bool(info and info.url),
+                "size": on_disk if on_disk is not None else (info.size if info else None),
+                "note": info.note if info else "",
             })
         return out

@@ -69,7 +69,14 @@ def schemas(limits: Limits) -> dict[str, Schema]:
                           "jobs_running": INTEGER, "sessions": INTEGER}),
         "Model": closed({"name": STRING, "resolution": nullable(INTEGER), "width": nullable(INTEGER),
                          "height": nullable(INTEGER), "domain": STRING,
-                         "licence": nullable(STRING), "learning_rate": NUMBER, "loaded": BOOLEAN}),
+                         "licence": nullable(STRING), "learning_rate": NUMBER, "loaded": BOOLEAN,
+                         "downloaded": {**BOOLEAN, "description": "its file is in the models folder (or it is built "
+                                                                  "in): it can be used now"},
+                         "downloading": {**BOOLEAN, "description": "a download of it is queued or running"},
+                         "downloadable": {**BOOLEAN, "description": "the catalogue gives a URL for it"},
+                         "size": nullable({**INTEGER, "description": "bytes: of the file once downloaded, else as "
+                                                                     "the catalogue says"}),
+                         "note": STRING}),
         "ModelList": closed({"models": {"type": "array", "items": ref("Model")}}),
         "GenerateRequest": closed({
             "model": nullable({**STRING, "description": "a name from /models; default: demo"}),
@@ -140,6 +147,19 @@ def schemas(limits: Limits) -> dict[str, Schema]:
             "inversion": nullable(closed({"stage": nullable({"enum": ["w", "w+", "pti"]}), "stage_step": INTEGER,
                                           "stage_steps": INTEGER, "psnr": nullable(NUMBER)})),
         }),
+        "DownloadJob": closed({
+            "job_id": STRING, "kind": {"const": "download"}, "model": STRING,
+            "state": {"enum": ["queued", "running", "done", "failed", "cancelled"]},
+            "queue_position": nullable(INTEGER),
+            "bytes_done": {**INTEGER, "description": "bytes of the file so far, including those resumed"},
+            "bytes_total": nullable({**INTEGER, "description": "the file's size, once known"}),
+            "resumed_from": nullable({**INTEGER, "description": "bytes kept from an earlier, interrupted "
+                                                                "download (0: from the start); null until the "
+                                                                "transfer starts"}),
+            "eta_seconds": nullable(NUMBER), "elapsed_seconds": nullable(NUMBER),
+            "error": nullable(closed({"code": STRING, "message": STRING})),
+        }),
+        "AnyJob": {"oneOf": [ref("Job"), ref("DownloadJob")]},
         "Deleted": closed({"deleted": {"const": True}, "session_id": STRING}),
     }
 
@@ -152,10 +172,12 @@ PNG_CONTENT = {"image/png": {"schema": {"type": "string", "format": "binary"}}}
 ERRORS = {
     "400": "invalid request: bad JSON, bad PNG, a value out of range, unknown model, points outside the image",
     "401": "missing or refused token", "403": "the Host header is not a loopback name (daemon without token)",
-    "404": "unknown session or job, or nothing to show yet", "409": "the session or job is in the wrong state",
+    "404": "unknown session, job or catalogue model, or nothing to show (yet)",
+    "409": "the session, job or model is in the wrong state (e.g. the model is not downloaded)",
     "413": "the body is larger than the limit", "415": "the body is not JSON",
     "431": "the request line and headers are longer than the limit",
-    "429": "the daemon is full (queue, your jobs, or sessions that all have work); Retry-After says when to retry",
+    "429": "the daemon is full (queue, your jobs, sessions that all have work, or waiting downloads); Retry-After "
+           "says when to retry",
     "500": "the daemon failed (see its log)",
     "503": "out of GPU memory, busy or shutting down; Retry-After when trying again makes sense",
 }
@@ -173,17 +195,23 @@ def operation(summary: str, ok: str, ok_response: dict, errors: tuple[str, ...],
 def paths() -> dict[str, dict]:
     sid = {"name": "sid", "in": "path", "required": True, "schema": STRING}
     jid = {"name": "jid", "in": "path", "required": True, "schema": STRING}
+    name = {"name": "name", "in": "path", "required": True, "schema": STRING,
+            "description": "a model name from /models (a catalogue key, never a path)"}
     job = _json("Job", "the job's status")
+    any_job = _json("AnyJob", "the job's status (a drag, invert or download job)")
     return {
         "/health": {"get": operation("daemon version, device, loaded models and queue", "200",
                                      _json("Health", "status"), ())},
-        "/models": {"get": operation("the models this daemon can load, by name", "200",
+        "/models": {"get": operation("every model this daemon knows, downloaded or not, by name", "200",
                                      _json("ModelList", "the catalogue"), ())},
+        "/models/{name}/download": {"parameters": [name], "post": operation(
+            "start downloading a catalogue model into the models folder (a download job)", "202",
+            _json("DownloadJob", "the download job"), ("404", "409", "429", "503"))},
         "/openapi.json": {"get": operation("this document", "200",
                                            {"description": "OpenAPI 3.1", "content": {"application/json": {}}}, ())},
         "/generate": {"post": operation("render a seed and open a session on it (its latent is known)", "201",
                                         _json("GeneratedSession", "the new session and its image"),
-                                        ("400", "413", "415", "429", "500", "503"), body="GenerateRequest")},
+                                        ("400", "409", "413", "415", "429", "500", "503"), body="GenerateRequest")},
         "/sessions": {"post": operation("open a session on a layer: a copy of a session's picture, or a real "
                                         "image (inverted by an invert job; the same layer again reuses its "
                                         "session)", "201", _json("CreatedSession", "the session"),
@@ -200,7 +228,7 @@ def paths() -> dict[str, dict]:
                               ("400", "404", "409", "413", "415", "429", "503"),
                               body="DragRequest"),
         },
-        "/jobs/{jid}": {"parameters": [jid], "get": operation("a job's progress", "200", job, ("404",))},
+        "/jobs/{jid}": {"parameters": [jid], "get": operation("a job's progress", "200", any_job, ("404",))},
         "/jobs/{jid}/preview": {"parameters": [jid], "get": operation(
             "the latest preview at the client's size", "200", {"description": "PNG", "content": PNG_CONTENT},
             ("404",))},
@@ -209,9 +237,11 @@ def paths() -> dict[str, dict]:
             {"description": "PNG", "content": PNG_CONTENT},
             ("404", "409"))},
         "/jobs/{jid}/stop": {"parameters": [jid], "post": operation(
-            "end after the current step, keeping the edit (a queued job is cancelled)", "200", job, ("404",))},
+            "end after the current step, keeping the edit (a queued job, or a download, is cancelled)", "200",
+            any_job, ("404",))},
         "/jobs/{jid}/cancel": {"parameters": [jid], "post": operation(
-            "end and restore the session to its state before the job", "200", job, ("404", "409"))},
+            "end and restore the session to its state before the job (a download keeps its partial file for "
+            "the next download to resume)", "200", any_job, ("404", "409"))},
     }
 
 

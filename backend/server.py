@@ -5,7 +5,9 @@ to the network, so it needs a token (given, or generated and printed once); a to
 used on loopback. SIGTERM or SIGINT winds the daemon down: it stops accepting, stops the running
 job at its next step, answers the requests in flight and exits 0. With --exit-on-stdin-close the end
 of its standard input does the same: an editor that started the daemon holds the other end, so the
-daemon ends with the editor even when the editor is killed (draggan_client/launcher.py).
+daemon ends with the editor even when the editor is killed (draggan_client/launcher.py). With
+--exit-with-process PID it does the same once that process is gone (GIMP's plug-ins are short-lived
+processes, so GIMP's daemon is tied to GIMP's own process instead).
 """
 from __future__ import annotations
 
@@ -68,6 +70,8 @@ def add_serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     p.add_argument("--models", default=None, help="models folder (default: $DRAGGAN_MODELS or "
                                                   "~/.local/share/draggan/models)")
+    p.add_argument("--catalogue", default=None, metavar="FILE",
+                   help="a JSON list of your own checkpoints by URL, added to the built-in ones (format: docs/api.md)")
     given = p.add_mutually_exclusive_group()
     given.add_argument("--token", default=os.environ.get(TOKEN_ENV),
                        help=f"require 'Authorization: Bearer TOKEN' on every request (default: ${TOKEN_ENV}). "
@@ -79,6 +83,9 @@ def add_serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exit-on-stdin-close", action="store_true",
                    help="wind down as on SIGTERM when standard input reaches its end (for a daemon that an "
                         "editor started and must not outlive it)")
+    p.add_argument("--exit-with-process", type=int, default=None, metavar="PID",
+                   help="wind down as on SIGTERM once the process PID is gone (an editor whose plug-in that "
+                        "started the daemon does not live as long as the editor)")
 
 
 def config_from_args(args: argparse.Namespace) -> tuple[DaemonConfig, bool]:
@@ -90,8 +97,11 @@ def config_from_args(args: argparse.Namespace) -> tuple[DaemonConfig, bool]:
     check_token(args.host, token)
     if not 0 <= args.port <= 65535:
         raise StartupError(f"--port must be between 0 and 65535, got {args.port}")
+    if args.exit_with_process is not None and args.exit_with_process <= 0:
+        raise StartupError(f"--exit-with-process needs a process id above 0, got {args.exit_with_process}")
     models = Path(args.models) if args.models else registry.models_dir()
-    return DaemonConfig(host=args.host, port=args.port, device=args.device, models_dir=models, token=token,
+    return DaemonConfig(host=args.host, port=args.port, device=args.device, models_dir=models,
+                        catalogue=Path(args.catalogue) if args.catalogue else None, token=token,
                         test_gate=os.environ.get(testgate.ENV) == "1"), generated
 
 
@@ -203,6 +213,33 @@ def stop_when_stdin_closes(server: DaemonServer) -> None:
     threading.Thread(target=watch, name="draggan-stdin", daemon=True).start()
 
 
+PROCESS_POLL_S = 1.0  # how often --exit-with-process looks for its process: the editor has just quit
+
+
+def stop_when_process_ends(server: DaemonServer, pid: int) -> None:
+    """Wind the daemon down, as SIGTERM does, once process `pid` is gone (or is a zombie, ended but not
+    yet reaped by its parent)."""
+    def alive() -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # another user's process: it exists
+            return True
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                return f.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
+        except (OSError, IndexError):
+            return True  # no /proc (not Linux): os.kill's answer stands
+
+    def watch() -> None:
+        while alive():
+            time.sleep(PROCESS_POLL_S)
+        server.stop(f"process {pid} ended")
+
+    threading.Thread(target=watch, name="draggan-watch-process", daemon=True).start()
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     config, generated = config_from_args(args)
     handler = logging.StreamHandler()
@@ -217,6 +254,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     stop_on_signals(server)
     if args.exit_on_stdin_close:
         stop_when_stdin_closes(server)
+    if args.exit_with_process is not None:
+        stop_when_process_ends(server, args.exit_with_process)
     server.serve_forever()
     print(f"draggan daemon stopped ({server.stop_reason})", flush=True)
     return 0

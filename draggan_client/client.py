@@ -10,6 +10,7 @@ a request, is raised as DaemonError with a message that can be shown to the user
     job = client.drag(made["session_id"], handles=[[60, 40]], targets=[[70, 30]], steps=200)
     final = client.wait(job["job_id"], on_progress=print)
     png = client.result(job["job_id"])
+    fetch = client.download_model("stylegan2-ffhq-512x512")   # a download job: wait, cancel as above
 """
 import base64
 import http.client
@@ -64,7 +65,18 @@ class DaemonClient:
         return self._call("GET", "/health")
 
     def models(self) -> List[Dict[str, Any]]:
+        """The models the daemon can use now (downloaded or built in): what a model menu offers."""
+        return [m for m in self.catalogue() if m.get("downloaded", True)]  # daemons before downloads list only those
+
+    def catalogue(self) -> List[Dict[str, Any]]:
+        """Every model the daemon knows, downloaded or not: name, resolution, width, height, domain, licence,
+        learning_rate, loaded, downloaded, downloading, downloadable, size (bytes or None), note."""
         return self._call("GET", "/models")["models"]
+
+    def download_model(self, name: str) -> Dict[str, Any]:
+        """Start downloading a catalogue model into the daemon's models folder; returns the download job (its
+        "job_id" is what job, wait and cancel take; a cancelled download resumes where it stopped next time)."""
+        return self._call("POST", "/models/" + _quote(name) + "/download")
 
     def generate(self, seed: int, model: Optional[str] = None, psi: Optional[float] = None) -> Dict[str, Any]:
         """A new session on the image of `seed`; the answer's "image" is PNG bytes."""
@@ -127,7 +139,7 @@ class DaemonClient:
         return self._call("POST", "/jobs/" + _quote(job_id) + "/stop")
 
     def cancel(self, job_id: str) -> Dict[str, Any]:
-        """End the job and put its session back as it was before."""
+        """End the job and put its session back as it was before (a download keeps its partial file)."""
         return self._call("POST", "/jobs/" + _quote(job_id) + "/cancel")
 
     def wait(self, job_id: str, on_progress: Optional[Callable[[Dict[str, Any]], None]] = None,
@@ -136,23 +148,26 @@ class DaemonClient:
              timeout: Optional[float] = None) -> Dict[str, Any]:
         """Poll until the job ends and return its final status.
 
-        on_progress(status) runs whenever the step or state changes; on_preview(png, status) for
-        each new preview. stop_event / cancel_event (e.g. threading.Event, anything with is_set())
-        let a UI thread stop or cancel the job; waiting goes on until the daemon confirms its end.
+        on_progress(status) runs whenever the step (a download's bytes_done) or the state changes;
+        on_preview(png, status) for each new preview. stop_event / cancel_event (e.g. threading.Event,
+        anything with is_set()) let a UI thread stop or cancel the job; waiting goes on until the
+        daemon confirms its end.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         seen = (None, None, None)
         requested = None
         while True:
             status = self.job(job_id)
-            if (status["state"], status["step"], status["preview_step"]) != seen:
+            progress = status.get("step", status.get("bytes_done"))  # download jobs count bytes, not steps
+            preview_step = status.get("preview_step")
+            if (status["state"], progress, preview_step) != seen:
                 if on_progress is not None:
                     on_progress(status)
-                if on_preview is not None and status["preview_step"] not in (None, seen[2]):
+                if on_preview is not None and preview_step not in (None, seen[2]):
                     png = self.preview(job_id)
                     if png is not None:
                         on_preview(png, status)
-                seen = (status["state"], status["step"], status["preview_step"])
+                seen = (status["state"], progress, preview_step)
             if status["state"] in FINAL_STATES:
                 return status
             requested = self._forward_request(job_id, requested, stop_event, cancel_event)

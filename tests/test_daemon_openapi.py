@@ -136,8 +136,9 @@ def test_real_answers_follow_the_document(server, doc):
     check("get", "/jobs/gone", 404)
     check("post", "/jobs/gone/stop", 404)
     check("get", "/health", 403, headers={"Host": "attacker.example"})
+    elsewhere = {("/models/{name}/download", "post", "202")}  # needs a model host: test_daemon_downloads.py
     successes = {(path, method, status) for path, item in doc["paths"].items() for method, op in item.items()
-                 if method in METHODS for status in op["responses"] if status.startswith("2")}
+                 if method in METHODS for status in op["responses"] if status.startswith("2")} - elsewhere
     assert successes <= check.seen, f"not exercised: {sorted(successes - check.seen)}"
     assert base64.b64decode(made["image"]).startswith(b"\x89PNG")
 
