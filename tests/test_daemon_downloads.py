@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from backend.config import Limits
 from conftest import make_generator
 from daemon_process import REPO, serve_process
 from draggan_client.client import DaemonClient, DaemonError
@@ -65,7 +64,8 @@ def zoo():
 def models(tmp_path) -> Path:
     d = tmp_path / "models"
     d.mkdir()
-    native.write(make_generator(seed=1, img_resolution=32, channel_base=128, channel_max=16), str(d / "mine.safetensors"))
+    native.write(make_generator(seed=1, img_resolution=32, channel_base=128, channel_max=16),
+                 str(d / "mine.safetensors"))
     return d
 
 
@@ -122,7 +122,8 @@ def test_the_catalogue_lists_every_model_with_its_state(client, models):
                     "downloading": False, "downloadable": True, "size": len(DATA), "note": "a test model"}
     public = models["stylegan2-ffhq-512x512"]
     assert (public["downloaded"], public["downloadable"], public["size"]) == (False, True, None)
-    assert not models["stylegan_human_v2_512"]["downloadable"] and "Google Drive" in models["stylegan_human_v2_512"]["note"]
+    human = models["stylegan_human_v2_512"]
+    assert not human["downloadable"] and "Google Drive" in human["note"]  # the note says where to get it
     assert models["stylegan2-ffhq-256x256"]["domain"] == "faces (the studio's mirror)"  # the catalogue's entry won
     assert {m["name"] for m in client.models()} == {"demo", "mine"}  # a model menu: what can be used now
 
