@@ -11,6 +11,9 @@ Krita 5.1 ships Python 3.8), and no Qt or GIMP: the plug-ins call it from their 
   runs with --exit-on-stdin-close and a stdin pipe that only the editor holds, so it winds down by itself
   when the editor quits or is killed. A kept one (keep=True) has no such pipe, writes its output to a log
   file and outlives the editor once detach()ed.
+- DaemonSettings and start_local(): how the artist's local daemon is started, the same for both plug-ins
+  (each stores the settings its own way); stop_detached() stops one started by an earlier plug-in process
+  (GIMP runs each procedure in a new process, so its daemon is kept and tied to GIMP's own process).
 - Bootstrap: "Set up local daemon…": runs the project's scripts/bootstrap.sh (creates .venv, installs torch
   and the project) with its output streamed line by line; cancel() ends it.
 
@@ -25,6 +28,7 @@ import subprocess
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import IO, Any, Callable, Deque, Dict, Iterator, List, Optional, Sequence, Tuple
 
 PROJECT_ENV = "DRAGGAN_PROJECT"  # names the project folder for a plug-in that has no setting for it
@@ -256,7 +260,7 @@ class LocalDaemon:
 
     def start(self, command: Sequence[str], models_dir: Optional[str] = None, extra_args: Sequence[str] = (),
               ready_timeout: float = READY_TIMEOUT_S, keep: bool = False, log_path: Optional[str] = None,
-              port: int = 0) -> str:
+              port: int = 0, watch_pid: Optional[int] = None) -> str:
         """Run `<command> serve --host 127.0.0.1 --port PORT [--models DIR] [...]` and wait until it listens;
         returns its base URL.
 
@@ -265,6 +269,9 @@ class LocalDaemon:
         (keep=True) gets no pipe at all, so it outlives the editor, and writes its output to log_path
         (default_log_path() when None), which is followed from there; the file is appended to (one line per
         request while it runs) and moved to <log_path>.1 at a start once past MAX_LOG_BYTES.
+
+        watch_pid: a kept daemon ends cleanly once that process is gone (--exit-with-process): GIMP keeps its
+        daemon past the plug-in process that started it, but not past GIMP.
 
         port 0 picks a free port; a kept daemon may want a fixed one, so that the next editor session finds
         it. $DRAGGAN_TOKEN is not passed on: a loopback daemon needs no token, and one the plug-in does not
@@ -281,6 +288,8 @@ class LocalDaemon:
             args += ["--models", models_dir]
         if not keep:
             args.append("--exit-on-stdin-close")
+        if watch_pid is not None:
+            args += ["--exit-with-process", str(int(watch_pid))]
         args += list(extra_args)
         env = child_environment(drop=("DRAGGAN_TOKEN",))
         # Started under the lock, so that a stop() from another thread finds the process, and two starts
@@ -464,6 +473,67 @@ class LocalDaemon:
 
 
 # ----------------------------------------------------------------------------------------- set-up
+
+@dataclass
+class DaemonSettings:
+    """How the artist's local daemon is started; both plug-ins keep these in their own settings."""
+    command: str = ""  # the `draggan` program; empty: the project's .venv, else PATH (find_command)
+    project_dir: str = ""  # the unpacked project ("Set up local daemon…" fills it); empty: $DRAGGAN_PROJECT
+    extra_args: str = ""  # more `draggan serve` arguments, e.g. --catalogue studio.json --models DIR --device cuda
+    keep_running: bool = False  # the daemon outlives the editor
+    start_with_editor: bool = False  # the plug-in starts it when the editor starts
+
+
+def start_local(daemon: LocalDaemon, settings: DaemonSettings, editor_pid: Optional[int] = None,
+                ready_timeout: float = READY_TIMEOUT_S, log_path: Optional[str] = None) -> str:
+    """Start the artist's local daemon as the settings say; returns its URL.
+
+    editor_pid: for a plug-in whose process ends before the editor does (GIMP): the daemon is kept (no
+    stdin pipe) but ends with the editor's process, unless the artist asked to keep it running. Without
+    it (Krita) the daemon is managed: it ends when this process ends, unless kept running. log_path: a
+    kept daemon's log file (default_log_path() when None)."""
+    try:
+        extra = shlex.split(settings.extra_args or "")
+    except ValueError as e:
+        raise LauncherError("The daemon's extra arguments cannot be read ({}): {}".format(e, settings.extra_args)) \
+            from None
+    command = find_command(settings.project_dir or None, settings.command or None)
+    keep = settings.keep_running or editor_pid is not None
+    watch = editor_pid if editor_pid is not None and not settings.keep_running else None
+    return daemon.start(command, extra_args=extra, ready_timeout=ready_timeout, keep=keep, log_path=log_path,
+                        watch_pid=watch)
+
+
+def stop_detached(pid: int, timeout: float = STOP_TIMEOUT_S) -> bool:
+    """Stop a local daemon started by an earlier plug-in process (SIGTERM, then SIGKILL after timeout).
+    True when it is gone; False when no such daemon runs (the pid is gone, or now names another program,
+    which is left alone)."""
+    if not POSIX or not _is_daemon(pid):
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _is_daemon(pid):
+            return True
+        time.sleep(0.1)
+    try:
+        os.killpg(pid, signal.SIGKILL)  # its own session's group (start_new_session)
+    except (ProcessLookupError, PermissionError):
+        pass
+    return True
+
+
+def _is_daemon(pid: int) -> bool:
+    """Whether pid is a running `... serve` (not a zombie): read from /proc, so a reused pid is not stopped."""
+    try:
+        with open("/proc/{}/cmdline".format(int(pid)), "rb") as f:
+            args = f.read().split(b"\0")
+        with open("/proc/{}/stat".format(int(pid)), "rb") as f:
+            state = f.read().rsplit(b")", 1)[-1].split()[0]
+    except (OSError, IndexError, ValueError):
+        return False
+    return b"serve" in args and state != b"Z"
+
 
 class Bootstrap:
     """"Set up local daemon…": the project's own scripts/bootstrap.sh, which creates .venv and installs torch

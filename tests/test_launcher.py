@@ -30,7 +30,8 @@ from draggan_client.launcher import (PROJECT_ENV, SET_UP, Bootstrap, BootstrapCa
 REPO = Path(__file__).resolve().parents[1]
 DRAGGAN = Path(sys.executable).parent / "draggan"  # the venv's console script, as an artist's .venv has it
 DEADLINE_S = 180.0  # the longest any awaited condition may take: importing torch on a slow, busy machine
-STDLIB = {"collections", "os", "re", "shlex", "shutil", "signal", "subprocess", "threading", "time", "typing"}
+STDLIB = {"collections", "dataclasses", "os", "re", "shlex", "shutil", "signal", "subprocess", "threading", "time",
+          "typing"}
 READY = "draggan daemon listening on http://127.0.0.1:9/api/v1 (device fake, models none)"
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc (Linux)")
@@ -216,6 +217,63 @@ def test_a_killed_editor_leaves_no_daemon_behind(one_thread, tmp_path):
             editor.wait()
         if daemon_pid is not None and alive(daemon_pid):
             os.killpg(daemon_pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_a_daemon_tied_to_the_editors_process_outlives_the_plugin_but_not_the_editor(one_thread, tmp_path):
+    """GIMP's case: the plug-in process that starts the daemon ends at once (the daemon is kept: no pipe),
+    the daemon ends by itself once the editor's process is gone, and stop_detached() finds it meanwhile."""
+    editor = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
+    settings = launcher.DaemonSettings(command=str(DRAGGAN), extra_args=f"--models {tmp_path / 'models'}")
+    plugin = LocalDaemon()
+    try:
+        url = launcher.start_local(plugin, settings, editor_pid=editor.pid, log_path=str(tmp_path / "daemon.log"))
+        daemon_pid = plugin.pid
+        assert plugin.kept
+        plugin.detach()  # the plug-in process ends here; the daemon goes on
+        assert DaemonClient(url).health()["api"] == "v1"
+        assert not launcher.stop_detached(os.getpid())  # not a daemon: left alone
+        editor.kill()
+        editor.wait(DEADLINE_S)
+        wait_until(lambda: not alive(daemon_pid), "the daemon exits once the editor's process is gone")
+        assert not launcher.stop_detached(daemon_pid)  # gone: nothing to stop
+    finally:
+        if editor.poll() is None:
+            editor.kill()
+            editor.wait()
+
+
+@pytest.mark.slow
+def test_stop_detached_stops_a_daemon_an_earlier_plugin_process_started(one_thread, tmp_path):
+    settings = launcher.DaemonSettings(command=str(DRAGGAN), extra_args=f"--models {tmp_path / 'models'}",
+                                       keep_running=True)
+    plugin = LocalDaemon()
+    url = launcher.start_local(plugin, settings, editor_pid=os.getpid(), log_path=str(tmp_path / "daemon.log"))
+    daemon_pid = plugin.pid
+    plugin.detach()
+    try:
+        assert DaemonClient(url).health()["api"] == "v1"
+        assert launcher.stop_detached(daemon_pid)
+        assert not alive(daemon_pid)
+    finally:
+        if alive(daemon_pid):
+            os.killpg(daemon_pid, signal.SIGKILL)
+
+
+def test_unreadable_extra_arguments_are_a_launcher_error(daemon, tmp_path):
+    draggan = fake_program(tmp_path, "exit 0")
+    with pytest.raises(LauncherError, match="extra arguments"):
+        launcher.start_local(daemon, launcher.DaemonSettings(command=str(draggan), extra_args='--models "unclosed'))
+
+
+def test_a_watched_process_is_passed_to_a_kept_daemon_only(daemon, tmp_path):
+    draggan = fake_program(tmp_path, 'echo "args: $*"; exit 3')
+    for keep_running, expected in ((False, "--exit-with-process 4242"), (True, None)):
+        settings = launcher.DaemonSettings(command=str(draggan), keep_running=keep_running)
+        with pytest.raises(LauncherError) as failed:
+            launcher.start_local(daemon, settings, editor_pid=4242, log_path=str(tmp_path / "daemon.log"))
+        assert "--exit-on-stdin-close" not in str(failed.value)
+        assert (expected in str(failed.value)) if expected else ("--exit-with-process" not in str(failed.value))
 
 
 # ----------------------------------------------------------------------------------------- stand-ins
