@@ -514,6 +514,8 @@ def progress(status: Dict[str, Any]) -> Progress:
     inversion = status.get("inversion") or {}
     psnr = float(inversion["psnr"]) if inversion.get("psnr") is not None else None
     finished = state in ("done", "failed", "cancelled")
+    if kind == "download":
+        step, total = int(status.get("bytes_done") or 0), int(status.get("bytes_total") or 0)
     fraction = 1.0 if state == "done" else (min(step / total, 1.0) if total else 0.0)
     return Progress(fraction, _progress_text(status, kind, state, step, total, inversion, psnr), finished, psnr)
 
@@ -527,6 +529,8 @@ def _progress_text(status: Dict[str, Any], kind: str, state: Any, step: int, tot
     if state == "queued":
         place = status.get("queue_position")
         return "Waiting for the daemon{}...".format(" (place {} in the queue)".format(place) if place else "")
+    if kind == "download":
+        return _download_text(status, state, step, total, left, error)
     if kind == "invert":
         if state == "running":
             stage = inversion.get("stage")
@@ -544,6 +548,38 @@ def _progress_text(status: Dict[str, Any], kind: str, state: Any, step: int, tot
         reason = REASONS.get(status.get("reason"), status.get("reason") or "")
         return "Done after {} steps{}".format(step, " ({})".format(reason) if reason else "")
     return "Cancelled" if state == "cancelled" else "Failed: {}".format(error or "unknown error")
+
+
+def _download_text(status: Dict[str, Any], state: Any, done: int, total: int, left: str, error: Any) -> str:
+    name = status.get("model") or "the model"
+    if state == "running":
+        of = " of {}".format(format_size(total)) if total else ""
+        return "Downloading {}: {}{}{}".format(name, format_size(done), of, left)
+    if state == "done":
+        return "Downloaded {} ({})".format(name, format_size(done))
+    if state == "cancelled":
+        return "Download of {} cancelled; the next download goes on from {}".format(name, format_size(done))
+    return "Download of {} failed: {}".format(name, error or "unknown error")
+
+
+def model_label(entry: Dict[str, Any]) -> str:
+    """A model menu's line for one entry of DaemonClient.catalogue(): name, size in pixels, domain, and
+    for a model not downloaded yet its file size."""
+    size = "{}x{}".format(entry.get("width") or entry.get("resolution"), entry.get("height") or entry.get("resolution")) \
+        if entry.get("resolution") else ""
+    details = [d for d in (size, entry.get("domain")) if d]
+    if not entry.get("downloaded", True):
+        details.append("not downloaded" + (", {}".format(format_size(entry["size"])) if entry.get("size") else ""))
+    return "{} ({})".format(entry.get("name"), ", ".join(details)) if details else str(entry.get("name"))
+
+
+def format_size(n: Optional[int]) -> str:
+    if n is None:
+        return "?"
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return "{:.1f} {}".format(n / scale, unit)
+    return "{} bytes".format(n)
 
 
 def format_eta(seconds: Optional[float]) -> str:

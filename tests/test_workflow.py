@@ -933,3 +933,29 @@ def test_the_daemon_compares_the_pixels_of_a_scaled_or_other_picture(daemon):
     done, kinds = run_real(client, record, drag_of(other, model=MODEL, trusted=False))
     assert client.asked == ["from_session", "layer", "drag"] and kinds == {"invert", "drag"}
     assert done.real
+
+
+# ----------------------------------------------------------------------------- downloads and model menus
+
+def test_download_progress_counts_bytes():
+    running = {"kind": "download", "model": "zoo-cat", "state": "running", "bytes_done": 2_500_000,
+               "bytes_total": 10_000_000, "eta_seconds": 3.2}
+    shown = workflow.progress(running)
+    assert shown.fraction == 0.25 and not shown.finished
+    assert shown.text == "Downloading zoo-cat: 2.5 MB of 10.0 MB, about 4 s left"
+    unknown_total = workflow.progress(dict(running, bytes_total=None, eta_seconds=None))
+    assert unknown_total.fraction == 0.0 and unknown_total.text == "Downloading zoo-cat: 2.5 MB"
+    assert workflow.progress(dict(running, state="done", bytes_done=10_000_000)).text == \
+        "Downloaded zoo-cat (10.0 MB)"
+    cancelled = workflow.progress(dict(running, state="cancelled"))
+    assert cancelled.finished and "goes on from 2.5 MB" in cancelled.text
+    failed = workflow.progress(dict(running, state="failed", error={"message": "the checksum did not match"}))
+    assert failed.text == "Download of zoo-cat failed: the checksum did not match"
+
+
+def test_model_labels_say_what_is_not_downloaded():
+    assert workflow.model_label({"name": "demo", "resolution": 128, "width": 128, "height": 128,
+                                 "domain": "cartoon cats", "downloaded": True}) == "demo (128x128, cartoon cats)"
+    assert workflow.model_label({"name": "ffhq", "resolution": 512, "domain": "faces", "downloaded": False,
+                                 "size": 381_000_000}) == "ffhq (512x512, faces, not downloaded, 381.0 MB)"
+    assert workflow.model_label({"name": "mine.pt"}) == "mine.pt"
