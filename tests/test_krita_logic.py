@@ -28,10 +28,11 @@ def plugin(tmp_path_factory):
     for name in [m for m in sys.modules if m == "draggan_krita" or m.startswith("draggan_krita.")]:
         del sys.modules[name]
     import draggan_krita
-    from draggan_krita import daemon, geometry, imaging, jobspec, points, settings
-    from draggan_krita.draggan_client import pngcodec, workflow
+    from draggan_krita import catalogue, daemon, geometry, imaging, jobspec, points, settings
+    from draggan_krita.draggan_client import launcher, pngcodec, workflow
     yield {"pkg": draggan_krita, "geometry": geometry, "points": points, "jobspec": jobspec, "pngcodec": pngcodec,
-           "settings": settings, "daemon": daemon, "imaging": imaging, "workflow": workflow}
+           "settings": settings, "daemon": daemon, "imaging": imaging, "workflow": workflow, "catalogue": catalogue,
+           "launcher": launcher}
     sys.path.remove(str(staged))
 
 
@@ -335,6 +336,89 @@ def test_settings_roundtrip_and_env(plugin):
     assert env.url == "http://127.0.0.1:1" and env.token == "t"
     store.data["settings"] = "{not json"
     assert S.Settings.load(store, environ={}).url == S.DEFAULT_URL
+
+
+def test_the_local_daemon_settings_round_trip_and_make_the_launchers_settings(plugin, tmp_path):
+    S, launcher = plugin["settings"], plugin["launcher"]
+    store = DictStore()
+    s = S.Settings.load(store, environ={})
+    assert s.daemon_settings() == launcher.DaemonSettings()  # the launcher's defaults, nothing of our own
+    assert (s.keep_running, s.start_with_krita) == (False, False)
+    s.update({"daemon_command": " /opt/draggan/.venv/bin/draggan ", "project_dir": str(tmp_path),
+              "extra_args": "--device cpu --models '/my models'", "keep_running": True, "start_with_krita": True})
+    s.save(store)
+    again = S.Settings.load(store, environ={})
+    assert again.to_dict() == s.to_dict()
+    assert again.daemon_settings() == launcher.DaemonSettings(
+        command="/opt/draggan/.venv/bin/draggan", project_dir=str(tmp_path),
+        extra_args="--device cpu --models '/my models'", keep_running=True, start_with_editor=True)
+    # only a real true ticks a box (a hand-edited "false" string must not)
+    again.update({"keep_running": "false", "start_with_krita": 1, "daemon_command": None})
+    assert (again.keep_running, again.start_with_krita, again.daemon_command) == (False, False, "")
+    assert again.daemon_settings().command == ""  # empty: the launcher looks in the project, then on PATH
+
+
+def test_the_launcher_takes_the_plugins_settings_as_they_are(plugin, tmp_path):
+    """What start_local() makes of the settings: the configured program with its words, extra arguments
+    split like a shell, and the artist told in words about a program that is not there."""
+    S, launcher = plugin["settings"], plugin["launcher"]
+    program = tmp_path / "my draggan"
+    program.write_text("#!/bin/sh\nexit 0\n")
+    program.chmod(0o755)
+    s = S.Settings().update({"daemon_command": str(program)})
+    ds = s.daemon_settings()
+    assert launcher.find_command(ds.project_dir or None, ds.command or None) == [str(program)]
+    s.update({"daemon_command": str(tmp_path / "missing")})
+    with pytest.raises(launcher.LauncherError, match="not found"):
+        launcher.start_local(launcher.LocalDaemon(), s.daemon_settings())
+    s.update({"daemon_command": str(program), "extra_args": "--device 'cpu"})
+    with pytest.raises(launcher.LauncherError, match="extra arguments cannot be read"):
+        launcher.start_local(launcher.LocalDaemon(), s.daemon_settings())
+
+
+def test_what_happens_to_the_local_daemon_when_krita_quits(plugin):
+    s = plugin["settings"].Settings()
+    assert s.quit_action(running=False, kept=False) is None
+    assert s.quit_action(running=True, kept=False) == "stop"
+    assert s.quit_action(running=True, kept=True) == "stop"  # kept once, but the artist untied it since
+    s.update({"keep_running": True})
+    assert s.quit_action(running=True, kept=True) == "detach"
+    assert s.quit_action(running=True, kept=False) == "stop"  # started tied to Krita: cannot outlive it
+    assert s.quit_action(running=False, kept=True) is None
+
+
+CATALOGUE = [
+    {"name": "demo", "resolution": 64, "width": 64, "height": 64, "domain": "demo", "licence": "MIT",
+     "downloaded": True, "downloading": False, "downloadable": False, "size": None, "note": ""},
+    {"name": "zoo-tiny", "resolution": 64, "width": 64, "height": 64, "domain": "test animals",
+     "licence": "test licence", "downloaded": False, "downloading": False, "downloadable": True, "size": 312000,
+     "note": "a test model"},
+    {"name": "on-its-way", "resolution": 256, "domain": "faces", "licence": "CC", "downloaded": False,
+     "downloading": True, "downloadable": True, "size": None, "note": ""},
+    {"name": "by-hand", "resolution": 512, "domain": "cars", "licence": "ask", "downloaded": False,
+     "downloading": False, "downloadable": False, "size": None, "note": "ask the studio for the file."},
+    {"name": "old-daemon", "resolution": 32},  # a daemon before downloads lists only usable models
+]
+
+
+def test_the_catalogue_as_the_docker_shows_it(plugin):
+    cat = plugin["catalogue"]
+    assert [name for _label, name in cat.labels(CATALOGUE)] == ["demo", "zoo-tiny", "on-its-way", "by-hand",
+                                                                 "old-daemon"]
+    assert dict((n, label) for label, n in cat.labels(CATALOGUE))["zoo-tiny"] == \
+        "zoo-tiny (64x64, test animals, not downloaded, 312.0 kB)"
+    assert cat.entry_for(CATALOGUE, "by-hand")["resolution"] == 512 and cat.entry_for(CATALOGUE, "nope") is None
+    assert [cat.usable(e) for e in CATALOGUE] == [True, False, False, False, True]
+    assert [cat.can_download(e) for e in CATALOGUE] == [False, True, False, False, False]
+    assert not cat.can_download(None)
+    title, text = cat.download_question(CATALOGUE[1])
+    assert title == "Download zoo-tiny"
+    assert "Licence: test licence" in text and "312.0 kB" in text and "a test model" in text
+    assert "unknown size" in cat.download_question(CATALOGUE[2])[1]
+    assert cat.not_usable_message(CATALOGUE[1]) == \
+        "The model zoo-tiny is not downloaded yet: press Download first (312.0 kB)."
+    assert "still downloading" in cat.not_usable_message(CATALOGUE[2])
+    assert cat.not_usable_message(CATALOGUE[3]) == "The model by-hand is not downloaded yet: ask the studio for the file."
 
 
 # -- worker-side daemon calls against a fake client ----------------------------------------------------

@@ -3,21 +3,34 @@
 A QObject on the GUI thread. Network calls go through `daemon.py` (which wraps the shared
 client module) on the worker thread; answers come back as plain data on the GUI thread, where
 the document is read and written through kritadoc.py. The docker and the canvas tool only talk
-to this object.
+to this object (and to its `local`, the managed local daemon: localdaemon.py). Besides drags it
+follows model downloads (`download`), which run on the daemon beside them.
 """
 import dataclasses
 import time
 
 from PyQt5.QtCore import QObject, QTimer, pyqtSignal
 
+from . import catalogue as cat
 from . import daemon, jobspec, kritadoc
 from .draggan_client import workflow
+from .localdaemon import LocalDaemonControl
 from .points import ANNOTATION_POINTS, PointList
 from .settings import Settings
 from .worker import Worker
 
 POLL_MS = 250
 MAX_POLL_ERRORS = 8  # consecutive failed status polls before the job is given up
+
+
+@dataclasses.dataclass
+class Download:
+    """A model download the docker follows (the daemon's download job)."""
+    model: str
+    job_id: object = None  # str once the daemon answered
+    status: object = None  # its last job status (dict)
+    cancelling: bool = False
+    poll_errors: int = 0
 
 
 class Controller(QObject):
@@ -37,7 +50,11 @@ class Controller(QObject):
         self.state = self.DISCONNECTED
         self.state_message = ""
         self.health = {}
-        self.models = []
+        self.catalogue = []  # every model the daemon knows (DaemonClient.catalogue())
+        self.models = []  # those it can use now
+        self.download = None  # the running Download
+        self.download_progress = None  # workflow.Progress of the last download status (kept when it ends)
+        self.progress_source = "drag"  # which progress the docker shows: the one that changed last
         self.job = None  # dict (see _new_job): id, kind (generated/layer), phase (start/invert/drag), doc, ...
         self.progress = None  # workflow.Progress of the running job's last status
         self.status = None  # that status (the daemon's job JSON)
@@ -49,6 +66,11 @@ class Controller(QObject):
         self._poll_timer.setInterval(POLL_MS)
         self._poll_timer.timeout.connect(self._poll_job)
         self._polling = False
+        self._download_timer = QTimer(self)
+        self._download_timer.setInterval(POLL_MS)
+        self._download_timer.timeout.connect(self._poll_download)
+        self._download_polling = False
+        self.local = LocalDaemonControl(self)
 
     # -- messages --------------------------------------------------------------------------------
     def say(self, text, error=False):
@@ -69,19 +91,157 @@ class Controller(QObject):
         self.worker.submit(daemon.check, (self.client(),), self._connected, self._connect_failed)
 
     def _connected(self, answer):
-        self.health, self.models = answer
+        self.health, catalogue = answer
+        self._set_catalogue(catalogue)
         self.state = self.CONNECTED
         self.state_message = "Connected: DragGAN daemon %s on %s" % (self.health.get("version", "?"),
                                                                     self.health.get("device", "?"))
         if not self.models:
-            self.state_message += " - but it has no models; run 'draggan models download <name>' there"
+            self.state_message += " - but no model is downloaded yet: choose one and press Download"
         self.connection_changed.emit()
 
     def _connect_failed(self, exc):
         self.state, self.state_message = self.ERROR, daemon.describe_error(exc, self.settings.url)
-        self.health, self.models = {}, []
+        self.health = {}
+        self._set_catalogue([])
         self.connection_changed.emit()
         self.say(self.state_message, True)
+
+    def _set_catalogue(self, catalogue):
+        self.catalogue = list(catalogue or [])
+        self.models = [m for m in self.catalogue if cat.usable(m)]
+
+    # -- the local daemon (localdaemon.py reports here) -------------------------------------------------
+    def use_local_daemon(self, url):
+        """The local daemon listens at url: use it (loopback: no token) and connect."""
+        self.settings.url, self.settings.token = url, ""
+        self.connect_daemon()
+
+    def local_daemon_failed(self, text):
+        """It could not start, or it died: the status light turns red, the message area says why."""
+        self.state, self.state_message = self.ERROR, text.split("\n", 1)[0]
+        self.health = {}
+        self._set_catalogue([])
+        self.connection_changed.emit()
+        self.say(text, True)
+
+    def local_daemon_stopped(self):
+        self.state, self.state_message = self.DISCONNECTED, "The local daemon was stopped."
+        self.health = {}
+        self._set_catalogue([])
+        self.connection_changed.emit()
+        self.say(self.state_message)
+
+    # -- model downloads ----------------------------------------------------------------------------
+    def model_entry(self, name=None):
+        return cat.entry_for(self.catalogue, self.settings.model if name is None else name)
+
+    def start_download(self, name):
+        """Download a catalogue model (the docker asked the artist to accept its licence first)."""
+        if self.download is not None:
+            self.say("The model %s is being downloaded; wait for it or cancel it first." % self.download.model, True)
+            return False
+        entry = self.model_entry(name)
+        if not cat.can_download(entry):
+            if entry is None:
+                self.say("The daemon does not list a model called %s." % name, True)
+            elif cat.usable(entry):
+                self.say("The model %s is downloaded already." % name, True)
+            else:
+                self.say(cat.not_usable_message(entry), True)
+            return False
+        self.download = Download(name)
+        self.download_progress = workflow.Progress(0.0, "Starting the download of %s..." % name, False)
+        self.progress_source = "download"
+        self.job_changed.emit()
+        self.say("Downloading %s..." % name)
+        self.worker.submit(daemon.download, (self.client(), name), self._download_started, self._download_failed)
+        return True
+
+    def _download_started(self, job):
+        d = self.download
+        if d is None:
+            return
+        d.job_id, d.status = job["job_id"], job
+        self._show_download(job)
+        if d.cancelling:
+            self.worker.submit(daemon.cancel, (self.client(), d.job_id), None, self._failed)
+        self._download_timer.start()
+
+    def _download_failed(self, exc):
+        d, self.download = self.download, None
+        self._download_timer.stop()
+        name = d.model if d is not None else "the model"
+        self.download_progress = workflow.Progress(0.0, "The download of %s did not start." % name, True)
+        self.job_changed.emit()
+        self.say(daemon.describe_error(exc, self.settings.url), True)
+        self.refresh_catalogue()
+
+    def cancel_download(self):
+        """Stop the download; the daemon keeps the part it has, and the next download goes on from there."""
+        d = self.download
+        if d is None:
+            return
+        d.cancelling = True
+        self.say("Cancelling the download of %s..." % d.model)
+        if d.job_id is not None:
+            self.worker.submit(daemon.cancel, (self.client(), d.job_id), None, self._failed)
+
+    def _poll_download(self):
+        d = self.download
+        if d is None or d.job_id is None or self._download_polling:
+            return
+        self._download_polling = True
+        self.worker.submit(daemon.job_status, (self.client(), d.job_id), self._download_polled,
+                           self._download_poll_failed)
+
+    def _download_poll_failed(self, exc):
+        self._download_polling = False
+        d = self.download
+        if d is None:
+            return
+        d.poll_errors += 1
+        if d.poll_errors < MAX_POLL_ERRORS:
+            return
+        self.download = None
+        self._download_timer.stop()
+        self.say("Lost track of the download of %s: %s" % (d.model, daemon.describe_error(exc, self.settings.url)),
+                 True)
+        self.job_changed.emit()
+
+    def _download_polled(self, status):
+        self._download_polling = False
+        d = self.download
+        if d is None:
+            return
+        d.poll_errors, d.status = 0, status
+        progress = self._show_download(status)
+        if not progress.finished:
+            return
+        self.download = None
+        self._download_timer.stop()
+        state = status.get("state")
+        if state == "done":
+            self.say("Downloaded the model %s; it is selected." % d.model)
+            self.refresh_catalogue(select=d.model)
+        else:
+            self.say(progress.text, state != "cancelled")
+            self.refresh_catalogue()
+
+    def _show_download(self, status):
+        self.download_progress = workflow.progress(status)
+        self.progress_source = "download"
+        self.job_changed.emit()
+        return self.download_progress
+
+    def refresh_catalogue(self, select=None):
+        def got(catalogue):
+            self._set_catalogue(catalogue)
+            if select is not None and cat.entry_for(self.catalogue, select) is not None:
+                self.settings.model = select
+                self.save_settings()
+            self.connection_changed.emit()
+        self.worker.submit(daemon.catalogue, (self.client(),), got, self._failed)
 
     # -- per-document points -----------------------------------------------------------------------
     def points_for(self, doc):
@@ -137,9 +297,23 @@ class Controller(QObject):
         seed = self.settings.seed if seed is None else seed
         self.settings.update({"model": model, "seed": seed})
         self.save_settings()
+        entry = self.model_entry(model) if model else None
+        if entry is not None and not cat.usable(entry):
+            self.say(cat.not_usable_message(entry), True)
+            return False
         self.say("Generating seed %d with %s..." % (seed, model or "the default model"))
         req = jobspec.generate_request(model, seed)
-        self.worker.submit(daemon.generate, (self.client(), req), self._generated, self._failed)
+        self.worker.submit(daemon.generate, (self.client(), req), self._generated,
+                           lambda exc: self._generate_failed(exc, model))
+        return True
+
+    def _generate_failed(self, exc, model):
+        if getattr(exc, "code", None) == "model_not_downloaded":  # the catalogue shown was out of date
+            entry = self.model_entry(model) or {"name": model}
+            self.say(cat.not_usable_message(dict(entry, downloaded=False)), True)
+            self.refresh_catalogue()
+            return
+        self._failed(exc)
 
     def _generated(self, answer):
         w, h, bgra = answer["width"], answer["height"], answer["bgra"]
@@ -196,6 +370,7 @@ class Controller(QObject):
                "preview_step": None, "stopping": False, "cancelling": False, "t0": time.time(), "session": None,
                "kind": "generated", "phase": "start", "inversion": None}
         self.progress = self.status = None
+        self.progress_source = "drag"
         self.say("Starting the drag (%d point pair%s)..." % (n, "" if n == 1 else "s"))
         return job
 
@@ -284,6 +459,7 @@ class Controller(QObject):
         job["poll_errors"] = 0
         status, preview = answer
         self.status, self.progress = status, workflow.progress(status)
+        self.progress_source = "drag"
         open_doc = kritadoc.document_open(job["doc"])
         pts = self.points_for(job["doc"]) if open_doc else None
         if pts is not None and status.get("handles") and status.get("kind", "drag") == "drag":
@@ -391,3 +567,4 @@ class Controller(QObject):
 
     def shutdown(self):
         self._poll_timer.stop()
+        self._download_timer.stop()

@@ -18,8 +18,21 @@ class Daemon(DaemonClient):
 
 
 def check(client):
-    """(health, models) or DaemonError."""
-    return client.health(), client.models()
+    """(health, catalogue: every model the daemon knows, downloaded or not) or DaemonError."""
+    return client.health(), client.catalogue()
+
+
+def catalogue(client):
+    return client.catalogue()
+
+
+def download(client, name):
+    """Start downloading a catalogue model; the download job (its job_id is polled with job_status)."""
+    return client.download_model(name)
+
+
+def job_status(client, job_id):
+    return client.job(job_id)
 
 
 def generate(client, req):

@@ -1,11 +1,14 @@
 """The "DragGAN" docker (Settings > Dockers > DragGAN): widgets bound to the controller."""
 from krita import DockWidget
-from PyQt5.QtCore import Qt
-from PyQt5.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
-                             QLineEdit, QListWidget, QProgressBar, QPushButton, QScrollArea, QSpinBox, QToolButton,
-                             QVBoxLayout, QWidget)
+from PyQt5.QtCore import Qt, QTimer
+from PyQt5.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
+                             QLabel, QLineEdit, QListWidget, QMessageBox, QPlainTextEdit, QProgressBar, QPushButton,
+                             QScrollArea, QSpinBox, QToolButton, QVBoxLayout, QWidget)
+
+from . import catalogue as cat
 
 LIGHT = {"connected": "#2eb82e", "connecting": "#e6b800", "error": "#e03030", "disconnected": "#888888"}
+LOG_REFRESH_MS = 500  # the Log view follows the daemon's (or the set-up's) output while it runs
 
 
 def _spin(lo, hi, value, decimals=None, step=None, special=None, name=None):
@@ -34,6 +37,8 @@ class DragGANDocker(DockWidget):
         root = QWidget()
         lay = QVBoxLayout(root)
         lay.setContentsMargins(4, 4, 4, 4)
+
+        lay.addWidget(self._local_group(s))
 
         # connection
         box = QGroupBox("Daemon")
@@ -71,6 +76,19 @@ class DragGANDocker(DockWidget):
             self.model.addItem(s.model)
         self.seed = _spin(0, 2 ** 31 - 1, s.seed, name="draggan_seed")
         form.addRow("Model", self.model)
+        row = QHBoxLayout()
+        self.download_btn = QPushButton("Download")
+        self.download_btn.setObjectName("draggan_download")
+        self.download_btn.setToolTip("Download the chosen model into the daemon's models folder (you are shown its "
+                                     "licence first).")
+        self.download_cancel_btn = QPushButton("Cancel")
+        self.download_cancel_btn.setObjectName("draggan_download_cancel")
+        self.download_cancel_btn.setToolTip("Stop the download; the part downloaded so far is kept, and the next "
+                                            "Download goes on from there.")
+        row.addWidget(self.download_btn)
+        row.addWidget(self.download_cancel_btn)
+        row.addStretch(1)
+        form.addRow(row)
         form.addRow("Seed", self.seed)
         self.new_btn = QPushButton("New image from model")
         self.new_btn.setObjectName("draggan_new_image")
@@ -183,6 +201,9 @@ class DragGANDocker(DockWidget):
 
         # wiring
         self.connect_btn.clicked.connect(self._connect)
+        self.model.currentIndexChanged.connect(self._model_chosen)
+        self.download_btn.clicked.connect(self._download)
+        self.download_cancel_btn.clicked.connect(self.ctl.cancel_download)
         self.url.editingFinished.connect(self._store)
         self.token.editingFinished.connect(self._store)
         self.new_btn.clicked.connect(self._new_image)
@@ -200,14 +221,107 @@ class DragGANDocker(DockWidget):
         self.ctl.job_changed.connect(self._show_job)
         self.ctl.message.connect(self._show_message)
         self.ctl.armed_changed.connect(self._show_armed)
+        self.ctl.local.changed.connect(self._show_local)
+        self._show_local()
         self._show_connection()
         self._show_job()
         if self.ctl.last_message[0]:
             self._show_message(*self.ctl.last_message)
 
+    def _local_group(self, s):
+        """The "Local daemon" group: start, stop and set up the daemon on this machine, and its log."""
+        box = QGroupBox("Local daemon")
+        v = QVBoxLayout(box)
+        self.local_status = QLabel("Not running")
+        self.local_status.setObjectName("draggan_local_status")
+        self.local_status.setWordWrap(True)
+        v.addWidget(self.local_status)
+        row = QHBoxLayout()
+        self.local_start_btn = QPushButton("Start local daemon")
+        self.local_start_btn.setObjectName("draggan_local_start")
+        self.local_start_btn.setToolTip("Start `draggan serve` on this computer and connect to it.")
+        self.local_stop_btn = QPushButton("Stop")
+        self.local_stop_btn.setObjectName("draggan_local_stop")
+        row.addWidget(self.local_start_btn)
+        row.addWidget(self.local_stop_btn)
+        v.addLayout(row)
+        row = QHBoxLayout()
+        self.local_setup_btn = QPushButton("Set up local daemon\u2026")
+        self.local_setup_btn.setObjectName("draggan_local_setup")
+        self.local_setup_btn.setToolTip("Choose the folder you unpacked the DragGAN project into; its set-up "
+                                        "installs the daemon there (a large download: torch), then starts it.")
+        self.local_setup_cancel_btn = QPushButton("Cancel")
+        self.local_setup_cancel_btn.setObjectName("draggan_local_setup_cancel")
+        self.local_setup_cancel_btn.setToolTip("Stop the set-up.")
+        row.addWidget(self.local_setup_btn)
+        row.addWidget(self.local_setup_cancel_btn)
+        v.addLayout(row)
+        self.local_autostart = QCheckBox("Start with Krita")
+        self.local_autostart.setObjectName("draggan_local_autostart")
+        self.local_autostart.setToolTip("Start the local daemon when Krita starts, unless a daemon already answers "
+                                        "at the URL below.")
+        self.local_autostart.setChecked(s.start_with_krita)
+        self.local_keep = QCheckBox("Keep running after Krita quits")
+        self.local_keep.setObjectName("draggan_local_keep")
+        self.local_keep.setToolTip("The daemon goes on when Krita quits (takes effect at its next start).")
+        self.local_keep.setChecked(s.keep_running)
+        v.addWidget(self.local_autostart)
+        v.addWidget(self.local_keep)
+        self.local_more = QCheckBox("More settings")
+        self.local_more.setObjectName("draggan_local_more")
+        v.addWidget(self.local_more)
+        self.local_adv = QWidget()
+        form = QFormLayout(self.local_adv)
+        form.setContentsMargins(0, 0, 0, 0)
+        self.local_project = QLineEdit(s.project_dir)
+        self.local_project.setObjectName("draggan_local_project")
+        self.local_project.setPlaceholderText("(chosen by Set up local daemon)")
+        self.local_project.setToolTip("The folder the DragGAN project was unpacked into; its .venv/bin/draggan is "
+                                      "the daemon program.")
+        self.local_program = QLineEdit(s.daemon_command)
+        self.local_program.setObjectName("draggan_local_program")
+        self.local_program.setPlaceholderText("(the project's own draggan)")
+        self.local_program.setToolTip("The draggan program to run, if not the project folder's .venv/bin/draggan.")
+        self.local_args = QLineEdit(s.extra_args)
+        self.local_args.setObjectName("draggan_local_args")
+        self.local_args.setPlaceholderText("e.g. --device cuda --models /path/to/models")
+        self.local_args.setToolTip("More `draggan serve` arguments, e.g. --catalogue studio.json --models DIR "
+                                   "--device cuda.")
+        form.addRow("Project folder", self.local_project)
+        form.addRow("Program", self.local_program)
+        form.addRow("Extra arguments", self.local_args)
+        self.local_adv.setVisible(False)
+        v.addWidget(self.local_adv)
+        self.local_log = QPlainTextEdit()
+        self.local_log.setObjectName("draggan_local_log")
+        self.local_log.setReadOnly(True)
+        self.local_log.setMaximumBlockCount(500)
+        self.local_log.setLineWrapMode(QPlainTextEdit.NoWrap)
+        self.local_log.setFixedHeight(110)
+        self.local_log.setPlaceholderText("Log: the daemon's output")
+        v.addWidget(self.local_log)
+        self._log_shown = None
+        self._log_timer = QTimer(self)
+        self._log_timer.setInterval(LOG_REFRESH_MS)
+        self._log_timer.timeout.connect(self._show_log)
+
+        self.local_start_btn.clicked.connect(self._local_start)
+        self.local_stop_btn.clicked.connect(self.ctl.local.stop)
+        self.local_setup_btn.clicked.connect(self._local_set_up)
+        self.local_setup_cancel_btn.clicked.connect(self.ctl.local.cancel_set_up)
+        self.local_more.toggled.connect(self.local_adv.setVisible)
+        for w in (self.local_autostart, self.local_keep):
+            w.toggled.connect(self._store)
+        for w in (self.local_project, self.local_program, self.local_args):
+            w.editingFinished.connect(self._store)
+        return box
+
     # -- GUI -> controller ---------------------------------------------------------------------------
     def _store(self, *_):
         self.ctl.settings.update({
+            "daemon_command": self.local_program.text(), "project_dir": self.local_project.text(),
+            "extra_args": self.local_args.text(), "keep_running": self.local_keep.isChecked(),
+            "start_with_krita": self.local_autostart.isChecked(),
             "url": self.url.text(), "token": self.token.text(), "model": self._model_name(), "seed": self.seed.value(),
             "params": {"steps": self.steps.value(), "mask_lambda": self.mask_lambda.value(),
                        "r1": self.r1.value() or None, "r2": self.r2.value() or None,
@@ -230,6 +344,33 @@ class DragGANDocker(DockWidget):
         self._store()
         self.ctl.connect_daemon()
 
+    def _local_start(self):
+        self._store()
+        self.ctl.local.start()
+
+    def _local_set_up(self):
+        self._store()
+        folder = QFileDialog.getExistingDirectory(self, "The folder you unpacked the DragGAN project into",
+                                                  self.ctl.settings.project_dir or "")
+        if folder:
+            self.ctl.local.set_up(folder)
+
+    def _model_chosen(self, *_):
+        self._store()
+        self._show_download_buttons()
+
+    def _download(self):
+        self._store()
+        name = self._model_name()
+        entry = self.ctl.model_entry(name)
+        if not cat.can_download(entry):
+            self.ctl.start_download(name)  # says why not
+            return
+        title, text = cat.download_question(entry)
+        answer = QMessageBox.question(self, title, text, QMessageBox.Yes | QMessageBox.No, QMessageBox.No)
+        if answer == QMessageBox.Yes:
+            self.ctl.start_download(name)
+
     def _new_image(self):
         self._store()
         self.ctl.new_image()
@@ -247,16 +388,49 @@ class DragGANDocker(DockWidget):
         c = self.ctl
         self.light.setStyleSheet("background:%s;border-radius:7px;" % LIGHT.get(c.state, "#888"))
         self.status.setText(c.state_message or "Not connected")
-        if c.models:
-            current = self.model.currentText()
+        if c.catalogue:
+            current = self._model_name()
             self.model.blockSignals(True)
             self.model.clear()
-            for m in c.models:
-                size = "%sx%s" % (m.get("width"), m.get("height")) if m.get("width") else m.get("resolution")
-                self.model.addItem("%s (%s)" % (m["name"], size) if size else m["name"], m["name"])
+            for label, name in cat.labels(c.catalogue):
+                self.model.addItem(label, name)
             idx = self.model.findData(c.settings.model or current)
             self.model.setCurrentIndex(max(idx, 0))
             self.model.blockSignals(False)
+        self.url.setText(c.settings.url)  # a started local daemon sets it
+        self.token.setText(c.settings.token)
+        self._show_download_buttons()
+
+    def _show_download_buttons(self):
+        entry = self.ctl.model_entry(self._model_name())
+        downloading = self.ctl.download is not None
+        self.download_btn.setEnabled(not downloading and cat.can_download(entry))
+        self.download_cancel_btn.setEnabled(downloading)
+
+    def _show_local(self):
+        local = self.ctl.local
+        busy = bool(local.busy)
+        self.local_status.setText(local.status_text())
+        self.local_start_btn.setEnabled(not busy and not local.running)
+        self.local_stop_btn.setEnabled(local.busy in ("", local.STARTING) and local.running)
+        self.local_setup_btn.setEnabled(not busy and not local.running)
+        self.local_setup_cancel_btn.setEnabled(local.busy == local.SETTING_UP)
+        self.local_project.setText(self.ctl.settings.project_dir)
+        if busy or local.running:
+            self._log_timer.start()
+        else:
+            self._log_timer.stop()
+        self._show_log()
+
+    def _show_log(self):
+        lines = self.ctl.local.log_lines()
+        if lines == self._log_shown:
+            return
+        self._log_shown = lines
+        self.local_log.setPlainText("\n".join(lines))
+        bar = self.local_log.verticalScrollBar()
+        bar.setValue(bar.maximum())
+        self.local_status.setText(self.ctl.local.status_text())
 
     def _show_points(self):
         self.point_list.clear()
@@ -269,7 +443,8 @@ class DragGANDocker(DockWidget):
         self.run_btn.setEnabled(not running)
         self.stop_btn.setEnabled(running)
         self.cancel_btn.setEnabled(running)
-        pr = self.ctl.progress
+        self._show_download_buttons()
+        pr = self.ctl.progress if running or self.ctl.progress_source == "drag" else self.ctl.download_progress
         if pr is not None:
             self.progress.setValue(int(100 * pr.fraction))
             self.progress_text.setText(pr.text)

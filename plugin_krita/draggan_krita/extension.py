@@ -1,5 +1,6 @@
-"""Krita extension: the plug-in's actions (with default shortcuts from draggan_krita.action) and the
-application-wide controller and Drag tool that every window's docker shares."""
+"""Krita extension: the plug-in's actions (with default shortcuts from draggan_krita.action), the
+application-wide controller and Drag tool that every window's docker shares, and the local daemon's
+start with Krita and end when Krita quits."""
 from krita import Extension
 
 _STATE = {"controller": None, "tool": None, "actions": []}
@@ -49,7 +50,12 @@ class DragGANExtension(Extension):
         super(DragGANExtension, self).__init__(parent)
 
     def setup(self):
-        pass
+        # runs once, before any window: the local daemon is stopped (or kept) when Krita quits, and
+        # "Start with Krita" starts it once Krita's event loop runs
+        from . import kritadoc
+        from PyQt5.QtCore import QTimer
+        kritadoc.on_application_closing(_safe(lambda: get_controller().local.at_quit()))
+        QTimer.singleShot(0, _safe(lambda: get_controller().local.start_with_krita()))
 
     def createActions(self, window):
         tool = window.createAction("draggan_tool", "DragGAN: Drag tool", "tools/scripts")

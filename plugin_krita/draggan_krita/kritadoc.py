@@ -28,6 +28,13 @@ def has_flake_transforms(view):
     return view is not None and hasattr(view, "flakeToImageTransform")
 
 
+def on_application_closing(callback):
+    """Call callback() when Krita quits (Notifier.applicationClosing: the last window is closing)."""
+    notifier = app().notifier()
+    notifier.setActive(True)
+    notifier.applicationClosing.connect(callback)
+
+
 def active_view():
     win = app().activeWindow()
     return win.activeView() if win is not None else None
