@@ -25,7 +25,7 @@ fi
 for plugins in "${targets[@]}"; do
   dest=$plugins/draggan
   mkdir -p "$dest"
-  for f in draggan.py draggan_logic.py draggan_watchdog.py; do
+  for f in draggan.py draggan_logic.py draggan_settings.py draggan_watchdog.py; do
     cp "$src/$f" "$dest/$f"
   done
   rm -rf "$dest/draggan_client" "$dest/__pycache__" "$dest/draggan_client.py" "$dest/draggan_png.py"
@@ -34,4 +34,4 @@ for plugins in "${targets[@]}"; do
   chmod 755 "$dest/draggan.py"
   echo "installed $dest"
 done
-echo "Restart GIMP; the filter is Filters > DragGAN > DragGAN Drag... (start the daemon with: draggan serve)"
+echo "Restart GIMP; then Filters > DragGAN > Daemon... starts the daemon, and DragGAN Drag... / New image from model... use it"

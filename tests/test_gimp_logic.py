@@ -20,8 +20,9 @@ PLUGIN = REPO / "plugin_gimp" / "draggan"
 sys.path.insert(0, str(PLUGIN))
 sys.path.insert(0, str(REPO))  # draggan_client from the repository, not the plug-in folder's copy (maybe stale)
 import draggan_logic as logic  # noqa: E402
+import draggan_settings as store  # noqa: E402
 import draggan_watchdog  # noqa: E402
-from draggan_client import workflow  # noqa: E402
+from draggan_client import launcher, workflow  # noqa: E402
 from draggan_client.client import DaemonClient, DaemonError  # noqa: E402
 
 
@@ -144,13 +145,140 @@ def test_the_result_layers_name():
 
 
 def test_messages_say_what_to_do():
-    assert "Start it with `draggan serve`" in logic.friendly("cannot reach the DragGAN daemon at x", "unreachable")
-    assert "Token field" in logic.friendly("the daemon refused the token", "unauthorized")
+    unreachable = logic.friendly("cannot reach the DragGAN daemon at x", "unreachable")
+    assert "Filters > DragGAN > Daemon..." in unreachable and "`draggan serve`" in unreachable
+    assert "Daemon..." in logic.friendly("the daemon refused the token", "unauthorized")
     assert "update draggan-studio" in logic.friendly("no", "inversion_unavailable")  # a daemon from before inversion
-    assert "Model field" in logic.friendly("model 'x' is not available on this daemon", "unknown_model")
+    assert "Model list" in logic.friendly("model 'x' is not available on this daemon", "unknown_model")
+    assert "download it in" in logic.friendly("model 'x' is not downloaded", "model_not_downloaded")
     assert "Select > None" in logic.friendly("the region is fully transparent", "bad_region")
     assert logic.friendly("session x already has job y", "session_busy") == "Session x already has job y"
     assert logic.friendly("model 'x' is not installed", "unknown_model").startswith("Model 'x' is not installed (")
+
+
+# ----------------------------------------------------------------------------- model lists, the Daemon... panel
+
+CATALOGUE = [
+    {"name": "demo", "resolution": 64, "domain": "demo shapes", "licence": "MIT", "downloaded": True,
+     "downloading": False, "downloadable": False, "size": None, "note": ""},
+    {"name": "zoo-tiny", "resolution": 64, "domain": "test animals", "licence": "test licence", "downloaded": False,
+     "downloading": False, "downloadable": True, "size": 1234567, "note": "a test model"},
+    {"name": "busy", "resolution": 64, "domain": "x", "licence": "y", "downloaded": False, "downloading": True,
+     "downloadable": True, "size": 10, "note": ""},
+    {"name": "elsewhere", "resolution": 64, "domain": "x", "licence": "y", "downloaded": False,
+     "downloading": False, "downloadable": False, "size": None, "note": "ask the studio"},
+    {"name": "mine", "resolution": None, "domain": None, "licence": None, "downloaded": True, "size": 10},
+]
+
+
+def test_model_lists_offer_downloaded_models_after_the_default():
+    choices = logic.model_choices(CATALOGUE, "The daemon's default model")
+    assert [c[0] for c in choices] == [logic.DEFAULT_MODEL, "demo", "mine"]
+    assert choices[0][1] == "The daemon's default model"
+    assert choices[1][1] == workflow.model_label(CATALOGUE[0]) == "demo (64x64, demo shapes)"
+    assert logic.model_choices([], "d") == [(logic.DEFAULT_MODEL, "d", "")]  # an unreachable daemon
+    assert logic.model_argument(logic.DEFAULT_MODEL) == "" and logic.model_argument(" demo ") == "demo"
+    assert all("(" not in c[0] for c in choices[1:])  # model names never look like the default's nick
+
+
+def test_download_list_shows_size_and_licence_of_what_can_be_downloaded():
+    choices = logic.download_choices(CATALOGUE)
+    assert [c[0] for c in choices] == ["zoo-tiny"]  # not the downloaded, downloading or URL-less ones
+    assert choices[0][1] == "zoo-tiny (64x64, test animals, not downloaded, 1.2 MB), licence: test licence"
+    assert choices[0][2] == "a test model"
+
+
+def test_actions_are_checked():
+    assert logic.check_action(" Start ") == "start"
+    with pytest.raises(logic.PluginError) as e:
+        logic.check_action("reboot")
+    assert e.value.calling and "status, save, start, stop, download, setup" in e.value.message
+
+
+def test_daemon_status_in_words():
+    assert logic.daemon_status("http://h:1", None) == "No DragGAN daemon answers at http://h:1."
+    assert logic.daemon_status("http://h:1", None, "refused the token") == \
+        "No DragGAN daemon answers at http://h:1 (refused the token)."
+    assert logic.daemon_status("http://h:1", {"device": "cpu"}, local_pid=42) == \
+        "The DragGAN daemon at http://h:1 answers (started from GIMP, process 42), device cpu."
+
+
+# ----------------------------------------------------------------------------- stored settings
+
+def test_settings_round_trip_with_mode_0600(tmp_path):
+    path = str(tmp_path / "cfg" / "draggan" / "gimp.json")
+    settings = store.Settings(url="http://127.0.0.1:9000", token="t0k3n", command="/p/draggan",
+                              project_dir="/p", extra_args="--device cpu", keep_running=True, local_pid=123,
+                              local_url="http://127.0.0.1:9000")
+    assert store.save(settings, path) == path
+    assert store.load(path) == (settings, None)
+    if os.name == "posix":
+        assert os.stat(path).st_mode & 0o777 == 0o600  # it holds the token
+        assert os.stat(os.path.dirname(path)).st_mode & 0o077 == 0
+    settings.token = ""
+    store.save(settings, path)  # replaced atomically: no temporary file left behind
+    assert store.load(path)[0].token == "" and os.listdir(os.path.dirname(path)) == ["gimp.json"]
+    assert settings.daemon_settings() == launcher.DaemonSettings("/p/draggan", "/p", "--device cpu", True, False)
+
+
+def test_a_missing_settings_file_reads_as_defaults(tmp_path):
+    assert store.load(str(tmp_path / "none.json")) == (store.Settings(), None)
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"{not json", "Expecting property name"),
+    (b"[1, 2]", "does not hold a JSON object"),
+    (b'{"url": 5}', "'url' must be text"),
+    (b'{"keep_running": "yes"}', "'keep_running' must be true or false"),
+    (b'{"local_pid": -1}', "'local_pid' must be a process id"),
+    (b"\xff\xfe", "utf-8"),
+    (b" " * (store.MAX_FILE_BYTES + 1), "larger than"),
+])
+def test_a_damaged_settings_file_reads_as_defaults_with_a_message(tmp_path, content, reason):
+    path = tmp_path / "gimp.json"
+    path.write_bytes(content)
+    settings, message = store.load(str(path))
+    assert settings == store.Settings()
+    assert message.startswith("The DragGAN settings file {} is damaged (".format(path)) and reason in message
+    assert "Daemon..." in message
+
+
+def test_unknown_fields_of_a_newer_plugin_are_ignored(tmp_path):
+    path = tmp_path / "gimp.json"
+    path.write_text(json.dumps({"url": "http://h:1", "future": [1]}))
+    assert store.load(str(path)) == (store.Settings(url="http://h:1"), None)
+
+
+def test_settings_path_follows_xdg_config_home(tmp_path):
+    if os.name == "posix":
+        assert store.config_path({"XDG_CONFIG_HOME": "/x/cfg"}) == "/x/cfg/draggan/gimp.json"
+        assert store.config_path({}).endswith("/.config/draggan/gimp.json")
+
+
+def test_the_address_and_token_come_from_the_argument_else_the_stored_ones_else_the_environment():
+    stored = store.Settings(url="http://stored:1", token="stored-token")
+    env = {"DRAGGAN_URL": "http://env:2", "DRAGGAN_TOKEN": "env-token"}
+    assert store.effective_url("arg:3", stored, env) == "http://arg:3"
+    assert store.effective_url("", stored, env) == "http://stored:1"
+    assert store.effective_url(" ", store.Settings(), env) == "http://env:2"
+    assert store.effective_url("", store.Settings(), {}) == "http://127.0.0.1:8765"
+    assert store.effective_token("a", stored, env) == "a"
+    assert store.effective_token("", stored, env) == "stored-token"
+    assert store.effective_token("", store.Settings(), env) == "env-token"
+    assert store.effective_token("", store.Settings(), {}) is None
+
+
+@pytest.mark.parametrize("typed, url", [("127.0.0.1:8765", "http://127.0.0.1:8765"),
+                                        ("https://gpu.example/api/v1/", "https://gpu.example"), ("", "")])
+def test_typed_addresses_are_checked(typed, url):
+    assert store.check_url(typed) == url
+
+
+@pytest.mark.parametrize("typed", ["http://a b", "ftp://host", "http://", "http://:80"])
+def test_bad_addresses_are_refused_in_words(typed):
+    with pytest.raises(ValueError) as e:
+        store.check_url(typed)
+    assert "daemon address" in str(e.value)
 
 
 # ----------------------------------------------------------------------------- watchdog
@@ -178,14 +306,15 @@ def test_the_plugin_file_is_an_executable_python3_script():
 
 
 ALLOWED = {"os", "sys", "subprocess", "tempfile", "threading", "json", "math", "struct", "zlib", "typing",
-           "gi", "gi.repository", "draggan_logic", "draggan_watchdog", "base64", "http.client", "socket", "time",
+           "gi", "gi.repository", "draggan_logic", "draggan_settings", "draggan_watchdog", "base64", "http.client", "socket", "time",
            "urllib.error", "urllib.parse", "urllib.request", "dataclasses", "collections", "re", "shlex", "shutil",
            "signal"}
 CARRIED = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "draggan_client").glob("*.py"))
 
 
 @pytest.mark.parametrize("name", ["plugin_gimp/draggan/draggan.py", "plugin_gimp/draggan/draggan_logic.py",
-                                  "plugin_gimp/draggan/draggan_watchdog.py", *CARRIED])
+                                  "plugin_gimp/draggan/draggan_settings.py", "plugin_gimp/draggan/draggan_watchdog.py",
+                                  *CARRIED])
 def test_the_plugin_imports_only_the_standard_library_and_gi(name):
     tree = ast.parse((REPO / name).read_text())
     imported = set()
@@ -203,7 +332,7 @@ def test_the_installed_plugin_modules_load_in_the_system_python(tmp_path):
     """GIMP runs the plug-in with the system python3, never the project's venv."""
     subprocess.run(["bash", str(REPO / "scripts/install_gimp_plugin.sh"), str(tmp_path)], check=True,
                    capture_output=True)
-    modules = ", ".join(["draggan_logic", "draggan_watchdog"] + ["draggan_client." + Path(n).stem for n in CARRIED])
+    modules = ", ".join(["draggan_logic", "draggan_settings", "draggan_watchdog"] + ["draggan_client." + Path(n).stem for n in CARRIED])
     p = subprocess.run(["/usr/bin/python3", "-I", "-c", "import sys; sys.path.insert(0, '.'); "
                         "import " + modules + "; print('ok')"],
                        cwd=tmp_path / "draggan", capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
@@ -217,7 +346,8 @@ def test_package_and_install(tmp_path):
     import zipfile
     with zipfile.ZipFile(next(tmp_path.glob("draggan-gimp-*.zip"))) as z:
         names = set(z.namelist())
-        assert {"draggan/draggan.py", "draggan/draggan_logic.py", "draggan/draggan_watchdog.py"} <= names
+        assert {"draggan/draggan.py", "draggan/draggan_logic.py", "draggan/draggan_settings.py",
+                "draggan/draggan_watchdog.py"} <= names
         for name in CARRIED:  # the carried client side, unchanged
             assert z.read("draggan/" + name) == (REPO / name).read_bytes()
         assert (z.getinfo("draggan/draggan.py").external_attr >> 16) & 0o111
@@ -233,16 +363,30 @@ def test_package_and_install(tmp_path):
                 assert (dest / name).read_bytes() == (REPO / name).read_bytes()
 
 
-def test_the_drag_dialogs_mnemonics_are_unique():
-    """GIMP warns about a mnemonic used twice in a procedure dialog (its own buttons included)."""
+def dialog_labels(source: str, start: str, end: str) -> dict:
     import re
+    part = source[source.index(start):source.index(end)]
+    return dict(re.findall(r'add_\w+_argument\("([\w-]+)", "([^"]*)"', part))
 
+
+@pytest.mark.parametrize("fields, sections, ok_button", [
+    (["model-choice", "steps", "mask-lambda", "keep-outside", "path", "learning-rate", "r1", "r2", "w-layers",
+      "points", "inversion-w-steps", "inversion-wplus-steps", "inversion-tuning-steps", "feather"],
+     [("def _model_choice_argument", "class DragGAN"), ("if name == DRAG_PROC:", "if name == NEW_PROC:")], ""),
+    (["model-choice", "seed", "psi"],
+     [("def _model_choice_argument", "class DragGAN"), ("if name == NEW_PROC:", "if name == DAEMON_PROC:")], ""),
+    (["action", "server-url", "token", "program", "project-folder", "extra-args", "keep-running", "download-choice"],
+     [("def _daemon_procedure", "# ------------------------------------------------------------------------"
+       "----- registration")], "a"),  # its OK button says _Apply
+])
+def test_the_dialogs_mnemonics_are_unique(fields, sections, ok_button):
+    """GIMP warns about a mnemonic used twice in a procedure dialog (its own buttons included)."""
     source = (PLUGIN / "draggan.py").read_text()
-    drag = source[source.index("def _daemon_arguments"):source.index("class DragGAN")] + \
-        source[source.index("if name == DRAG_PROC:"):source.index("if name == NEW_PROC:")]
-    labels = re.findall(r'add_\w+_argument\("[\w-]+", "([^"]*)"', drag)
-    assert len(labels) == 16, labels
-    letters = [label[label.index("_") + 1].lower() for label in labels if "_" in label]
-    assert len(letters) == len(labels), [label for label in labels if "_" not in label]
-    buttons = {"l", "s", "o", "c", "r", "h"}  # load/save defaults, OK, Cancel, Reset, Help
+    labels = {}
+    for start, end in sections:
+        labels.update(dialog_labels(source, start, end))
+    shown = [labels[name] for name in fields]
+    letters = [label[label.index("_") + 1].lower() for label in shown if "_" in label]
+    assert len(letters) == len(shown), [label for label in shown if "_" not in label]
+    buttons = {"l", "s", "o", "c", "r", "h"} | set(ok_button)  # load/save defaults, OK, Cancel, Reset, Help
     assert len(set(letters)) == len(letters) and not set(letters) & buttons, sorted(letters)

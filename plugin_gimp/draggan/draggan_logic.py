@@ -146,12 +146,15 @@ def layer_name(status: Dict[str, Any], psnr: Optional[float] = None) -> str:
 def friendly(message: str, code: Optional[str] = None) -> str:
     """A daemon or client message with the advice that fits the GIMP plug-in."""
     if code == "unreachable":
-        return (message + ". Start it with `draggan serve` (or fix the daemon URL in Filters > DragGAN > "
-                "DragGAN Drag's dialog), then try again.")
+        return (message + ". Start it with Filters > DragGAN > Daemon... (Start local daemon), or `draggan serve` "
+                "in a terminal; the daemon's address is set there too. Then try again.")
     if code == "unauthorized":
-        return message + " (the Token field of the DragGAN dialog)."
+        return message + " (set the daemon's access token in Filters > DragGAN > Daemon...)."
     if code == "unknown_model":
-        return _capital(message) + " (the Model field of the DragGAN dialog; empty: the daemon's default model)."
+        return _capital(message) + " (choose a model in the Model list of the DragGAN dialog; the daemon's default " \
+                                   "is the first entry)."
+    if code == "model_not_downloaded":
+        return _capital(message) + " (download it in Filters > DragGAN > Daemon...)."
     if code == "bad_region":
         return (_capital(message) + ". Select the part of the layer to edit (it must have visible pixels), or "
                 "Select > None to use the whole layer.")
@@ -162,6 +165,70 @@ def friendly(message: str, code: Optional[str] = None) -> str:
                 "and restart `draggan serve`, or drag a layer made by Filters > DragGAN > New image from model. "
                 "(Daemon: " + message + ")")
     return _capital(message) if message else "unknown error"
+
+
+# ----------------------------------------------------------------------------- model lists and the Daemon... panel
+
+DEFAULT_MODEL = "(default)"  # the model list's first entry: no model named (parentheses are not in model names)
+ACTIONS = {  # Daemon...'s "action" choice: nick -> label
+    "status": "Check the daemon",
+    "save": "Save these settings",
+    "start": "Start the local daemon",
+    "stop": "Stop the local daemon",
+    "download": "Download the chosen model",
+    "setup": "Set up the local daemon (install it into the project folder)",
+}
+Choice = Tuple[str, str, str]  # (nick: the model name, label, help)
+
+
+def model_choices(catalogue: Sequence[Dict[str, Any]], default_label: str) -> List[Choice]:
+    """A model list for New image and Drag: the default first, then the daemon's usable models (those
+    downloaded), each labelled by workflow.model_label."""
+    out = [(DEFAULT_MODEL, default_label, "")]
+    for entry in catalogue:
+        name = entry.get("name")
+        if isinstance(name, str) and name and entry.get("downloaded", True):
+            out.append((name, workflow.model_label(entry), str(entry.get("note") or "")))
+    return out
+
+
+def download_choices(catalogue: Sequence[Dict[str, Any]]) -> List[Choice]:
+    """The catalogue's models that can be downloaded now (not downloaded, not downloading, with a URL),
+    labelled with their size and licence, so both are seen before the download starts."""
+    out = []
+    for entry in catalogue:
+        name = entry.get("name")
+        if not (isinstance(name, str) and name) or entry.get("downloaded", True) or entry.get("downloading") \
+                or not entry.get("downloadable", False):
+            continue
+        licence = entry.get("licence") or "licence not given"
+        out.append((name, "{}, licence: {}".format(workflow.model_label(entry), licence),
+                    str(entry.get("note") or "")))
+    return out
+
+
+def model_argument(nick: Optional[str]) -> str:
+    """The model name a dialog's choice stands for ("" for the default entry)."""
+    nick = (nick or "").strip()
+    return "" if nick == DEFAULT_MODEL else nick
+
+
+def check_action(action: Optional[str]) -> str:
+    action = (action or "").strip().lower()
+    if action not in ACTIONS:
+        raise PluginError("'action' must be one of {}, got '{}'".format(", ".join(ACTIONS), action[:40]),
+                          calling=True)
+    return action
+
+
+def daemon_status(url: str, health: Optional[Dict[str, Any]], error: Optional[str] = None,
+                  local_pid: int = 0) -> str:
+    """One line for the Daemon... dialog: whether the daemon at url answers."""
+    if health is None:
+        return "No DragGAN daemon answers at {}{}.".format(url, " ({})".format(error) if error else "")
+    device = health.get("device")
+    local = " (started from GIMP, process {})".format(local_pid) if local_pid else ""
+    return "The DragGAN daemon at {} answers{}{}.".format(url, local, ", device {}".format(device) if device else "")
 
 
 def _capital(message: str) -> str:
