@@ -258,3 +258,147 @@ def test_gimp_dialog_undo_and_cancel(version, daemon, tmp_path):
     gimp_log = (work / "gimp.log").read_text(errors="replace")
     assert "dialog without the Advanced section" not in gimp_log
     assert "duplicate mnemonic" not in gimp_log and "Traceback" not in gimp_log, gimp_log[-3000:]
+
+
+def daemons_using(marker: str) -> list[int]:
+    """Pids of processes whose command line holds `marker` (the test's unique models folder)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+@pytest.mark.parametrize("version", ["3.0", "3.2"])
+def test_gimp_daemon_procedure_without_a_terminal(version, tmp_path):
+    """Filters > DragGAN > Daemon... in a real GIMP with no daemon running: it stores the local daemon's
+    settings, starts the project's own `draggan serve` inside the chroot, downloads a model from a real
+    loopback zoo (held part-way, so the download is seen running whatever the machine's speed), New image
+    and Drag then use the stored address without being told it, Stop ends the daemon, and the daemon
+    started again ends by itself when GIMP quits (--exit-with-process)."""
+    import hashlib
+    import json as _json
+    import threading
+    import uuid
+
+    from model_zoo import ModelZoo
+
+    root = ensure_chroot(version)
+    program = REPO / ".venv" / "bin" / "draggan"
+    if not os.access(program, os.X_OK):
+        pytest.skip(f"no {program}: the chroot runs the project's own daemon program")
+    work = tmp_path / "work"
+    work.mkdir()
+    install_plugin(work)
+    shutil.copy(REPO / "tests/gimp/daemon_driver.py", work / "driver.py")
+    unique = f"models-{uuid.uuid4().hex}"  # in the daemon's command line: how its process is found
+    (work / unique).mkdir()
+    write_tiny_model(tmp_path / "zoo")
+    data = (tmp_path / "zoo" / f"{MODEL}.safetensors").read_bytes()
+    held = 2 * (1 << 16)  # whole download chunks (draggan_core.download.CHUNK)
+    assert len(data) > 2 * held
+    watched: dict = {}
+    with ModelZoo({"zoo-tiny.safetensors": data}) as zoo:
+        (work / "catalogue.json").write_text(_json.dumps([{
+            "name": "zoo-tiny", "url": zoo.url_of("zoo-tiny.safetensors"), "resolution": 64,
+            "domain": "test shapes", "licence": "test licence", "size": len(data),
+            "sha256": hashlib.sha256(data).hexdigest()}]))
+        zoo.hold(after=held)
+
+        def watch_the_download():
+            """While the zoo holds the download: the daemon has the held bytes and says it is downloading."""
+            try:
+                if not zoo.wait_held(timeout=400):
+                    return
+                part = work / unique / "zoo-tiny.safetensors.part"
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline and not (part.exists() and part.stat().st_size == held):
+                    time.sleep(0.1)
+                watched["part_bytes"] = part.stat().st_size if part.exists() else None
+                stored = _json.loads((work / "home/.config/draggan/gimp.json").read_text())
+                from draggan_client.client import DaemonClient
+                entry = {m["name"]: m for m in DaemonClient(stored["url"]).catalogue()}["zoo-tiny"]
+                watched["downloading"], watched["downloaded"] = entry["downloading"], entry["downloaded"]
+            except Exception as e:  # reported by the assertions below
+                watched["error"] = repr(e)
+            finally:
+                zoo.release()
+
+        sys.path.insert(0, str(PLUGIN))
+        watcher = threading.Thread(target=watch_the_download, daemon=True)
+        watcher.start()
+        started = time.monotonic()
+        try:
+            p = subprocess.run(["bash", str(REPO / "tests/gimp/gimp_chroot_run.sh"), root, str(work),
+                                f"DRAGGAN_PROGRAM={program}",
+                                f"EXTRA_ARGS=--catalogue /e2e-gimp/catalogue.json --models /e2e-gimp/{unique} "
+                                "--device cpu"],
+                               capture_output=True, text=True, timeout=560, env={**os.environ, "GIMP_TIMEOUT": "500"})
+        finally:
+            zoo.release()
+            watcher.join(30)
+        zoo_gets = zoo.ranges("zoo-tiny.safetensors")
+    print(f"GIMP {version}: gimp-console run took {time.monotonic() - started:.1f} s")
+    # GIMP has quit: the daemon it left running winds down by itself
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and daemons_using(unique):
+        time.sleep(0.2)
+    left = daemons_using(unique)
+    log = (work / "gimp.log").read_text(errors="replace") if (work / "gimp.log").exists() else ""
+    daemon_log = work / "home/.local/state/draggan/daemon.log"
+    daemon_log = daemon_log.read_text(errors="replace")[-3000:] if daemon_log.exists() else "(no daemon log)"
+    assert p.returncode == 0, f"rc={p.returncode}\n{p.stderr}\n{log[-4000:]}\n{daemon_log}"
+    assert not left, f"daemon processes left after GIMP quit: {left}\n{daemon_log}"
+    rep = _json.loads((work / "report.json").read_text())
+    assert rep["gimp"].startswith(version + "."), rep["gimp"]
+    calls = {c["label"]: c for c in rep["calls"]}
+
+    assert calls["status_before"]["status"] == "success" and not calls["status_before"]["answers"]
+    assert calls["status_before"]["message"].startswith("No DragGAN daemon answers at http://127.0.0.1:8765")
+    # an action GIMP's choice does not know is refused by GIMP itself (with a warning); "status" is kept
+    assert calls["bad_action"]["status"] == "success" and not calls["bad_action"]["answers"]
+    assert calls["bad_action"]["message"] == calls["status_before"]["message"]
+    assert calls["new_without_daemon"]["status"] == "execution_error"
+    assert "Filters > DragGAN > Daemon..." in calls["new_without_daemon"]["message"]
+
+    start = calls["start"]
+    assert start["status"] == "success" and start["answers"], start
+    assert start["message"].startswith("Started the local DragGAN daemon at " + start["url"])
+    assert "it stops when GIMP quits" in start["message"]
+    assert calls["status_running"]["answers"] and "started from GIMP" in calls["status_running"]["message"]
+    assert calls["status_running"]["url"] == start["url"]
+
+    # the download: seen running at the zoo's hold, then done; the file is the zoo's
+    assert watched.get("part_bytes") == held and watched.get("downloading") is True, watched
+    assert watched.get("downloaded") is False, watched
+    assert calls["download"]["status"] == "success", calls["download"]
+    assert calls["download"]["message"].startswith("Downloaded zoo-tiny ("), calls["download"]
+    assert (work / unique / "zoo-tiny.safetensors").read_bytes() == data
+    assert zoo_gets == [None], zoo_gets  # one transfer
+    assert calls["download_again"]["status"] == "execution_error"
+    assert "already" in calls["download_again"]["message"], calls["download_again"]
+
+    # New image and Drag named no daemon: they used the stored address
+    assert calls["new"]["status"] == "success", calls["new"]
+    assert rep["new"]["size"] == [64, 64] and rep["new"]["parasite"]["model"] == "zoo-tiny"
+    assert rep["new"]["parasite"]["url"] == start["url"]
+    assert calls["drag"]["status"] == "success", calls["drag"]
+    assert len(rep["drag_layers"]) == 2 and rep["drag_layers"][0].startswith("DragGAN drag (")
+
+    # Stop, and a second Stop that finds nothing; Start again works
+    assert calls["stop"]["status"] == "success" and calls["stop"]["message"].startswith("Stopped the local")
+    assert not calls["status_stopped"]["answers"]
+    assert calls["stop_again"]["message"] == "No local DragGAN daemon was started from GIMP."
+    again = calls["start_again"]
+    assert again["status"] == "success" and again["answers"] and calls["status_end"]["answers"], again
+
+    stored = work / "home/.config/draggan/gimp.json"
+    assert stored.stat().st_mode & 0o777 == 0o600
+    settings = _json.loads(stored.read_text())
+    assert settings["url"] == again["url"] and settings["command"] == str(program)
+    assert f"--models /e2e-gimp/{unique}" in settings["extra_args"] and not settings["keep_running"]
+    assert "Traceback" not in log, log[-4000:]

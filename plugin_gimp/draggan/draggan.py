@@ -98,7 +98,7 @@ def _fill_model_choice(procedure, config, client, default_label):
     """Fill the dialog's model list (an aux choice argument) from the daemon's usable models, and select the
     model the procedure used last time if the daemon still has it. An unreachable daemon leaves only the
     default entry, and its reason in the list's tooltip."""
-    choice = Gimp.param_spec_choice_get_choice(procedure.find_aux_argument("model-choice"))
+    choice = Gimp.param_spec_choice_get_choice(procedure.find_argument("model-choice"))
     probe = DaemonClient(client.url, token=client.token, timeout=PROBE_TIMEOUT_S)
     try:
         catalogue = _run_in_thread(lambda state: probe.catalogue())
@@ -516,7 +516,7 @@ def _daemon_dialog(procedure, config):
     gi.require_version("GimpUi", "3.0")
     from gi.repository import GimpUi
     GimpUi.init(procedure.get_name())
-    download = Gimp.param_spec_choice_get_choice(procedure.find_aux_argument("download-choice"))
+    download = Gimp.param_spec_choice_get_choice(procedure.find_argument("download-choice"))
     offered = set(download.list_nicks())
     message = ""
     while True:
@@ -625,8 +625,9 @@ def _daemon_procedure(plugin, name):
     proc.add_string_argument("model", "Model to download", "For 'download': a catalogue model's name", "", RW)
     download = Gimp.Choice.new()
     download.add(logic.DEFAULT_MODEL, 0, "(none: the daemon does not answer or has nothing to download)", "")
-    proc.add_choice_aux_argument("download-choice", "_Model to download", "Models the daemon can download, with "
-                                 "their size and licence", download, logic.DEFAULT_MODEL, RW)
+    proc.add_choice_argument("download-choice", "_Model to download", "The dialog's list of models the daemon can "
+                             "download, with their size and licence (scripts: leave it and set 'model')", download,
+                             logic.DEFAULT_MODEL, RW)
     proc.add_string_return_value("url", "URL", "The daemon's address", "", RW)
     proc.add_boolean_return_value("answers", "Answers", "Whether the daemon answers there", False, RW)
     proc.add_string_return_value("message", "Message", "What happened, in words", "", RW)
@@ -646,12 +647,13 @@ def _daemon_arguments(proc):
 
 
 def _model_choice_argument(proc, default_label):
-    """The dialog's model list: an aux argument (not part of the procedure's signature; scripts pass the
-    'model' string), filled from the daemon when the dialog opens."""
+    """The dialog's model list, filled from the daemon when the dialog opens; scripts leave it alone and
+    pass the 'model' string. An ordinary argument, not an aux one: GIMP 3.0.4's Python binding frees the
+    Gimp.Choice of an aux choice argument too early (the plug-in crashes at query time)."""
     choice = Gimp.Choice.new()
     choice.add(logic.DEFAULT_MODEL, 0, default_label, "")
-    proc.add_choice_aux_argument("model-choice", "Mod_el", "A model of the daemon (downloaded ones; more in "
-                                 "Filters > DragGAN > Daemon...)", choice, logic.DEFAULT_MODEL, RW)
+    proc.add_choice_argument("model-choice", "Mod_el", "The dialog's model list (scripts: leave it and set "
+                             "'model')", choice, logic.DEFAULT_MODEL, RW)
 
 
 class DragGAN(Gimp.PlugIn):

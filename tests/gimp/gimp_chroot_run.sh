@@ -10,6 +10,9 @@
 # is reachable. GIMP's output goes to WORKDIR/gimp.log; the exit status is gimp-console's
 # (0 ok, 64 the driver raised, 69 python-fu-eval unusable, 124 timeout).
 # --gui: run WORKDIR/gui_inside.sh instead (real `gimp` under Xvfb; its output goes to WORKDIR/gui.log).
+# This repository and the Python installation its .venv points to (sys.base_prefix: .venv/bin/python is a
+# symlink into it) are bound read-only at their own paths inside ROOT, so the plug-in's Daemon... procedure
+# can start the project's own `.venv/bin/draggan serve` inside the chroot (the chroot's glibc is newer).
 # GIMP_TIMEOUT: seconds for the run (default 240).
 set -euo pipefail
 gui=0
@@ -32,6 +35,21 @@ if ! mountpoint -q "$root/proc"; then mount -t proc proc "$root/proc"; mounted+=
 if ! mountpoint -q "$root/dev/shm"; then mount -t tmpfs -o size=1g tmpfs "$root/dev/shm"; mounted+=("$root/dev/shm"); fi
 mount --bind "$work" "$root/e2e-gimp"
 mounted+=("$root/e2e-gimp")
+bind_ro() {  # SRC at the same path inside ROOT, read-only
+  mkdir -p "$root$1"
+  mount --bind "$1" "$root$1"
+  mounted+=("$root$1")
+  mount -o remount,bind,ro "$root$1"
+}
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+bind_ro "$repo"
+if [[ -x $repo/.venv/bin/python ]]; then
+  base=$("$repo/.venv/bin/python" -c 'import sys; print(sys.base_prefix)')
+  case $base in  # never cover the chroot's own system folders with the host's
+    /|/usr|/usr/*|/bin|/bin/*|/lib|/lib/*|/lib64|/lib64/*|/etc|/etc/*|/var|/var/*|/proc*|/dev*|/sys*) ;;
+    *) [[ $base == "$repo"/* ]] || bind_ro "$base" ;;
+  esac
+fi
 mkdir -p "$work/home"
 
 set +e
