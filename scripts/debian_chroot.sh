@@ -9,6 +9,9 @@
 # `run` mounts proc and a tmpfs /dev/shm (enough for Qt and GEGL), starts COMMAND with a clean
 # environment (env -i PATH=/usr/bin:/bin LANG=C.UTF-8 plus any VAR=value words before COMMAND),
 # and unmounts on exit. Calls on one ROOT are serialised by lock files.
+# DRAGGAN_CHROOT_BINDS: host folders (separated by ':') that `run` also binds, read-only, at the same path
+# inside ROOT, e.g. this repository and the Python installation its .venv points to, so that a program of
+# the host (the project's .venv/bin/draggan) runs inside the chroot.
 # DEBIAN_MIRROR overrides the mirror taken from the host's apt sources.
 set -euo pipefail
 
@@ -59,10 +62,32 @@ ensure() {
 }
 
 RUN_ROOT=
-unmount_run() {  # an EXIT trap: runs after run() returned, so it reads the global
+RUN_BINDS=()
+unmount_run() {  # an EXIT trap: runs after run() returned, so it reads the globals
   [[ -n $RUN_ROOT ]] || return 0
+  local m
+  for m in "${RUN_BINDS[@]}"; do  # once each: another run may have bound the same host path there too
+    umount -l "$m" || true
+  done
   for m in "$RUN_ROOT/e2e" "$RUN_ROOT/dev/shm" "$RUN_ROOT/proc"; do
     while mountpoint -q "$m"; do umount -l "$m" || break; done  # binds can be stacked
+  done
+  return 0
+}
+
+bind_host_paths() {  # DRAGGAN_CHROOT_BINDS, read-only, at the same paths inside the root
+  local root=$1 path target
+  local IFS=:
+  for path in ${DRAGGAN_CHROOT_BINDS:-}; do
+    [[ -n $path ]] || continue
+    path=$(realpath -e "$path") || { echo "DRAGGAN_CHROOT_BINDS: no such path: $path" >&2; exit 2; }
+    [[ $path != / ]] || { echo "DRAGGAN_CHROOT_BINDS: will not bind /" >&2; exit 2; }
+    target=$root$path
+    mkdir -p "$target"
+    # stacked on any bind already there (another editor's run may use the same host path now): the same files
+    RUN_BINDS=("$target" "${RUN_BINDS[@]}")  # unmounted before what they lie in
+    mount --bind "$path" "$target"
+    mount -o remount,bind,ro "$target"  # the chroot cannot change (or, by a stray rm -r, delete) the host's files
   done
 }
 
@@ -77,6 +102,7 @@ run() {
   mountpoint -q "$root/dev/shm" || mount -t tmpfs -o size=1g tmpfs "$root/dev/shm"
   while mountpoint -q "$root/e2e"; do umount -l "$root/e2e" || break; done  # stale binds of interrupted runs
   mount --bind "$work" "$root/e2e"
+  bind_host_paths "$root"
   chroot "$root" env -i PATH=/usr/bin:/bin LANG=C.UTF-8 "$@"
 }
 

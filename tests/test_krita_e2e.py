@@ -10,13 +10,22 @@ it holds the job at the daemon's test gate (tests/editor_gate.py, copied into th
 screenshots) go to out/krita-e2e/<version>/. Warm Krita profiles are cached in
 /var/tmp/draggan-krita-profile-5.1 and /var/tmp/draggan-krita-e2e-5.2/profile.
 Needs root (chroot) and the editors; skipped otherwise.
+
+The local-daemon tests (test_krita51_local_daemon, test_krita52_local_daemon) start Krita with no daemon
+at all: the scenario (tests/krita/harness/draggan_krita_e2e/local_scenario.py) sets up a fake project,
+starts this repository's `draggan` from the docker, downloads a model from a loopback zoo (held part-way,
+cancelled, resumed), drags with it and quits Krita; the test then checks that the daemon is gone. In the
+chroot the daemon runs inside it: scripts/debian_chroot.sh binds this repository and the Python its
+.venv points to (DRAGGAN_CHROOT_BINDS).
 """
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import importlib.util
 import json
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -27,6 +36,7 @@ from pathlib import Path
 import pytest
 
 import editor_gate as gate
+from model_zoo import ModelZoo
 
 ROOT = Path(__file__).resolve().parents[1]
 HARNESS = ROOT / "tests" / "krita"
@@ -35,6 +45,10 @@ TRIXIE = Path(os.environ.get("DRAGGAN_TRIXIE_ROOT", "/var/tmp/draggan-trixie"))
 PROFILE_51 = Path("/var/tmp/draggan-krita-profile-5.1")
 WORK_52 = Path("/var/tmp/draggan-krita-e2e-5.2")
 CLEAN_ENV = ["env", "-i", "PATH=/usr/bin:/bin", "LANG=C.UTF-8"]
+# what the chroot needs of the host to run this repository's .venv/bin/draggan (read-only binds)
+CHROOT_BINDS = (str(ROOT), sys.base_prefix)
+ZOO_MODEL, ZOO_FILE = "zoo-tiny", "zoo-tiny.safetensors"
+ZOO_HELD = 2 * (1 << 16)  # the zoo holds the first download here: whole download chunks (draggan_core CHUNK)
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chroot, profiles in /var/tmp)")]
@@ -147,7 +161,7 @@ def _unmount_chroot() -> None:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             return
-        for m in ("e2e", "dev/shm", "proc"):
+        for m in ("e2e", "dev/shm", "proc"):  # (the binds of DRAGGAN_CHROOT_BINDS go with the script's own exit)
             for _ in range(8):
                 if subprocess.run(["mountpoint", "-q", str(TRIXIE / m)]).returncode != 0:
                     break
@@ -175,3 +189,133 @@ def test_krita52_chroot(daemon_url):
     report = _collect(WORK_52 / "out", "5.2", rc, p.stdout + p.stderr)
     assert report["krita"].startswith("5.2"), report["krita"]
     print("Krita %s e2e: %.1f s" % (report["krita"], time.monotonic() - t0))
+
+
+# -- no daemon running: the docker starts, uses and (at quit) stops a local one -----------------------------
+
+@pytest.fixture(scope="module")
+def zoo_checkpoint(tmp_path_factory) -> bytes:
+    """The tiny model of the other tests as a checkpoint file's bytes (about 2 MB: many download chunks)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import make_generator
+    from draggan_core.formats import native
+    path = tmp_path_factory.mktemp("zoo") / ZOO_FILE
+    native.write(make_generator(img_resolution=64, channel_base=2048, channel_max=48, z_dim=32, w_dim=32), str(path))
+    return path.read_bytes()
+
+
+@pytest.fixture
+def zoo(zoo_checkpoint):
+    with ModelZoo({ZOO_FILE: zoo_checkpoint}) as z:
+        z.hold(after=ZOO_HELD)  # until the scenario has seen (and cancelled) the download part-way
+        yield z
+
+
+def _local_files(base: Path, inside: str, zoo: ModelZoo, data: bytes) -> tuple[list[str], str]:
+    """The catalogue, an empty models folder and a fake project in base, which Krita sees as `inside`;
+    returns the scenario's environment and the models folder's unique name (to find the daemon by)."""
+    shutil.rmtree(base, ignore_errors=True)
+    tag = "models-e2e-" + secrets.token_hex(6)
+    (base / tag).mkdir(parents=True)
+    (base / "catalogue.json").write_text(json.dumps([{
+        "name": ZOO_MODEL, "url": zoo.url_of(ZOO_FILE), "resolution": 64, "domain": "e2e test shapes",
+        "licence": "e2e test licence", "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}]))
+    project = base / "project"
+    (project / "scripts").mkdir(parents=True)
+    (project / "pyproject.toml").write_text('[project]\nname = "draggan-studio"\n')
+    # prints, then waits for a file "go" in the project (so Cancel meets it running), then ends
+    (project / "scripts" / "bootstrap.sh").write_text(
+        '#!/bin/bash\necho "fake set-up: installing"\necho "fake set-up: waiting"\n'
+        'while [ ! -e go ]; do sleep 0.1; done\necho "fake set-up: done"\n')
+    env = ["DRAGGAN_E2E_SCENARIO=local", "DRAGGAN_E2E_PROGRAM=%s" % (ROOT / ".venv" / "bin" / "draggan"),
+           "DRAGGAN_E2E_ARGS=--catalogue %s/catalogue.json --models %s/%s --device cpu" % (inside, inside, tag),
+           "DRAGGAN_E2E_PROJECT=%s/project" % inside, "DRAGGAN_E2E_ZOO_MODEL=" + ZOO_MODEL,
+           "KRITA_TIMEOUT=420", "DRAGGAN_E2E_WATCHDOG=400"]
+    return env, tag
+
+
+def _daemons_with(tag: str) -> list[int]:
+    """Live processes (not zombies) whose command line names `tag`: the local daemon of this run."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path("/proc", pid, "cmdline").read_bytes()
+            state = Path("/proc", pid, "stat").read_bytes().rsplit(b")", 1)[-1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if tag.encode() in cmdline and b"serve" in cmdline and state != b"Z":
+            found.append(int(pid))
+    return found
+
+
+def _run_releasing_zoo(cmd: list[str], out_dir: Path, zoo: ModelZoo, timeout: float, env=None) -> tuple[int, str]:
+    """Run cmd; release the zoo once the scenario asks (the file release-zoo in out_dir)."""
+    log = out_dir.parent / (out_dir.name + "-runner.txt")
+    with open(log, "w") as f:
+        p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + timeout
+        try:
+            while p.poll() is None:
+                if (out_dir / "release-zoo").exists():
+                    zoo.release()
+                if time.monotonic() > deadline:
+                    p.kill()
+                time.sleep(0.2)
+        finally:
+            zoo.release()
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+    return p.returncode, log.read_text()
+
+
+def _check_local_run(report: dict, out_dir: Path, tag: str, zoo: ModelZoo) -> None:
+    deadline = time.monotonic() + 60  # the daemon winds down after Krita quit: a slow machine may take a while
+    while _daemons_with(tag) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _daemons_with(tag), "the local daemon outlived Krita: %s" % _daemons_with(tag)
+    assert zoo.ranges(ZOO_FILE) == [None, "bytes=%d-" % ZOO_HELD], zoo.ranges(ZOO_FILE)  # cancelled, then resumed
+    krita_log = (out_dir / "krita.log").read_text(errors="replace")
+    assert "DragGAN: Krita is quitting; stopping the local daemon (process %s)" % report["daemon_pid"] in krita_log, \
+        "the plug-in did not stop the daemon as Krita quit:\n" + krita_log[-2000:]
+
+
+@pytest.mark.skipif(shutil.which("krita") is None or shutil.which("Xvfb") is None or shutil.which("xdotool") is None,
+                    reason="host Krita/Xvfb/xdotool missing (scripts/install_test_editors.sh)")
+def test_krita51_local_daemon(zoo, zoo_checkpoint, tmp_path):
+    run_dir, out_dir = tmp_path / "run", tmp_path / "out"
+    _stage_run(run_dir)
+    out_dir.mkdir()
+    scenario_env, tag = _local_files(tmp_path / "local", str(tmp_path / "local"), zoo, zoo_checkpoint)
+    env = CLEAN_ENV + ["E2E_RUN=%s" % run_dir, "PROFILE=%s" % PROFILE_51, "OUT=%s" % out_dir] + scenario_env
+    t0 = time.monotonic()
+    rc, output = _run_releasing_zoo(env + ["bash", str(run_dir / "run_krita.sh")], out_dir, zoo, 480)
+    report = _collect(out_dir, "5.1-local", rc, output)
+    assert report["krita"].startswith("5.1"), report["krita"]
+    _check_local_run(report, out_dir, tag, zoo)
+    print("Krita %s local-daemon e2e: %.1f s" % (report["krita"], time.monotonic() - t0))
+
+
+@pytest.mark.skipif(not (TRIXIE / "usr" / "bin" / "krita").exists(),
+                    reason="no Krita 5.2 chroot (scripts/install_test_editors.sh)")
+def test_krita52_local_daemon(zoo, zoo_checkpoint):
+    WORK_52.mkdir(parents=True, exist_ok=True)
+    _stage_run(WORK_52 / "run")
+    out_dir = WORK_52 / "out"
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir()
+    scenario_env, tag = _local_files(WORK_52 / "local", "/e2e/local", zoo, zoo_checkpoint)
+    cmd = [str(ROOT / "scripts" / "debian_chroot.sh"), "run", str(TRIXIE), str(WORK_52),
+           "E2E_RUN=/e2e/run", "PROFILE=/e2e/profile", "OUT=/e2e/out"] + scenario_env + ["bash", "/e2e/run/run_krita.sh"]
+    t0 = time.monotonic()
+    try:
+        _rc, output = _run_releasing_zoo(cmd, out_dir, zoo, 540,
+                                         env=dict(os.environ, DRAGGAN_CHROOT_BINDS=":".join(CHROOT_BINDS)))
+    finally:
+        _unmount_chroot()
+    code = out_dir / "exit_code"
+    rc = int(code.read_text().strip() or 99) if code.exists() else 99
+    report = _collect(out_dir, "5.2-local", rc, output)
+    assert report["krita"].startswith("5.2"), report["krita"]
+    _check_local_run(report, out_dir, tag, zoo)
+    print("Krita %s local-daemon e2e: %.1f s" % (report["krita"], time.monotonic() - t0))

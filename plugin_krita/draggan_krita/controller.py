@@ -117,6 +117,12 @@ class Controller(QObject):
         self.settings.url, self.settings.token = url, ""
         self.connect_daemon()
 
+    def local_daemon_starting(self):
+        self.state = self.CONNECTING
+        self.state_message = "Starting the local DragGAN daemon (the first start can take a minute)..."
+        self.connection_changed.emit()
+        self.say(self.state_message)
+
     def local_daemon_failed(self, text):
         """It could not start, or it died: the status light turns red, the message area says why."""
         self.state, self.state_message = self.ERROR, text.split("\n", 1)[0]

@@ -55,6 +55,7 @@ class DragGANDocker(DockWidget):
         row = QHBoxLayout()
         self.light = QLabel()
         self.light.setFixedSize(14, 14)
+        self.light.setObjectName("draggan_light")
         self.status = QLabel("Not connected")
         self.status.setObjectName("draggan_status")
         self.status.setWordWrap(True)
@@ -396,6 +397,7 @@ class DragGANDocker(DockWidget):
                 self.model.addItem(label, name)
             idx = self.model.findData(c.settings.model or current)
             self.model.setCurrentIndex(max(idx, 0))
+            self.model.lineEdit().setCursorPosition(0)  # a long label shows its start: the model's name
             self.model.blockSignals(False)
         self.url.setText(c.settings.url)  # a started local daemon sets it
         self.token.setText(c.settings.token)

@@ -69,7 +69,7 @@ class LocalDaemonControl(QObject):
         self.ctl.save_settings()
         self.busy = self.STARTING
         self.changed.emit()
-        self.ctl.say("Starting the local DragGAN daemon (the first start can take a minute)...")
+        self.ctl.local_daemon_starting()
         self.ctl.worker.submit(launcher.start_local, (self.daemon, self.ctl.settings.daemon_settings()),
                                self._started, self._start_failed)
         return True
@@ -172,13 +172,18 @@ class LocalDaemonControl(QObject):
         if self.bootstrap is not None:
             self.bootstrap.cancel()
         if action == "detach":
-            print("DragGAN: Krita is quitting; the local daemon (process %s) keeps running" % self.daemon.pid)
+            _log("Krita is quitting; the local daemon (process %s) keeps running" % self.daemon.pid)
             self.daemon.detach()
         elif action == "stop":
-            print("DragGAN: Krita is quitting; stopping the local daemon (process %s)" % self.daemon.pid)
+            _log("Krita is quitting; stopping the local daemon (process %s)" % self.daemon.pid)
             t = threading.Thread(target=self.daemon.stop, name="draggan-daemon-stop", daemon=True)
             t.start()
             t.join(QUIT_WAIT_S)
+
+
+def _log(text):
+    """A line on Krita's output (its terminal or log): what happened to the daemon as Krita ended."""
+    print("DragGAN: " + text, flush=True)
 
 
 def _answers(client):

@@ -5,6 +5,8 @@ DRAGGAN_E2E_DEAD  a URL where nothing listens (error path)
 DRAGGAN_E2E_MODEL model name to generate with (default tiny)
 DRAGGAN_E2E_INVERT_W  W projection steps of the real-layer scenario's inversion (default 400; it is
                   stopped early, after a few steps, through the docker's Stop button)
+DRAGGAN_E2E_SCENARIO  "local": the scenario without a running daemon (local_scenario.py), which ends by
+                  quitting Krita instead of leaving it with os._exit
 Where the scenario acts or looks while a job runs (a preview, Stop, Cancel, the inversion's
 progress), the job waits at the daemon's test gate (editor_gate.py, copied in by the test) until
 the check is done, so it is in progress however fast the machine is.
@@ -13,6 +15,7 @@ import faulthandler
 import json
 import os
 import sys
+import threading
 import time
 import traceback
 
@@ -26,6 +29,9 @@ T0 = time.monotonic()
 OUT = os.environ.get("DRAGGAN_E2E_OUT", "")
 DAEMON_URL = os.environ.get("DRAGGAN_URL", "")
 OUT_DIR = os.path.dirname(os.path.abspath(OUT)) if OUT else "."
+
+
+QUIT_WAIT_S = 60.0  # File > Quit: time for Krita to close (the plug-in stops its local daemon meanwhile)
 
 
 class Check(AssertionError):
@@ -42,6 +48,7 @@ class E2EExtension(Extension):
         super(E2EExtension, self).__init__(parent)
         self.report = {"ok": False, "steps": [], "python": sys.version.split()[0]}
         self.gen = None
+        self.quit_at_end = False  # the scenario ends by quitting Krita (File > Quit), not by os._exit
 
     def setup(self):
         self._fh = open(OUT + ".stacks", "w")
@@ -51,7 +58,11 @@ class E2EExtension(Extension):
             self.report["uncaught"] = "".join(traceback.format_exception(t, v, tb))
             self.finish(False)
         sys.excepthook = hook
-        self.gen = self.scenario()
+        if os.environ.get("DRAGGAN_E2E_SCENARIO") == "local":
+            from .local_scenario import local_scenario
+            self.gen = local_scenario(self)
+        else:
+            self.gen = self.scenario()
         QTimer.singleShot(0, self.advance)
 
     def createActions(self, window):
@@ -80,6 +91,13 @@ class E2EExtension(Extension):
             json.dump(self.report, f, indent=1, default=str)
         sys.stdout.flush()
         sys.stderr.flush()
+        if self.report["ok"] and self.quit_at_end:
+            # quit as the artist does; if Krita has not ended after QUIT_WAIT_S (a dialog, a hang), exit 6
+            timer = threading.Timer(QUIT_WAIT_S, lambda: os._exit(6))
+            timer.daemon = True
+            timer.start()
+            QTimer.singleShot(0, Krita.instance().action("file_quit").trigger)
+            return
         os._exit(0 if self.report["ok"] else 3)
 
     def wait_for(self, cond, timeout_s, step_ms=50):
