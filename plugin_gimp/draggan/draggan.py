@@ -550,11 +550,17 @@ def _daemon_dialog(procedure, config):
             status += " Every model it can download is downloaded."
         dialog = GimpUi.ProcedureDialog(procedure=procedure, config=config, title="DragGAN: Daemon")
         dialog.set_ok_label("_Apply")
-        dialog.get_label("status-label", (message + "\n\n" if message else "") + status, False, False)
-        dialog.fill_box("local-box", ["program", "project-folder", "extra-args", "keep-running"])
-        dialog.get_label("local-label", "Local daemon", False, False)
-        dialog.fill_frame("local", "local-label", False, "local-box")
-        dialog.fill(["status-label", "action", "server-url", "token", "download-choice", "local"])
+        local = ["program", "project-folder", "extra-args", "keep-running"]
+        try:
+            dialog.get_label("status-label", (message + "\n\n" if message else "") + status, False, False)
+            dialog.fill_box("local-box", local)
+            dialog.get_label("local-label", "Local daemon", False, False)
+            dialog.fill_frame("local", "local-label", False, "local-box")
+            dialog.fill(["status-label", "action", "server-url", "token", "download-choice", "local"])
+        except Exception as e:  # an older or newer GimpUi without these builders: the fields flat, status apart
+            print("DragGAN: plain Daemon dialog ({})".format(e), file=sys.stderr)
+            Gimp.message("DragGAN: " + (message + "\n" if message else "") + status)
+            dialog.fill(["action", "server-url", "token", "download-choice"] + local)
         ok = dialog.run()
         dialog.destroy()
         if not ok:
