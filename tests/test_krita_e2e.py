@@ -280,42 +280,93 @@ def _check_local_run(report: dict, out_dir: Path, tag: str, zoo: ModelZoo) -> No
         "the plug-in did not stop the daemon as Krita quit:\n" + krita_log[-2000:]
 
 
-@pytest.mark.skipif(shutil.which("krita") is None or shutil.which("Xvfb") is None or shutil.which("xdotool") is None,
-                    reason="host Krita/Xvfb/xdotool missing (scripts/install_test_editors.sh)")
-def test_krita51_local_daemon(zoo, zoo_checkpoint, tmp_path):
-    run_dir, out_dir = tmp_path / "run", tmp_path / "out"
-    _stage_run(run_dir)
-    out_dir.mkdir()
-    scenario_env, tag = _local_files(tmp_path / "local", str(tmp_path / "local"), zoo, zoo_checkpoint)
-    env = CLEAN_ENV + ["E2E_RUN=%s" % run_dir, "PROFILE=%s" % PROFILE_51, "OUT=%s" % out_dir] + scenario_env
-    t0 = time.monotonic()
-    rc, output = _run_releasing_zoo(env + ["bash", str(run_dir / "run_krita.sh")], out_dir, zoo, 480)
-    report = _collect(out_dir, "5.1-local", rc, output)
-    assert report["krita"].startswith("5.1"), report["krita"]
-    _check_local_run(report, out_dir, tag, zoo)
-    print("Krita %s local-daemon e2e: %.1f s" % (report["krita"], time.monotonic() - t0))
-
-
-@pytest.mark.skipif(not (TRIXIE / "usr" / "bin" / "krita").exists(),
-                    reason="no Krita 5.2 chroot (scripts/install_test_editors.sh)")
-def test_krita52_local_daemon(zoo, zoo_checkpoint):
-    WORK_52.mkdir(parents=True, exist_ok=True)
-    _stage_run(WORK_52 / "run")
-    out_dir = WORK_52 / "out"
+def _run_local(version: str, scenario: str, zoo: ModelZoo, data: bytes, tmp_path: Path,
+               settings: dict | None = None) -> tuple[dict, Path, str]:
+    """Run a local-daemon scenario in Krita 5.1 (host) or 5.2 (chroot); settings: the plug-in's settings to
+    start with (written into kritarc), where {"daemon_command", "extra_args"} are filled in."""
+    if version == "5.1":
+        base, inside, out_dir, run_dir = tmp_path / "local", str(tmp_path / "local"), tmp_path / "out", tmp_path / "run"
+        _stage_run(run_dir)
+        wrap = CLEAN_ENV + ["E2E_RUN=%s" % run_dir, "PROFILE=%s" % PROFILE_51, "OUT=%s" % out_dir]
+        tail, env, limit = ["bash", str(run_dir / "run_krita.sh")], None, 480
+    else:
+        WORK_52.mkdir(parents=True, exist_ok=True)
+        _stage_run(WORK_52 / "run")
+        base, inside, out_dir = WORK_52 / "local", "/e2e/local", WORK_52 / "out"
+        wrap = [str(ROOT / "scripts" / "debian_chroot.sh"), "run", str(TRIXIE), str(WORK_52),
+                "E2E_RUN=/e2e/run", "PROFILE=/e2e/profile", "OUT=/e2e/out"]
+        tail, limit = ["bash", "/e2e/run/run_krita.sh"], 540
+        env = dict(os.environ, DRAGGAN_CHROOT_BINDS=":".join(CHROOT_BINDS))
     shutil.rmtree(out_dir, ignore_errors=True)
-    out_dir.mkdir()
-    scenario_env, tag = _local_files(WORK_52 / "local", "/e2e/local", zoo, zoo_checkpoint)
-    cmd = [str(ROOT / "scripts" / "debian_chroot.sh"), "run", str(TRIXIE), str(WORK_52),
-           "E2E_RUN=/e2e/run", "PROFILE=/e2e/profile", "OUT=/e2e/out"] + scenario_env + ["bash", "/e2e/run/run_krita.sh"]
+    out_dir.mkdir(parents=True)
+    scenario_env, tag = _local_files(base, inside, zoo, data)
+    scenario_env = [e if not e.startswith("DRAGGAN_E2E_SCENARIO=") else "DRAGGAN_E2E_SCENARIO=" + scenario
+                    for e in scenario_env]
+    if settings is not None:
+        given = dict((e.split("=", 1) for e in scenario_env))
+        settings = dict(settings, daemon_command=given["DRAGGAN_E2E_PROGRAM"], extra_args=given["DRAGGAN_E2E_ARGS"])
+        (base / "kritarc").write_text("[draggan]\nsettings=%s\n" % json.dumps(settings))
+        scenario_env.append("KRITARC_EXTRA=%s/kritarc" % inside)
     t0 = time.monotonic()
     try:
-        _rc, output = _run_releasing_zoo(cmd, out_dir, zoo, 540,
-                                         env=dict(os.environ, DRAGGAN_CHROOT_BINDS=":".join(CHROOT_BINDS)))
+        rc, output = _run_releasing_zoo(wrap + scenario_env + tail, out_dir, zoo, limit, env=env)
     finally:
-        _unmount_chroot()
-    code = out_dir / "exit_code"
-    rc = int(code.read_text().strip() or 99) if code.exists() else 99
-    report = _collect(out_dir, "5.2-local", rc, output)
-    assert report["krita"].startswith("5.2"), report["krita"]
+        if version != "5.1":
+            _unmount_chroot()
+    if version != "5.1":  # debian_chroot.sh's own exit status is unreliable; run_krita.sh records its own
+        code = out_dir / "exit_code"
+        rc = int(code.read_text().strip() or 99) if code.exists() else 99
+    report = _collect(out_dir, "%s-%s" % (version, scenario), rc, output)
+    assert report["krita"].startswith(version), report["krita"]
+    print("Krita %s %s e2e: %.1f s" % (report["krita"], scenario, time.monotonic() - t0))
+    return report, out_dir, tag
+
+
+def _check_kept(report: dict, out_dir: Path, tag: str) -> None:
+    """The daemon started with Krita and kept outlived it; then it is stopped as a later session would."""
+    from draggan_client.launcher import stop_detached
+    pid = report["daemon_pid"]
+    try:
+        assert _daemons_with(tag) == [pid], "the kept daemon did not outlive Krita: %s" % _daemons_with(tag)
+        krita_log = (out_dir / "krita.log").read_text(errors="replace")
+        assert "DragGAN: Krita is quitting; the local daemon (process %s) keeps running" % pid in krita_log, \
+            krita_log[-2000:]
+    finally:
+        stop_detached(pid)
+    deadline = time.monotonic() + 60
+    while _daemons_with(tag) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _daemons_with(tag)
+
+
+HOST_KRITA = pytest.mark.skipif(shutil.which("krita") is None or shutil.which("Xvfb") is None
+                                or shutil.which("xdotool") is None,
+                                reason="host Krita/Xvfb/xdotool missing (scripts/install_test_editors.sh)")
+CHROOT_KRITA = pytest.mark.skipif(not (TRIXIE / "usr" / "bin" / "krita").exists(),
+                                  reason="no Krita 5.2 chroot (scripts/install_test_editors.sh)")
+
+
+@HOST_KRITA
+def test_krita51_local_daemon(zoo, zoo_checkpoint, tmp_path):
+    report, out_dir, tag = _run_local("5.1", "local", zoo, zoo_checkpoint, tmp_path)
     _check_local_run(report, out_dir, tag, zoo)
-    print("Krita %s local-daemon e2e: %.1f s" % (report["krita"], time.monotonic() - t0))
+
+
+@CHROOT_KRITA
+def test_krita52_local_daemon(zoo, zoo_checkpoint, tmp_path):
+    report, out_dir, tag = _run_local("5.2", "local", zoo, zoo_checkpoint, tmp_path)
+    _check_local_run(report, out_dir, tag, zoo)
+
+
+@HOST_KRITA
+def test_krita51_daemon_starts_with_krita_and_is_kept(zoo, zoo_checkpoint, tmp_path):
+    report, out_dir, tag = _run_local("5.1", "autostart", zoo, zoo_checkpoint, tmp_path,
+                                      {"start_with_krita": True, "keep_running": True})
+    _check_kept(report, out_dir, tag)
+
+
+@CHROOT_KRITA
+def test_krita52_daemon_starts_with_krita_and_is_kept(zoo, zoo_checkpoint, tmp_path):
+    report, out_dir, tag = _run_local("5.2", "autostart", zoo, zoo_checkpoint, tmp_path,
+                                      {"start_with_krita": True, "keep_running": True})
+    _check_kept(report, out_dir, tag)

@@ -8,6 +8,7 @@
 #      OUT         artifacts dir (report.json, screenshots, logs)
 #      DRAGGAN_URL, DRAGGAN_E2E_DEAD, DRAGGAN_E2E_*   passed to the harness
 #      KRITA_TIMEOUT  outer timeout, s (default 200)
+#      KRITARC_EXTRA  optional file appended to the fresh kritarc
 # exit: 0 ok, 3 scenario failed, 2 no report, 5 install failed, 124 hang (screen.png + gdb.txt in OUT)
 set -u
 mkdir -p "$OUT" "$PROFILE"
@@ -26,6 +27,8 @@ python3 /usr/share/krita/pykrita/plugin_importer/plugin_importer.py "$E2E_RUN/dr
 cp -r "$E2E_RUN/harness/draggan_krita_e2e" "$E2E_RUN/harness/draggan_krita_e2e.desktop" "$RES/pykrita/"
 # enable both plug-ins; a fresh kritarc each run (the plug-in's own settings must not leak between runs)
 printf '[python]\nenable_draggan_krita=true\nenable_draggan_krita_e2e=true\n' > "$XDG_CONFIG_HOME/kritarc"
+# KRITARC_EXTRA: a file of more kritarc groups (e.g. the plug-in's own settings) for this run
+[ -n "${KRITARC_EXTRA:-}" ] && cat "$KRITARC_EXTRA" >> "$XDG_CONFIG_HOME/kritarc"
 
 rm -f "$OUT/display"
 exec 5> "$OUT/display"

@@ -222,3 +222,36 @@ def local_scenario(self):
     for d in k.documents():  # quitting must not ask to save them
         d.setModified(False)
     self.log("done")
+
+
+def autostart_scenario(self):
+    """DRAGGAN_E2E_SCENARIO=autostart: kritarc (written by the test) ticks "Start with Krita" and "Keep running
+    after Krita quits": the daemon starts with Krita, kept, and the docker connects; Krita then quits and
+    the daemon must go on (the test checks, then stops it)."""
+    k = Krita.instance()
+    self.report["krita"] = k.version()
+    self.quit_at_end = True
+    yield from self.wait_for(lambda: k.activeWindow() is not None, 60)
+    from draggan_krita import extension
+    ctl = extension.get_controller()
+    local = ctl.local
+    check(ctl.settings.start_with_krita and ctl.settings.keep_running, "the settings from kritarc were not read",
+          settings=ctl.settings.to_dict())
+    docks = [d for d in k.dockers() if d.objectName() == "draggan_docker"]
+    check(len(docks) >= 1, "DragGAN docker not registered")
+    dock = docks[0]
+    dock.show()
+    yield from self.wait_for(lambda: (local.running and ctl.state == ctl.CONNECTED) or ctl.state == ctl.ERROR,
+                             240, 200)
+    self.log("started_with_krita", state=ctl.state, message=ctl.last_message, local=local.status_text(),
+             pid=local.daemon.pid, kept=local.daemon.kept, log_path=local.daemon.log_path)
+    check(ctl.state == ctl.CONNECTED and ctl.settings.url == local.daemon.url, "not connected to the daemon "
+          "started with Krita", message=ctl.last_message, url=ctl.settings.url)
+    check(local.daemon.kept and "kept after Krita quits" in local.status_text(), "the daemon is not kept",
+          status=local.status_text())
+    check(dock.findChild(QCheckBox, "draggan_local_autostart").isChecked()
+          and dock.findChild(QCheckBox, "draggan_local_keep").isChecked(), "the docker's boxes are not ticked")
+    yield from self.wait_for(lambda: "listening on" in dock.findChild(QPlainTextEdit, "draggan_local_log")
+                             .toPlainText(), 10)
+    self.report["daemon_pid"] = local.daemon.pid
+    self.log("done")

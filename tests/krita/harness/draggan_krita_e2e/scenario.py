@@ -5,8 +5,8 @@ DRAGGAN_E2E_DEAD  a URL where nothing listens (error path)
 DRAGGAN_E2E_MODEL model name to generate with (default tiny)
 DRAGGAN_E2E_INVERT_W  W projection steps of the real-layer scenario's inversion (default 400; it is
                   stopped early, after a few steps, through the docker's Stop button)
-DRAGGAN_E2E_SCENARIO  "local": the scenario without a running daemon (local_scenario.py), which ends by
-                  quitting Krita instead of leaving it with os._exit
+DRAGGAN_E2E_SCENARIO  "local" / "autostart": the scenarios without a running daemon (local_scenario.py),
+                  which end by quitting Krita instead of leaving it with os._exit
 Where the scenario acts or looks while a job runs (a preview, Stop, Cancel, the inversion's
 progress), the job waits at the daemon's test gate (editor_gate.py, copied in by the test) until
 the check is done, so it is in progress however fast the machine is.
@@ -61,6 +61,9 @@ class E2EExtension(Extension):
         if os.environ.get("DRAGGAN_E2E_SCENARIO") == "local":
             from .local_scenario import local_scenario
             self.gen = local_scenario(self)
+        elif os.environ.get("DRAGGAN_E2E_SCENARIO") == "autostart":
+            from .local_scenario import autostart_scenario
+            self.gen = autostart_scenario(self)
         else:
             self.gen = self.scenario()
         QTimer.singleShot(0, self.advance)
