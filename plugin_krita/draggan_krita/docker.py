@@ -357,6 +357,7 @@ class DragGANDocker(DockWidget):
             self.ctl.local.set_up(folder)
 
     def _model_chosen(self, *_):
+        self.model.lineEdit().setCursorPosition(0)  # a long label shows its start: the model's name
         self._store()
         self._show_download_buttons()
 
