@@ -15,7 +15,7 @@ from .downloads import DOWNLOAD, DownloadJob, DownloadManager
 from .errors import ApiError
 from .jobs import CANCELLED, DONE, FAILED, Job, Worker
 from .sessions import new_id
-from .validation import parse_drag, parse_generate, parse_json, parse_session
+from .validation import check_fields, parse_drag, parse_generate, parse_json, parse_session
 
 api = Blueprint("api_v1", __name__, url_prefix="/api/v1")
 
@@ -121,10 +121,11 @@ def start_drag(sid: str):
                        f"session {sid} is still being inverted (job {target.invert_job}); wait until that job is "
                        f"done, or stop it to keep the best inversion so far, then drag")
     job_id = new_id()
-    session = d.sessions.claim(sid, job_id)
-    job = Job("drag", sid, req.steps, work=functools.partial(editing.run_drag, session, req),
+    session, start = d.sessions.claim(sid, job_id, req.from_state)
+    job = Job("drag", sid, req.steps,
+              work=functools.partial(editing.run_drag, session, req, start, d.config.limits.max_states_per_session),
               on_end=lambda _job, _state: d.sessions.release(session), client=request.remote_addr or "",
-              targets=req.targets, handles=req.handles, id=job_id)
+              targets=req.targets, handles=req.handles, id=job_id, from_state=req.from_state)
     try:
         d.worker.submit(job)
     except ApiError:  # the queue is full: the session stays as it was
@@ -132,6 +133,27 @@ def start_drag(sid: str):
         raise
     d.jobs.add(job)
     return status_of(job), 202
+
+
+@api.post("/sessions/<sid>/reset")
+def reset_session(sid: str):
+    """Reset to original: the session's initial state again (drags forgotten, handles cleared, a real
+    layer's inversion kept); its other states stay for drags that start from them."""
+    check_fields(json_body(), ())
+    return current().sessions.reset(sid).describe()
+
+
+@api.get("/sessions/<sid>/image")
+def session_image(sid: str):
+    """The picture of the session's current state (the last drag's result, or the original after a
+    reset), at the client's size; real layers: the full layer."""
+    d = current()
+    session = d.sessions.get(sid)
+    if not session.ready:
+        raise ApiError(409, "session_inverting", f"session {sid} is still being inverted (job "
+                                                 f"{session.invert_job}); it has no picture of its own yet")
+    png = d.worker.call(functools.partial(editing.state_png, session), d.config.limits.call_timeout_s)
+    return png_response(png)
 
 
 @api.get("/jobs/<jid>")

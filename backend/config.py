@@ -28,7 +28,11 @@ class Limits:
     max_steps: int = 2000  # optimisation steps per drag job
     max_invert_steps: int = 2000  # optimisation steps per inversion stage (w, w+, pti)
     max_sessions: int = 16  # least recently used idle sessions beyond this are dropped; busy ones never (429)
-    max_session_bytes: int = 2 * 1024 ** 3  # estimated tensor memory of all sessions together
+    max_session_bytes: int = 2 * 1024 ** 3  # estimated tensor memory of all sessions together (their states too)
+    max_states_per_session: int = 16  # states a session keeps for drags to start from (from_state), its initial
+    #                                   one included (at least 2 are kept); past it the oldest non-initial one is
+    #                                   dropped (410 state_gone). One is a latent, its optimiser moments and the
+    #                                   handles' templates, some 60 KB for a 512 px model, counted in the above
     max_finished_jobs: int = 32  # finished job records (with their result PNGs) kept for polling
     max_finished_job_bytes: int = 512 * 1024 ** 2  # ... and the bytes of their PNGs together
     max_loaded_models: int = 2  # generators kept in memory

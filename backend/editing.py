@@ -7,7 +7,6 @@ the model's image by draggan_core.region and composited back into the full layer
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import io
 import math
@@ -27,7 +26,7 @@ from .errors import ApiError, bad_request
 from .geometry import LayerMapping, Mapping, Point
 from .jobs import CANCELLED, DONE, Job
 from .models import LoadedModel, ModelCatalogue
-from .sessions import Session, SessionStore, new_id
+from .sessions import Session, SessionState, SessionStore, copy_drag, new_id
 from .validation import DragRequest, GenerateRequest, SessionRequest
 
 SAME_PICTURE_TOLERANCE = 8.0  # mean absolute difference in 8-bit levels, after resizing to the model's size
@@ -40,39 +39,43 @@ def encode_png(image: Image.Image, fast: bool = False) -> bytes:
     return buf.getvalue()
 
 
-def copy_drag(drag: DragSession) -> DragSession:
-    """An independent copy of a DragSession's state (latent, optimiser, points); the generator is shared."""
-    return copy.deepcopy(drag, {id(drag.G): drag.G})
-
-
 def generate(catalogue: ModelCatalogue, store: SessionStore, req: GenerateRequest) -> tuple[Session, bytes]:
     """A new session on the image of a seed: its latent is known, so it can be dragged at once."""
     model = catalogue.load(req.model)
     drag = DragSession(model.G, req.seed, config=DragConfig(learning_rate=model.entry.learning_rate),
                        truncation_psi=req.psi)
     height, width = model.size
-    session = store.add(Session(model, drag, Mapping(width, height, width, height)))
+    session = Session(model, drag, Mapping(width, height, width, height))
+    session.start_states()
+    store.add(session)
     return session, encode_png(to_pil(drag.image()))
 
 
 def session_like(store: SessionStore, source: Session, image: Image.Image) -> Session:
     """A new session for `image`, which must show source's current picture at any size (e.g. a
-    scaled layer). Other pictures are edited through inversion (start_inversion)."""
+    scaled layer). Other pictures are edited through inversion (start_inversion). The copy starts
+    in source's current state (not a running drag's half-way latent), and its initial state is
+    source's, so a reset of the copy goes back to the original picture too."""
     if isinstance(source.mapping, LayerMapping):
         raise bad_request(f"session {source.id} edits a real layer; from_session works with sessions from "
                           f"/generate (send the layer again without from_session instead)", "bad_combination")
     height, width = source.model.size
     mapping = Mapping(image.width, image.height, width, height)
-    current = np.asarray(to_pil(source.drag.image()), dtype=np.float32)
+    initial, now = source.initial_state, source.current_state
+    current = np.asarray(to_pil(now.drag.image()), dtype=np.float32)
     sent = np.asarray(mapping.image_to_model(image), dtype=np.float32)
     difference = float(np.abs(current - sent).mean())
     if difference > SAME_PICTURE_TOLERANCE:
         raise ApiError(409, "different_picture",
                        f"the image differs from session {source.id}'s picture (mean difference {difference:.1f} "
                        f"levels); send it without from_session to edit it through GAN inversion")
-    drag = copy_drag(source.drag)
+    drag = copy_drag(now.drag)
     session = Session(source.model, drag, mapping, handles=mapping.to_client(drag.handle_list()),
                       targets=mapping.to_client(drag.target_list()))
+    states = [initial.renamed([], [])]
+    if now is not initial:
+        states.append(now.renamed(session.handles, session.targets))
+    session.start_states(states)
     return store.add(session)
 
 
@@ -97,11 +100,20 @@ def largest_distance(handles: list[Point], targets: list[Point]) -> float:
     return max(math.dist(h, t) for h, t in zip(handles, targets))
 
 
-def run_drag(session: Session, req: DragRequest, job: Job, between_steps: Callable[[], None]) -> str:
-    """Drag the session's image; on cancel or failure the session goes back to its state before the job."""
-    before = copy_drag(session.drag)
+def run_drag(session: Session, req: DragRequest, start: SessionState | None, keep_states: int, job: Job,
+             between_steps: Callable[[], None]) -> str:
+    """Drag the session's image from `start` (a kept state; None: the session's current state). Done
+    (also when stopped) records the new state, keeping at most `keep_states`; on cancel or failure
+    the session goes back to its state before the job and no state is recorded."""
+    before = (copy_drag(session.drag), session.handles, session.targets, session.state_id)
+
+    def put_back() -> None:
+        session.drag, session.handles, session.targets, session.state_id = before
+
     mapping = session.mapping
     try:
+        if start is not None:
+            session.restore(start)
         drag = session.drag = with_config(session.drag, drag_config(session, req))
         drag.set_points(mapping.to_model(req.handles), mapping.to_model(req.targets))
         drag.set_mask(None if req.mask is None else mapping.mask_to_model(req.mask))
@@ -114,17 +126,29 @@ def run_drag(session: Session, req: DragRequest, job: Job, between_steps: Callab
             job.progress(step.step, handles, step.loss, largest_distance(handles, req.targets))
             between_steps()
         result_png, changed = picture_png(session, req, step.preview)
+        made = SessionState.of(drag, job.handles, req.targets, job_id=job.id)
     except BaseException:
-        session.drag = before
+        put_back()
         raise
     if job.close():
-        session.drag = before
+        put_back()
         return CANCELLED
     job.result_png, job.result_size, job.reason = result_png, (mapping.width, mapping.height), step.reason
     job.changed = changed
     job.preview_png, job.preview_step = job.result_png, step.step  # the latest picture is the result
-    session.handles, session.targets = job.handles, req.targets
+    session.handles, session.targets = made.handles, made.targets
+    session.add_state(made, keep_states)
+    job.state_id = made.id
     return DONE
+
+
+def state_png(session: Session) -> bytes:
+    """The picture of the session's current state at the client's size (real layers: the full layer
+    with the state's render composited in, as a drag's result without a mask)."""
+    render = session.current_state.drag.image()
+    if isinstance(session.mapping, LayerMapping):
+        return layer_png(session, render, reference=session.reference, feather=DragRequest.feather)[0]
+    return encode_png(session.mapping.image_to_client(to_pil(render)))
 
 
 def picture_png(session: Session, req: DragRequest, render: torch.Tensor, fast: bool = False
@@ -275,6 +299,8 @@ def run_invert(session: Session, target: np.ndarray, valid: np.ndarray, config: 
     reference = result.image()
     session.inversion, session.reference = result, reference
     session.drag = DragSession(result.generator, result.ws, config=DragConfig(learning_rate=model.entry.learning_rate))
+    session.start_states()
+    job.state_id = session.state_id
     job.quality = {name: _quality(q) for name, q in result.quality.items()}
     job.result_png, job.changed = layer_png(session, reference)
     job.result_size = (session.mapping.width, session.mapping.height)

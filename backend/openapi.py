@@ -53,6 +53,14 @@ SESSION_FIELDS: dict[str, Schema] = {
                                     "bottom]"}),
     "invert_job": nullable({**STRING, "description": "real layers: the job that inverts the region"}),
     "ready": {**BOOLEAN, "description": "whether drags can start (false while the inversion runs)"},
+    "state_id": nullable({**STRING, "description": "the state the session is in now: its initial state, the last "
+                                                   "drag's or the one a reset went back to (null while inverting)"}),
+    "initial_state_id": nullable({**STRING, "description": "the state after generate or inversion, kept as long as "
+                                                           "the session (null while inverting)"}),
+    "states": {"type": "array", "items": ref("SessionState"),
+               "description": "the states kept for drags to start from (from_state), oldest first"},
+    "bytes": {**INTEGER, "description": "the session's estimated memory as the session store counts it (states "
+                                        "included)"},
 }
 STAGE_QUALITY = {"type": "object", "properties": {"psnr": NUMBER, "ssim": NUMBER, "steps": INTEGER,
                                                   "seconds": NUMBER, "stopped": BOOLEAN},
@@ -83,6 +91,10 @@ def schemas(limits: Limits) -> dict[str, Schema]:
             "seed": {"type": "integer", "minimum": 0, "maximum": 2 ** 32 - 1},
             "psi": nullable({"type": "number", "minimum": -1, "maximum": 2, "default": 0.7}),
         }, optional=("model", "psi")),
+        "SessionState": closed({"state_id": STRING,
+                                "job_id": nullable({**STRING, "description": "the drag that made it (null: the "
+                                                                            "initial state)"}),
+                                "created": NUMBER, "bytes": INTEGER}),
         "Session": closed(SESSION_FIELDS),
         "GeneratedSession": closed({**SESSION_FIELDS, "seed": INTEGER, "psi": NUMBER, "image": PNG_BASE64}),
         "CreateSessionRequest": closed({
@@ -127,8 +139,11 @@ def schemas(limits: Limits) -> dict[str, Schema]:
             "feather": nullable({"type": "integer", "minimum": 0, "maximum": 256, "default": 8,
                                  "description": "real layers: width in layer pixels of the blend inside the "
                                                 "mask's edge"}),
+            "from_state": nullable({**STRING, "description": "a state of the session to start from (a job's "
+                                                             "state_id, or the session's initial_state_id); "
+                                                             "default: the session's current state"}),
         }, optional=("mask", "steps", "preview_every", "learning_rate", "mask_lambda", "w_layers", "r1", "r2",
-                     "feather")),
+                     "feather", "from_state")),
         "Job": closed({
             "job_id": STRING, "kind": {"enum": ["drag", "invert"]}, "session_id": STRING,
             "state": {"enum": ["queued", "running", "done", "failed", "cancelled"]},
@@ -144,6 +159,10 @@ def schemas(limits: Limits) -> dict[str, Schema]:
                             "description": "invert jobs: the reconstruction's PSNR (dB) and SSIM after each stage"},
             }, optional=("quality",))),
             "changed": nullable({**RECT, "description": "real layers: the pixels the composited result changed"}),
+            "from_state": nullable({**STRING, "description": "drags: the state it started from (null: the "
+                                                             "session's current state)"}),
+            "state_id": nullable({**STRING, "description": "once done: the session state it made (a drag's "
+                                                           "result; an inversion's initial state)"}),
             "inversion": nullable(closed({"stage": nullable({"enum": ["w", "w+", "pti"]}), "stage_step": INTEGER,
                                           "stage_steps": INTEGER, "psnr": nullable(NUMBER)})),
         }),
@@ -174,6 +193,8 @@ ERRORS = {
     "401": "missing or refused token", "403": "the Host header is not a loopback name (daemon without token)",
     "404": "unknown session, job or catalogue model, or nothing to show (yet)",
     "409": "the session, job or model is in the wrong state (e.g. the model is not downloaded)",
+    "410": "state_gone: the session no longer keeps that state (the oldest are dropped); regenerate or "
+           "re-invert the picture",
     "413": "the body is larger than the limit", "415": "the body is not JSON",
     "431": "the request line and headers are longer than the limit",
     "429": "the daemon is full (queue, your jobs, sessions that all have work, or waiting downloads); Retry-After "
@@ -224,9 +245,22 @@ def paths() -> dict[str, dict]:
         },
         "/sessions/{sid}/drag": {
             "parameters": [sid],
-            "post": operation("start a drag job (on a real layer: once its inversion is done)", "202", job,
-                              ("400", "404", "409", "413", "415", "429", "503"),
+            "post": operation("start a drag job (on a real layer: once its inversion is done), from the "
+                              "session's current state or from_state", "202", job,
+                              ("400", "404", "409", "410", "413", "415", "429", "503"),
                               body="DragRequest"),
+        },
+        "/sessions/{sid}/reset": {
+            "parameters": [sid],
+            "post": operation("reset to original: the session's initial state (drags forgotten, handles "
+                              "cleared, a real layer's inversion kept)", "200", _json("Session", "the session"),
+                              ("400", "404", "409", "415")),
+        },
+        "/sessions/{sid}/image": {
+            "parameters": [sid],
+            "get": operation("the picture of the session's current state at the client's size (real layers: "
+                             "the full layer, RGBA)", "200", {"description": "PNG", "content": PNG_CONTENT},
+                             ("404", "409", "500", "503")),
         },
         "/jobs/{jid}": {"parameters": [jid], "get": operation("a job's progress", "200", any_job, ("404",))},
         "/jobs/{jid}/preview": {"parameters": [jid], "get": operation(

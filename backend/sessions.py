@@ -16,6 +16,7 @@ only busy sessions are left to drop, the new session is refused (429) instead.
 from __future__ import annotations
 
 import collections
+import copy
 import dataclasses
 import logging
 import secrets
@@ -27,16 +28,58 @@ from torch import nn
 
 from draggan_core.drag import DragSession
 
-from .errors import ApiError, busy, not_found
+from .errors import ApiError, busy, not_found, short
 from .geometry import LayerMapping, Mapping, Point
 from .models import LoadedModel
 
 log = logging.getLogger("draggan.daemon")
 
+DROPPED_IDS_KEPT = 256  # ids of dropped states a session remembers, to answer 410 state_gone rather than 404
+
 
 def new_id() -> str:
     """Unguessable ids: knowing one is what lets a client see, change or stop a session or job."""
     return secrets.token_hex(12)
+
+
+def copy_drag(drag: DragSession) -> DragSession:
+    """An independent copy of a DragSession's state (latent, optimiser, points); the generator is shared."""
+    return copy.deepcopy(drag, {id(drag.G): drag.G})
+
+
+@dataclasses.dataclass(eq=False)
+class SessionState:
+    """A state a drag can start from: a copy of the DragSession (latent, Adam's moments, tracked
+    templates; the generator, a real layer's tuned copy included, shared by reference) and the
+    handles and targets in client pixels. Never changed once made: starting from it copies it."""
+    drag: DragSession
+    handles: list[Point]
+    targets: list[Point]
+    job_id: str | None = None  # the drag that made it; None for a session's initial state
+    id: str = dataclasses.field(default_factory=new_id)
+    created: float = dataclasses.field(default_factory=time.time)
+    bytes: int = 0
+
+    def __post_init__(self) -> None:
+        self.bytes = estimate_bytes(self.drag)
+
+    @classmethod
+    def of(cls, drag: DragSession, handles: list[Point], targets: list[Point], job_id: str | None = None
+           ) -> "SessionState":
+        """A snapshot of `drag`. Its mask (editable region and reference features, the biggest tensors a
+        DragSession holds) is left out: every drag sets its own mask before it runs."""
+        memo: dict[int, object] = {id(drag.G): drag.G}
+        for mask_tensor in (drag.fixed, drag.fixed_reference):
+            if mask_tensor is not None:
+                memo[id(mask_tensor)] = None  # deepcopy answers None for these instead of copying them
+        return cls(copy.deepcopy(drag, memo), list(handles), list(targets), job_id)
+
+    def renamed(self, handles: list[Point], targets: list[Point]) -> "SessionState":
+        """The same snapshot under a new id (for a copy of the session), sharing its DragSession copy."""
+        return SessionState(self.drag, list(handles), list(targets))
+
+    def describe(self) -> dict:
+        return {"state_id": self.id, "job_id": self.job_id, "created": self.created, "bytes": self.bytes}
 
 
 @dataclasses.dataclass(eq=False)
@@ -58,11 +101,64 @@ class Session:
     invert_job: str | None = None
     inversion: object = None  # draggan_core.invert.Inversion once inverted (its tuned generator lives here)
     reference: torch.Tensor | None = None  # the reconstruction [1, 3, H, W]
+    # States, oldest first; [0] is the initial state, kept as long as the session. The list is replaced,
+    # never changed in place, so request threads may read it while the worker records a state.
+    states: list[SessionState] = dataclasses.field(default_factory=list)
+    state_id: str | None = None  # the state the DragSession is in (None while the inversion runs)
+    dropped_states: collections.deque = dataclasses.field(
+        default_factory=lambda: collections.deque(maxlen=DROPPED_IDS_KEPT))
 
     @property
     def ready(self) -> bool:
         """Whether drags can start: False while the inversion runs."""
         return self.drag is not None
+
+    def start_states(self, states: list[SessionState] | None = None) -> None:
+        """Record the session's first state(s): a snapshot of its DragSession now, or given ones (a copy
+        of another session: its initial and current states), the last being the current one."""
+        self.states = states or [SessionState.of(self.drag, self.handles, self.targets)]
+        self.state_id = self.states[-1].id
+
+    @property
+    def initial_state(self) -> SessionState:
+        return self.states[0]
+
+    @property
+    def current_state(self) -> SessionState:
+        return self.find_state(self.state_id)
+
+    def find_state(self, state_id: str) -> SessionState:
+        """A kept state; 410 state_gone for one dropped to keep within the bound, 404 for one never seen."""
+        for state in self.states:
+            if state.id == state_id:
+                return state
+        if state_id in self.dropped_states:
+            raise ApiError(410, "state_gone", f"session {self.id} no longer keeps state {short(state_id)} (the "
+                                              f"oldest states are dropped to stay within the daemon's bound); "
+                                              f"regenerate or re-invert the picture to edit it")
+        raise ApiError(404, "unknown_state", f"session {self.id} has no state {short(state_id)}; a state belongs "
+                                             f"to the session whose drag made it")
+
+    def add_state(self, state: SessionState, keep: int) -> None:
+        """Record a drag's state as the current one, keeping at most `keep` states (at least the initial
+        one and this one): the oldest others are dropped first."""
+        states = self.states + [state]
+        dropped = []
+        while len(states) > max(2, keep):
+            dropped.append(states.pop(1))
+        self.states, self.state_id = states, state.id
+        for old in dropped:
+            self.dropped_states.append(old.id)
+            log.info("session %s: state %s dropped (at most %d states a session; the oldest go first)",
+                     self.id, old.id, max(2, keep))
+
+    def restore(self, state: SessionState) -> None:
+        """Put the session in `state`: its latent, optimiser moments, templates and handles."""
+        self.drag = copy_drag(state.drag)
+        self.handles, self.targets, self.state_id = list(state.handles), list(state.targets), state.id
+
+    def states_bytes(self) -> int:
+        return sum(s.bytes for s in self.states)
 
     def extra_bytes(self) -> int:
         """Memory beyond the DragSession's tensors: the layer, the reconstruction and the inversion's
@@ -75,7 +171,7 @@ class Session:
         return total
 
     def estimate(self) -> int:
-        return (estimate_bytes(self.drag) if self.drag is not None else 0) + self.extra_bytes()
+        return (estimate_bytes(self.drag) if self.drag is not None else 0) + self.extra_bytes() + self.states_bytes()
 
     def describe(self) -> dict:
         region = fit = None
@@ -83,12 +179,15 @@ class Session:
             rm = self.mapping.region_mapping
             region = rm.region.to_dict()
             fit = {"content": rm.content.to_dict(), "scale": list(rm.scale), "padding": list(rm.padding)}
+        states = self.states
         return {"session_id": self.id, "model": self.model.entry.name, "width": self.mapping.width,
                 "height": self.mapping.height, "model_width": self.mapping.model_width,
                 "model_height": self.mapping.model_height, "handles": [list(p) for p in self.handles],
                 "targets": [list(p) for p in self.targets], "active_job": self.active_job,
                 "created": self.created, "last_used": self.last_used, "region": region, "fit": fit,
-                "invert_job": self.invert_job, "ready": self.ready}
+                "invert_job": self.invert_job, "ready": self.ready, "state_id": self.state_id,
+                "initial_state_id": states[0].id if states else None, "states": [s.describe() for s in states],
+                "bytes": self.bytes}
 
 
 def estimate_bytes(drag: DragSession) -> int:
@@ -168,15 +267,25 @@ class SessionStore:
             del self._by_key[session.key]
         return session
 
-    def claim(self, sid: str, job_id: str) -> Session:
-        """Mark the session busy with a job; one job per session at a time keeps its state linear."""
+    def claim(self, sid: str, job_id: str, from_state: str | None = None) -> tuple[Session, SessionState | None]:
+        """Mark the session busy with a job (one job per session at a time keeps its states linear), with
+        the kept state it starts from (None: the session's current state)."""
         with self._lock:
             session = self._touch(sid)
-            if session.active_job is not None:
-                raise ApiError(409, "session_busy", f"session {sid} already has job {session.active_job}; "
-                                                    f"wait for it, stop it or cancel it first")
+            _check_idle(session)
+            start = session.find_state(from_state) if from_state is not None else None
             session.active_job = job_id
-            return session
+            return session, start
+
+    def reset(self, sid: str) -> Session:
+        """Put an idle session back in its initial state: drags forgotten, handles cleared, a real
+        layer's inversion kept. Its other states stay, so result layers can still go on from them."""
+        with self._lock:
+            session = self._touch(sid)
+            _check_idle(session)
+            session.restore(session.initial_state)
+        log.info("session %s reset to its initial state %s", sid, session.state_id)
+        return session
 
     def _touch(self, sid: str) -> Session:
         session = self._sessions.get(sid)
@@ -211,3 +320,13 @@ class SessionStore:
             raise busy("sessions_full", f"the daemon holds {len(self._sessions)} sessions that all have work "
                                         f"queued or running (at most {self.max_sessions} sessions, "
                                         f"{self.max_bytes // 2 ** 20} MiB)", retry_after=10)
+
+
+def _check_idle(session: Session) -> None:
+    if not session.ready:
+        raise ApiError(409, "session_inverting", f"session {session.id} is still being inverted (job "
+                                                 f"{session.invert_job}); wait until that job is done, or stop "
+                                                 f"it to keep the best inversion so far")
+    if session.active_job is not None:
+        raise ApiError(409, "session_busy", f"session {session.id} already has job {session.active_job}; "
+                                            f"wait for it, stop it or cancel it first")

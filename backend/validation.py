@@ -267,10 +267,11 @@ class DragRequest:
     r1: float | None  # model pixels; None: derived from the model's resolution
     r2: int | None
     feather: int = 8  # layer pixels; compositing into the layer of an inverted session
+    from_state: str | None = None  # a kept state of the session to start from; None: its current state
 
 
 DRAG_FIELDS = ("handles", "targets", "mask", "steps", "preview_every", "learning_rate", "mask_lambda", "w_layers",
-               "r1", "r2", "feather")
+               "r1", "r2", "feather", "from_state")
 
 
 def parse_drag(body: dict[str, Any], limits: Limits, mapping: Mapping, budget: DecodeBudget | None = None
@@ -298,5 +299,6 @@ def parse_drag(body: dict[str, Any], limits: Limits, mapping: Mapping, budget: D
         r1=number(body, "r1", None, 1.0, 64.0),
         r2=integer(body, "r2", None, 1, 128),
         feather=integer(body, "feather", 8, 0, 256),
+        from_state=text(body, "from_state"),
     )
     return DragRequest(handles, targets, None if found is None else decoded(found, "L", budget), **options)

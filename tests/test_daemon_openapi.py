@@ -113,6 +113,11 @@ def test_real_answers_follow_the_document(server, doc):
     check("get", f"/jobs/{layer_job['job_id']}/result", 200)
     check("post", "/sessions", 404, {"image": made["image"], "from_session": "gone"})
     check("get", f"/sessions/{sid}", 200)
+    check("get", f"/sessions/{sid}/image", 200)
+    check("get", f"/sessions/{real['session_id']}/image", 200)
+    check("post", f"/sessions/{real['session_id']}/reset", 200)
+    check("post", "/sessions/gone/reset", 404)
+    check("post", f"/sessions/{sid}/drag", 404, {"handles": [[1, 1]], "targets": [[2, 2]], "from_state": "gone"})
     job = check("post", f"/sessions/{sid}/drag", 202, {"handles": [[30, 30]], "targets": [[34, 32]], "steps": 6,
                                                         "preview_every": 2, "mask": None}).json()
     check("post", f"/sessions/{sid}/drag", 409, {"handles": [[30, 30]], "targets": [[34, 32]]})

@@ -104,6 +104,13 @@ CASES = [
      "'mask'"),
     ("drag unknown field", "POST", "/sessions/{sid}/drag", dict(json={**DRAG, "step": 3}), 400, "unknown_field",
      "'step'"),
+    ("drag unknown state", "POST", "/sessions/{sid}/drag", dict(json={**DRAG, "from_state": "nope"}), 404,
+     "unknown_state", "has no state 'nope'"),
+    ("from_state not text", "POST", "/sessions/{sid}/drag", dict(json={**DRAG, "from_state": 3}), 400, "bad_request",
+     "'from_state' must be a string"),
+    ("reset unknown session", "POST", "/sessions/nope/reset", {}, 404, "unknown_session", "'nope'"),
+    ("reset with a body", "POST", "/sessions/{sid}/reset", dict(json={"all": True}), 400, "unknown_field", "'all'"),
+    ("image of unknown session", "GET", "/sessions/nope/image", {}, 404, "unknown_session", "'nope'"),
     ("unknown session", "GET", "/sessions/nope", {}, 404, "unknown_session", "no session 'nope'"),
     ("delete unknown session", "DELETE", "/sessions/nope", {}, 404, "unknown_session", "'nope'"),
     ("drag unknown session", "POST", "/sessions/nope/drag", dict(json=DRAG), 404, "unknown_session", "'nope'"),
@@ -145,6 +152,7 @@ FIELD_VALUES = {
     "w_layers": st.integers(-1, 70) | JSON_VALUES, "r1": st.floats(-1, 100) | JSON_VALUES,
     "r2": st.integers(-1, 200) | JSON_VALUES, "feather": st.integers(-1, 300) | JSON_VALUES,
     "mask": st.sampled_from([b64(GOOD_PNG), "", "AAAA", b64(png_of(Image.new("L", (64, 64), 255)))]) | JSON_VALUES,
+    "from_state": st.text(max_size=30) | JSON_VALUES,
 }
 assert set(FIELD_VALUES) == set(DRAG_FIELDS)  # the property below covers every field
 OPTIONS = {k: v for k, v in FIELD_VALUES.items() if k not in ("handles", "targets")}
@@ -160,7 +168,7 @@ def test_random_drag_bodies_never_break_the_daemon(server, http, sid, body):
     data = json.dumps(body).encode()
     response = http.post(f"{url}/sessions/{sid}/drag", data=data, headers={"Content-Type": "application/json"},
                          timeout=30)
-    assert response.status_code in (202, 400, 409), response.text
+    assert response.status_code in (202, 400, 404, 409), response.text  # 404: a from_state the session lacks
     assert "error" in response.json() or response.status_code == 202
     if response.status_code == 202:  # a valid drag: undo it so the session is free for the next example
         http.post(f"{url}/jobs/{response.json()['job_id']}/cancel", timeout=10)
