@@ -10,6 +10,7 @@ a request, is raised as DaemonError with a message that can be shown to the user
     job = client.drag(made["session_id"], handles=[[60, 40]], targets=[[70, 30]], steps=200)
     final = client.wait(job["job_id"], on_progress=print)
     png = client.result(job["job_id"])
+    again = client.drag(made["session_id"], ..., from_state=made["initial_state_id"])  # as if the first never ran
     fetch = client.download_model("stylegan2-ffhq-512x512")   # a download job: wait, cancel as above
 """
 import base64
@@ -109,14 +110,29 @@ class DaemonClient:
     def delete_session(self, session_id: str) -> Dict[str, Any]:
         return self._call("DELETE", "/sessions/" + _quote(session_id))
 
+    def reset_session(self, session_id: str) -> Dict[str, Any]:
+        """Reset to original: the session goes back to its initial state (drags forgotten, handles
+        cleared, a real layer's inversion kept); returns the session (its "state_id" is then its
+        "initial_state_id")."""
+        return self._call("POST", "/sessions/" + _quote(session_id) + "/reset")
+
+    def session_image(self, session_id: str) -> bytes:
+        """PNG of the session's current state at the layer's size (real layers: the full layer)."""
+        return self._call("GET", "/sessions/" + _quote(session_id) + "/image", raw=True, timeout=self.work_timeout)
+
     def drag(self, session_id: str, handles: Sequence[Sequence[float]], targets: Sequence[Sequence[float]],
-             mask_png: Optional[bytes] = None, **options: Any) -> Dict[str, Any]:
+             mask_png: Optional[bytes] = None, from_state: Optional[str] = None, **options: Any) -> Dict[str, Any]:
         """Start a drag job; options: steps, preview_every, learning_rate, mask_lambda, w_layers, r1, r2,
-        feather. Returns the job's status (its "job_id" is what wait, stop and cancel take). On a real
-        layer's session, points and mask are in the layer's pixels and the result is the full layer."""
+        feather. Returns the job's status (its "job_id" is what wait, stop and cancel take; once done,
+        its "state_id" names the state it made). from_state starts from that state of the session (a
+        result's "state_id", or the session's "initial_state_id") instead of its current one; a state
+        the daemon has dropped raises DaemonError with code "state_gone". On a real layer's session,
+        points and mask are in the layer's pixels and the result is the full layer."""
         body = dict(options, handles=[list(p) for p in handles], targets=[list(p) for p in targets])
         if mask_png is not None:
             body["mask"] = base64.b64encode(mask_png).decode("ascii")
+        if from_state is not None:
+            body["from_state"] = from_state
         return self._call("POST", "/sessions/" + _quote(session_id) + "/drag", body)
 
     def job(self, job_id: str) -> Dict[str, Any]:
