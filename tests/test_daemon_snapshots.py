@@ -51,6 +51,13 @@ def test_a_drag_makes_a_state(client):
     assert session["bytes"] > made["bytes"]
     assert session["bytes"] >= sum(s["bytes"] for s in session["states"])
     assert pixels(client.session_image(sid)).tolist() == result(client, final).tolist()
+    # A drag's mask is its own: a state keeps no mask features, and the next drag from it sets its own.
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (16, 16, 48, 48))
+    masked = drag(client, sid, A, mask_png=png_of(mask))
+    sizes = {s["state_id"]: s["bytes"] for s in client.session(sid)["states"]}
+    assert sizes[masked["state_id"]] == sizes[final["state_id"]]
+    assert drag(client, sid, A, from_state=masked["state_id"])["state"] == "done"
 
 
 def test_a_drag_from_the_initial_state_is_as_if_the_first_never_ran(client):
