@@ -20,7 +20,7 @@ import json
 import math
 import time
 import zlib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .client import DaemonError
@@ -32,6 +32,7 @@ Drag = Tuple[Point, Point]  # (handle, target) in layer pixels
 GENERATED, DRAGGED, REAL = "generated", "drag", "layer"  # where a session's picture came from
 BUSY = ("session_busy", "session_inverting")  # the session is still finishing a job: retry shortly
 GONE = ("unknown_session",)
+STATE_GONE = ("state_gone", "unknown_state")  # the daemon no longer keeps the state a layer was made from
 NOT_THIS_PICTURE = ("different_picture", "inversion_unavailable")  # from_session refused the pixels
 BUSY_PATIENCE_S = 10.0  # how long a drag start waits for a session that is finishing its last job
 BUSY_RETRY_S = 0.2
@@ -51,7 +52,9 @@ class SessionRecord:
     """What a layer or document remembers about the daemon session that shows its picture.
 
     handles/targets are the session's state when the record was written: when the session has
-    moved on since (another drag), it no longer shows this picture. region, selection_bbox,
+    moved on since (another drag), it no longer shows this picture. state_id names the daemon's
+    snapshot of the session that shows it (daemons since session states), so a drag starts from the
+    picture the layer shows, whatever the session did since. region, selection_bbox,
     fingerprint and invert describe a real layer's session: the part of the layer it fits, the
     selection it was made for, a checksum of the pixels, and the inversion settings."""
     session_id: str
@@ -68,6 +71,7 @@ class SessionRecord:
     selection_bbox: Optional[List[int]] = None
     fingerprint: Optional[str] = None
     invert: Optional[Dict[str, Any]] = None
+    state_id: Optional[str] = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -117,7 +121,8 @@ class SessionRecord:
                 and self.origin in (GENERATED, DRAGGED, REAL) and isinstance(self.model, (str, type(None)))
                 and (self.seed is None or integer(self.seed)) and (self.psi is None or number(self.psi))
                 and points(self.handles) and points(self.targets) and box(self.region) and box(self.selection_bbox)
-                and isinstance(self.fingerprint, (str, type(None))) and isinstance(self.invert, (dict, type(None))))
+                and isinstance(self.fingerprint, (str, type(None))) and isinstance(self.invert, (dict, type(None)))
+                and (self.state_id is None or (isinstance(self.state_id, str) and bool(self.state_id))))
 
 
 @dataclass
@@ -284,15 +289,18 @@ def begin(client: Any, record: Optional[SessionRecord], edit: Edit,
     real layer, which the daemon fits by inversion (or finds among its sessions for the same pixels
     and settings)."""
     request = drag_request(edit)
-    session_id = find_session(client, record, edit)
-    if session_id is not None:
+    found = find_session(client, record, edit)
+    if found is not None:
+        session_id, from_state = found
         real = record is not None and record.origin == REAL and session_id == record.session_id
+        if from_state is not None:
+            request["from_state"] = from_state
         try:
             job = _drag(client, session_id, request, edit, real, sleep)
             return Started(session_id, job["job_id"], "drag", real, reused=real,
                            model=record.model if record else None, region=record.region if real else None)
         except DaemonError as exc:
-            if exc.code not in GONE:  # lost between the check and the drag: go on as if it was gone
+            if exc.code not in GONE + STATE_GONE:  # lost since the check: go on as if it was gone
                 raise
     model = edit.model or (record.model if record is not None else None)
     made = client.create_session(edit.png(), model=model, selection_bbox=edit.box(), invert=edit.invert)
@@ -301,13 +309,19 @@ def begin(client: Any, record: Optional[SessionRecord], edit: Edit,
     if made.get("job_id") and not made.get("ready", False):
         started.job_id = made["job_id"]
         return started
-    return start_drag(client, started, edit, sleep)
+    # A reused session was made from these very pixels: the drag starts from its first state, not from
+    # where earlier drags (whose result layers may be undone) left it.
+    return start_drag(client, started, edit, sleep, from_state=made.get("initial_state_id") if started.reused else None)
 
 
 def start_drag(client: Any, started: Started, edit: Edit, sleep: Callable[[float], None] = time.sleep,
-               inversion: Optional[Dict[str, Any]] = None) -> Started:
-    """Start the drag on a session whose inversion ended (inversion: that job's final status)."""
-    job = _drag(client, started.session_id, drag_request(edit), edit, started.real, sleep)
+               inversion: Optional[Dict[str, Any]] = None, from_state: Optional[str] = None) -> Started:
+    """Start the drag on a session whose inversion ended (inversion: that job's final status), from the
+    session's current state or from_state."""
+    request = drag_request(edit)
+    if from_state is not None:
+        request["from_state"] = from_state
+    job = _drag(client, started.session_id, request, edit, started.real, sleep)
     return Started(started.session_id, job["job_id"], "drag", started.real, started.reused, started.model,
                    started.region, inversion or started.inversion)
 
@@ -328,6 +342,7 @@ def finish(client: Any, started: Started, final: Dict[str, Any], record: Optiona
                             seed=record.seed if record else None, psi=record.psi if record else None)
         psnr = None
     new.handles, new.targets = _points(session.get("handles")), _points(session.get("targets"))
+    new.state_id = done.get("state_id")
     return Finished(done, png, new, started.real, psnr)
 
 
@@ -338,7 +353,28 @@ def real_record(url: str, started: Started, edit: Edit, session: Optional[Dict[s
     return SessionRecord(started.session_id, url, edit.width, edit.height, REAL,
                          model=session.get("model") or started.model,
                          region=region_list(session.get("region")) or started.region, selection_bbox=edit.box(),
-                         fingerprint=edit.fingerprint(), invert=edit.invert)
+                         fingerprint=edit.fingerprint(), invert=edit.invert,
+                         state_id=session.get("state_id") or (started.inversion or {}).get("state_id"))
+
+
+def generated_record(made: Dict[str, Any], url: str, seed: int, psi: Optional[float] = None,
+                     pixels: Optional[bytes] = None) -> SessionRecord:
+    """What a picture the daemon generated remembers (made: DaemonClient.generate's answer): its seed, to
+    regenerate it after a daemon restart, and its first state. pixels (RGBA): a fingerprint, for a record
+    that is not the layer's own (a document's), trusted only for those pixels."""
+    width, height = made["width"], made["height"]
+    return SessionRecord(made["session_id"], url, width, height, GENERATED, model=made.get("model"), seed=int(seed),
+                         psi=psi, fingerprint=layer_fingerprint(pixels, width, height) if pixels is not None else None,
+                         state_id=made.get("initial_state_id") or made.get("state_id"))
+
+
+def reset(client: Any, record: SessionRecord) -> SessionRecord:
+    """Reset to original: the record's session forgets its drags (a real layer keeps its inversion) and
+    the record names its first state, with no tracked handles. A session the daemon lost raises
+    DaemonError (unknown_session): the next drag regenerates or re-inverts the picture anyway."""
+    session = client.reset_session(record.session_id)
+    return replace(record, handles=[], targets=[], origin=GENERATED if record.origin == DRAGGED else record.origin,
+                   state_id=session.get("state_id") or session.get("initial_state_id"))
 
 
 def run(client: Any, record: Optional[SessionRecord], edit: Edit,
@@ -357,40 +393,53 @@ def run(client: Any, record: Optional[SessionRecord], edit: Edit,
     return finish(client, started, final, record, edit)
 
 
-def find_session(client: Any, record: Optional[SessionRecord], edit: Edit) -> Optional[str]:
-    """The id of a daemon session that shows the layer's picture now, or None: send it as a real layer.
+def find_session(client: Any, record: Optional[SessionRecord], edit: Edit) -> Optional[Tuple[str, Optional[str]]]:
+    """(session id, state to start from or None) of a daemon session that can show the layer's picture,
+    or None: send it as a real layer.
 
-    The record's own session when the daemon still has it in the same state (a real layer's also
-    when it was made from these pixels and settings and covers the drags); a session made from it
-    when the layer shows its picture at another size; for a generated picture whose session is gone
-    or has moved on, a session regenerated from its seed."""
+    The record's own session when the daemon still keeps the record's state (a real layer's also when
+    it was made from these pixels and settings and covers the drags); a session made from it when
+    the layer shows its picture at another size; for a generated picture whose session or state is
+    gone, a session regenerated from its seed."""
     if record is None:
         return None
     trusted = edit.trusted or (record.fingerprint is not None and record.fingerprint == edit.fingerprint())
     current = _session_or_none(client, record.session_id)
+    kept = current is not None and _keeps_state(record, current)
+    from_state = record.state_id if kept else None
     if current is not None and current.get("region") is not None:  # a real layer's session
-        return record.session_id if trusted and _real_session_fits(record, current, edit) else None
+        fits = trusted and kept and _real_session_fits(record, current, edit)
+        return (record.session_id, from_state) if fits else None
     if record.origin == REAL:
         return None
     if current is not None:
-        if trusted and (current["width"], current["height"]) == (edit.width, edit.height) \
-                and _same_state(record, current):
-            return record.session_id
+        if trusted and kept and (current["width"], current["height"]) == (edit.width, edit.height):
+            return record.session_id, from_state
         made = _from_session(client, edit, record.session_id)
         if made is not None:
-            return made
+            return made, None
     if trusted and record.origin == GENERATED and record.seed is not None:
         regenerated = client.generate(seed=int(record.seed), model=record.model, psi=record.psi)
         if (regenerated["width"], regenerated["height"]) == (edit.width, edit.height):
-            return regenerated["session_id"]
-        return _from_session(client, edit, regenerated["session_id"])
+            return regenerated["session_id"], None
+        made = _from_session(client, edit, regenerated["session_id"])
+        return (made, None) if made is not None else None
     return None
+
+
+def _keeps_state(record: SessionRecord, session: Dict[str, Any]) -> bool:
+    """Whether the session can still show the record's picture: the daemon keeps the record's state
+    (daemons since session states), or, for records without one, the session has not moved on."""
+    if record.state_id is None:
+        return _same_state(record, session)
+    return record.state_id in [s.get("state_id") for s in session.get("states") or []] \
+        or record.state_id == session.get("state_id")
 
 
 def _real_session_fits(record: SessionRecord, current: Dict[str, Any], edit: Edit) -> bool:
     if (current["width"], current["height"]) != (edit.width, edit.height):
         return False
-    if not _same_state(record, current) or not current.get("ready", True):
+    if not current.get("ready", True):
         return False
     if edit.model is not None and edit.model != current.get("model"):
         return False

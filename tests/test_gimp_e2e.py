@@ -138,7 +138,8 @@ def test_gimp_plugin_end_to_end(version, daemon, tmp_path):
     off = rep["drag_offset"]
     assert off["above_offsets"] == [8, 4] == off["source_offsets"] and off["source_unchanged"]
     assert off["mask"] == {"at_0_0": 255, "at_40_40": 0}
-    assert off["parasite"]["session_id"] != session
+    # the same session, started from the source's own state (not from the two drags made since)
+    assert off["parasite"]["session_id"] == session and off["parasite"]["state_id"] not in (None, drag["parasite"]["state_id"])
 
     # Parasites survive saving as XCF
     assert rep["xcf"]["image_parasite"]["session_id"] == off["parasite"]["session_id"]
@@ -171,8 +172,8 @@ def test_gimp_plugin_end_to_end(version, daemon, tmp_path):
 
     # One undo group per insertion, closed by the plug-in itself; no plug-in crashed
     assert "inconsistent state" not in log and "Traceback" not in log, log[-4000:]
-    health = client.health()  # the generated session, the fresh one of the offset drag and the real layer's one
-    assert health["sessions"] - sessions_before == 3 and health["queue_length"] == 0 and health["jobs_running"] == 0
+    health = client.health()  # the generated session (its source dragged again from its own state) and the real layer's
+    assert health["sessions"] - sessions_before == 2 and health["queue_length"] == 0 and health["jobs_running"] == 0
 
 
 def write_plain_picture(client, path: Path, version: str) -> None:

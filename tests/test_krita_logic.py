@@ -264,9 +264,11 @@ def test_the_runs_edit_is_the_layer_as_rgba_with_its_points_mask_and_settings(pl
 def test_the_record_of_a_generated_picture(plugin):
     js, wf, im = plugin["jobspec"], plugin["workflow"], plugin["imaging"]
     bgra = bytes([0, 0, 255, 255, 10, 20, 30, 255])
-    record = js.generated_record("abc", "", 42, bgra, 2, 1, "http://x:1")
+    answer = {"session_id": "abc", "width": 2, "height": 1, "bgra": bgra, "model": None, "seed": 42,
+              "initial_state_id": "st-1"}
+    record = js.generated_record(answer, "http://x:1")
     assert record == wf.SessionRecord("abc", "http://x:1", 2, 1, wf.GENERATED, model=None, seed=42,
-                                      fingerprint=wf.layer_fingerprint(im.bgra_to_rgba(bgra), 2, 1))
+                                      fingerprint=wf.layer_fingerprint(im.bgra_to_rgba(bgra), 2, 1), state_id="st-1")
     assert wf.SessionRecord.from_json(record.to_json()) == record
     # the record is trusted for the layer it was made from (the Run's Edit of the same pixels)
     edit = js.edit_request(_pair_list(plugin, 2, 1), {}, bgra, 2, 1, None, "")
@@ -466,7 +468,7 @@ def test_daemon_calls(plugin):
     assert status["step"] == 3 and preview == {"step": 2, "bgra": bytes([255, 0, 0, 255] * 2)}
     n = len(c.calls)
     assert d.poll(c, "j1", 2, 2, 1)[1] is None and len(c.calls) == n  # no new preview: not fetched
-    record = js.generated_record("s1", "tiny", 3, made["bgra"], 2, 1, c.url)
+    record = js.generated_record(made, c.url)
     edit = js.edit_request(_pair_list(plugin, 2, 1), {}, made["bgra"], 2, 1, None, "")
     done, bgra = d.finish(c, wf.Started("s1", "j1", "drag", False, model="tiny"), {"state": "done", "step": 4},
                           record, edit)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from dataclasses import replace
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -186,7 +187,7 @@ def run(client, record, edit):
 
 def test_a_record_whose_session_shows_the_picture_is_reused():
     client = FakeDaemon({"s1": generated_session([(1, 2)])})
-    assert workflow.find_session(client, generated([(1, 2)]), picture()) == "s1"
+    assert workflow.find_session(client, generated([(1, 2)]), picture()) == ("s1", None)
     assert client.calls == [("session", "s1")]
 
 
@@ -205,23 +206,23 @@ def test_a_generated_picture_is_dragged_on_its_session_and_its_result_remembers_
 
 def test_an_older_or_scaled_picture_gets_a_session_made_from_the_records():
     client = FakeDaemon({"s1": generated_session([(9, 9)])})  # the session moved on (a later drag)
-    assert workflow.find_session(client, generated([]), picture()) == "copy-of-s1"
+    assert workflow.find_session(client, generated([]), picture()) == ("copy-of-s1", None)
     assert client.calls[-1] == ("create_session", "s1")
     client = FakeDaemon({"s1": generated_session([(9, 9)])})  # the layer was scaled
-    assert workflow.find_session(client, generated([(9, 9)]), picture(128, 128)) == "copy-of-s1"
+    assert workflow.find_session(client, generated([(9, 9)]), picture(128, 128)) == ("copy-of-s1", None)
     assert png_size(client.sent[-1]) == (128, 128)  # the layer as it is now
     assert not client.made("generate")
 
 
 def test_a_generated_picture_whose_session_is_gone_or_moved_on_is_regenerated_from_its_seed():
     client = FakeDaemon({"s1": generated_session([(9, 9)])}, refuse=("s1",))  # moved on, other pixels
-    assert workflow.find_session(client, generated([]), picture()) == "new"
+    assert workflow.find_session(client, generated([]), picture()) == ("new", None)
     assert client.calls[-1] == ("generate", 5, "tiny", 0.7)
     client = FakeDaemon()  # the daemon restarted
-    assert workflow.find_session(client, generated([]), picture()) == "new"
+    assert workflow.find_session(client, generated([]), picture()) == ("new", None)
     assert client.made("generate") == [("generate", 5, "tiny", 0.7)]
     client = FakeDaemon()  # ... and the layer was scaled: the regenerated picture is compared by the daemon
-    assert workflow.find_session(client, generated([]), picture(32, 32)) == "copy-of-new"
+    assert workflow.find_session(client, generated([]), picture(32, 32)) == ("copy-of-new", None)
     assert client.calls[-1] == ("create_session", "new")
     client = FakeDaemon()  # the whole drag after a restart: on the regenerated session
     done, jobs, _ = run(client, generated([]), picture())
@@ -316,7 +317,7 @@ def test_a_session_lost_between_the_check_and_the_drag_is_made_anew():
 def test_the_images_record_is_used_only_after_the_daemon_compared_the_pixels():
     """An untrusted record (the image's, read for a layer without its own) is never taken as it is."""
     client = FakeDaemon({"s1": generated_session()})
-    assert workflow.find_session(client, generated([]), picture(trusted=False)) == "copy-of-s1"
+    assert workflow.find_session(client, generated([]), picture(trusted=False)) == ("copy-of-s1", None)
     assert client.calls[-1] == ("create_session", "s1")
     client = FakeDaemon({"s1": generated_session()}, refuse=("s1",))  # other pixels: no silent regeneration,
     assert workflow.find_session(client, generated([]), picture(trusted=False)) is None  # inversion
@@ -332,15 +333,15 @@ def test_a_documents_record_is_trusted_for_the_pixels_its_fingerprint_names():
     edit = picture(trusted=False)
     record = generated([], fingerprint=edit.fingerprint())
     client = FakeDaemon({"s1": generated_session()})
-    assert workflow.find_session(client, record, edit) == "s1"
+    assert workflow.find_session(client, record, edit) == ("s1", None)
     assert client.calls == [("session", "s1")]
     client = FakeDaemon()  # after a daemon restart: regenerated from the seed
-    assert workflow.find_session(client, record, edit) == "new"
+    assert workflow.find_session(client, record, edit) == ("new", None)
     assert client.made("generate") == [("generate", 5, "tiny", 0.7)]
     painted = picture(trusted=False)
     painted.pixels = b"\x01" + painted.pixels[1:]
     client = FakeDaemon({"s1": generated_session()})  # another layer of the document
-    assert workflow.find_session(client, record, painted) == "copy-of-s1"
+    assert workflow.find_session(client, record, painted) == ("copy-of-s1", None)
     client = FakeDaemon()
     assert workflow.find_session(client, record, painted) is None and not client.made("generate")
 
@@ -823,11 +824,7 @@ def run_real(client, record, edit):
 def new_image(client, seed=7):
     """What "New image from model" makes: the picture as an opaque RGBA layer and its record."""
     made = client.generate(seed=seed, model=MODEL)
-    rgba = rgba_of(made["image"])
-    height, width = rgba.shape[:2]
-    record = workflow.SessionRecord(made["session_id"], client.url, width, height, workflow.GENERATED,
-                                    model=made.get("model"), seed=seed, psi=made.get("psi"))
-    return rgba, record
+    return rgba_of(made["image"]), workflow.generated_record(made, client.url, seed, made.get("psi"))
 
 
 def drag_of(rgba, drags=(((20.0, 20.0), (26.0, 22.0)),), mask=None, model=None, trusted=True):
@@ -933,6 +930,59 @@ def test_the_daemon_compares_the_pixels_of_a_scaled_or_other_picture(daemon):
     done, kinds = run_real(client, record, drag_of(other, model=MODEL, trusted=False))
     assert client.asked == ["from_session", "layer", "drag"] and kinds == {"invert", "drag"}
     assert done.real
+
+
+def test_undo_then_the_same_drag_on_the_source_is_not_a_doubled_edit(daemon):
+    """The source layer's record names the picture's first state: after a drag (whose result layer the
+    artist then undoes), the same drag on the source starts from the source again and gives the same
+    picture; on the result layer it continues from the result."""
+    client = Spy(daemon)
+    rgba, record = new_image(client)
+    assert record.state_id
+    first, _ = run_real(client, record, drag_of(rgba))
+    again, _ = run_real(client, record, drag_of(rgba))
+    assert client.asked == ["generate", "drag", "drag"]  # the same session, from its first state
+    assert np.array_equal(rgba_of(again.png), rgba_of(first.png))
+    assert first.record.state_id and first.record.state_id != record.state_id
+    result = rgba_of(first.png)
+    on_top, _ = run_real(client, first.record, drag_of(result))
+    assert client.asked[3:] == ["drag"]  # on the result's own state, no new session
+    assert np.abs(rgba_of(on_top.png).astype(int) - result.astype(int)).mean() > 0.1  # a second edit
+
+
+def test_reset_to_original_forgets_the_drags(daemon):
+    client = Spy(daemon)
+    rgba, record = new_image(client)
+    first, _ = run_real(client, record, drag_of(rgba))
+    original = workflow.reset(client, first.record)
+    assert (original.state_id, original.handles, original.origin) == (record.state_id, [], workflow.GENERATED)
+    assert client.session(record.session_id)["handles"] == []
+    assert np.array_equal(rgba_of(client.session_image(record.session_id)), rgba)
+    again, _ = run_real(client, original, drag_of(rgba))
+    assert np.array_equal(rgba_of(again.png), rgba_of(first.png))
+
+
+def test_a_real_layer_dragged_again_starts_from_its_own_pixels(daemon):
+    """The source of a real layer has no record (GIMP) or one for its pixels: sent again, the daemon
+    finds its session for the same pixels and the drag starts from the fitted picture, not from the
+    last drag."""
+    client = Spy(daemon)
+    layer = gradient_layer()
+    edit = drag_of(layer, [((40.0, 35.0), (46.0, 38.0))], model=MODEL)
+    first, kinds = run_real(client, None, edit)
+    assert kinds == {"invert", "drag"}
+    again, kinds = run_real(client, None, edit)
+    assert kinds == {"drag"} and client.asked == ["layer", "drag", "layer", "drag"]  # reused, not inverted
+    assert np.array_equal(rgba_of(again.png), rgba_of(first.png))
+
+
+def test_a_state_the_daemon_dropped_falls_back_like_a_lost_session():
+    client = FakeDaemon({"s1": dict(generated_session(), state_id="st-9", states=[{"state_id": "st-9"}])})
+    record = replace(generated([]), state_id="st-1")  # dropped: not among the session's states
+    # as for a session that moved on: the daemon compares the pixels with its current picture
+    assert workflow.find_session(client, record, picture()) == ("copy-of-s1", None)
+    kept = replace(record, state_id="st-9")
+    assert workflow.find_session(client, kept, picture()) == ("s1", "st-9")
 
 
 # ----------------------------------------------------------------------------- downloads and model menus

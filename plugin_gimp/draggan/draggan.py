@@ -335,8 +335,7 @@ def run_new_image(procedure, config, data):
         image.undo_disable()
         layer = _load_png_layer(image, made["image"], "DragGAN {} seed {}".format(made.get("model") or "", seed))
         image.insert_layer(layer, None, 0)
-        record = workflow.SessionRecord(made["session_id"], client.url, made["width"], made["height"],
-                                        workflow.GENERATED, model=made.get("model") or model, seed=seed, psi=psi)
+        record = workflow.generated_record(made, client.url, seed, psi)
         _attach(layer, record)
         _attach(image, record)
         image.undo_enable()

@@ -326,8 +326,7 @@ class Controller(QObject):
         model, seed = answer.get("model") or self.settings.model, answer.get("seed", self.settings.seed)
         doc, node = kritadoc.new_document(w, h, "DragGAN %s seed %s" % (model, seed), bgra,
                                           "%s seed %s" % (model, seed))
-        self._write_record(doc, jobspec.generated_record(answer["session_id"], model, seed, bgra, w, h,
-                                                         self.settings.url))
+        self._write_record(doc, jobspec.generated_record(answer, self.settings.url))
         self.points_for(doc)
         self.say("New image: %s, seed %s (%dx%d). Arm the Drag tool and place points." % (model, seed, w, h))
         self.points_changed.emit()
@@ -499,7 +498,10 @@ class Controller(QObject):
         if status.get("state") != "done" or job.get("cancelling"):
             self._finish(None, text)
             return
-        self._write_record(job["doc"], workflow.real_record(self.settings.url, job["started"], job["edit"]))
+        # the source's pixels and their fitted first state: every Run on the source starts from there
+        self._write_record(job["doc"], workflow.real_record(self.settings.url,
+                                                            dataclasses.replace(job["started"], inversion=status),
+                                                            job["edit"]))
         if not kritadoc.document_open(job["doc"]):
             self._finish(None, "The document was closed before the drag could start.")
             return
@@ -551,9 +553,6 @@ class Controller(QObject):
             changed = done.changed
             if job["kind"] == "layer":  # the full-size result, only its changed rectangle needs pixels
                 pixels = jobspec.changed_layer_pixels(bgra, job["w"], job["h"], changed)
-                # the result stacks over the unchanged source: the record goes with the source's pixels
-                self._write_record(job["doc"], dataclasses.replace(done.record,
-                                                                   fingerprint=job["edit"].fingerprint()))
             else:
                 pixels = jobspec.result_layer_pixels(bgra, job["mask"])
             if open_doc:

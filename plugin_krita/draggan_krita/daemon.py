@@ -39,7 +39,8 @@ def generate(client, req):
     made = client.generate(seed=req["seed"], model=req.get("model") or None, psi=req.get("psi"))
     w, h, bgra = imaging.decode_png_bgra(made["image"])
     return {"session_id": made["session_id"], "width": w, "height": h, "bgra": bgra,
-            "model": made.get("model") or req.get("model"), "seed": made.get("seed", req["seed"])}
+            "model": made.get("model") or req.get("model"), "seed": made.get("seed", req["seed"]),
+            "initial_state_id": made.get("initial_state_id")}
 
 
 def finish(client, started, final, record, edit):

@@ -83,12 +83,10 @@ def edit_request(points, params, layer_bgra, width, height, selection, model):
                          model=model or None, invert=invert_settings(params), trusted=False)
 
 
-def generated_record(session_id, model, seed, bgra, width, height, url):
-    """The document's record of a picture the daemon generated: its seed (to regenerate it after a
-    daemon restart) and its pixels' fingerprint (the record is trusted for those pixels only)."""
-    return workflow.SessionRecord(session_id, url, width, height, workflow.GENERATED, model=model or None, seed=seed,
-                                  fingerprint=workflow.layer_fingerprint(imaging.bgra_to_rgba(bytes(bgra)), width,
-                                                                         height))
+def generated_record(answer, url):
+    """The document's record of a picture the daemon generated (daemon.generate's answer), with its
+    pixels' fingerprint: a document's record is trusted only for the layer that shows those pixels."""
+    return workflow.generated_record(answer, url, answer["seed"], pixels=imaging.bgra_to_rgba(bytes(answer["bgra"])))
 
 
 def generate_request(model, seed, psi=None):
