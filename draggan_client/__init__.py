@@ -8,5 +8,6 @@ here import each other relatively and nothing from the rest of the project; test
 - client.py: the HTTP client (DaemonClient, DaemonError)
 - pngcodec.py: PNG encoding and decoding without Pillow
 - workflow.py: one drag's conversation with the daemon (session, inversion, drag, progress words)
+- catalogue.py: the daemon's models in the artist's words (usable, downloadable, menu lines, licence)
 - launcher.py: start, watch and stop a local daemon, and set one up (LocalDaemon, find_command, Bootstrap)
 """

@@ -506,20 +506,26 @@ def start_local(daemon: LocalDaemon, settings: DaemonSettings, editor_pid: Optio
 
 def stop_detached(pid: int, timeout: float = STOP_TIMEOUT_S) -> bool:
     """Stop a local daemon started by an earlier plug-in process (SIGTERM, then SIGKILL after timeout).
-    True when it is gone; False when no such daemon runs (the pid is gone, or now names another program,
-    which is left alone)."""
+    True when it is gone (also after the SIGKILL, once the system has ended it); False when no such daemon
+    runs (the pid is gone, or now names another program, which is left alone) or it outlived the SIGKILL."""
     if not POSIX or not _is_daemon(pid):
         return False
     os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _is_daemon(pid):
-            return True
-        time.sleep(0.1)
+    if _gone_within(pid, timeout):
+        return True
     try:
         os.killpg(pid, signal.SIGKILL)  # its own session's group (start_new_session)
     except (ProcessLookupError, PermissionError):
         pass
+    return _gone_within(pid, KILL_WAIT_S)
+
+
+def _gone_within(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while _is_daemon(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
     return True
 
 

@@ -23,6 +23,7 @@ import zlib
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from .catalogue import format_size
 from .client import DaemonError
 from .pngcodec import encode_png
 
@@ -609,26 +610,6 @@ def _download_text(status: Dict[str, Any], state: Any, done: int, total: int, le
     if state == "cancelled":
         return "Download of {} cancelled; the next download goes on from {}".format(name, format_size(done))
     return "Download of {} failed: {}".format(name, error or "unknown error")
-
-
-def model_label(entry: Dict[str, Any]) -> str:
-    """A model menu's line for one entry of DaemonClient.catalogue(): name, size in pixels, domain, and
-    for a model not downloaded yet its file size."""
-    size = "{}x{}".format(entry.get("width") or entry.get("resolution"), entry.get("height") or entry.get("resolution")) \
-        if entry.get("resolution") else ""
-    details = [d for d in (size, entry.get("domain")) if d]
-    if not entry.get("downloaded", True):
-        details.append("not downloaded" + (", {}".format(format_size(entry["size"])) if entry.get("size") else ""))
-    return "{} ({})".format(entry.get("name"), ", ".join(details)) if details else str(entry.get("name"))
-
-
-def format_size(n: Optional[int]) -> str:
-    if n is None:
-        return "?"
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= scale:
-            return "{:.1f} {}".format(n / scale, unit)
-    return "{} bytes".format(n)
 
 
 def format_eta(seconds: Optional[float]) -> str:

@@ -28,10 +28,10 @@ def plugin(tmp_path_factory):
     for name in [m for m in sys.modules if m == "draggan_krita" or m.startswith("draggan_krita.")]:
         del sys.modules[name]
     import draggan_krita
-    from draggan_krita import catalogue, daemon, geometry, imaging, jobspec, points, settings
+    from draggan_krita import daemon, geometry, imaging, jobspec, points, settings
     from draggan_krita.draggan_client import launcher, pngcodec, workflow
     yield {"pkg": draggan_krita, "geometry": geometry, "points": points, "jobspec": jobspec, "pngcodec": pngcodec,
-           "settings": settings, "daemon": daemon, "imaging": imaging, "workflow": workflow, "catalogue": catalogue,
+           "settings": settings, "daemon": daemon, "imaging": imaging, "workflow": workflow,
            "launcher": launcher}
     sys.path.remove(str(staged))
 
@@ -387,40 +387,6 @@ def test_what_happens_to_the_local_daemon_when_krita_quits(plugin):
     assert s.quit_action(running=True, kept=True) == "detach"
     assert s.quit_action(running=True, kept=False) == "stop"  # started tied to Krita: cannot outlive it
     assert s.quit_action(running=False, kept=True) is None
-
-
-CATALOGUE = [
-    {"name": "demo", "resolution": 64, "width": 64, "height": 64, "domain": "demo", "licence": "MIT",
-     "downloaded": True, "downloading": False, "downloadable": False, "size": None, "note": ""},
-    {"name": "zoo-tiny", "resolution": 64, "width": 64, "height": 64, "domain": "test animals",
-     "licence": "test licence", "downloaded": False, "downloading": False, "downloadable": True, "size": 312000,
-     "note": "a test model"},
-    {"name": "on-its-way", "resolution": 256, "domain": "faces", "licence": "CC", "downloaded": False,
-     "downloading": True, "downloadable": True, "size": None, "note": ""},
-    {"name": "by-hand", "resolution": 512, "domain": "cars", "licence": "ask", "downloaded": False,
-     "downloading": False, "downloadable": False, "size": None, "note": "ask the studio for the file."},
-    {"name": "old-daemon", "resolution": 32},  # a daemon before downloads lists only usable models
-]
-
-
-def test_the_catalogue_as_the_docker_shows_it(plugin):
-    cat = plugin["catalogue"]
-    assert [name for _label, name in cat.labels(CATALOGUE)] == ["demo", "zoo-tiny", "on-its-way", "by-hand",
-                                                                 "old-daemon"]
-    assert dict((n, label) for label, n in cat.labels(CATALOGUE))["zoo-tiny"] == \
-        "zoo-tiny (64x64, test animals, not downloaded, 312.0 kB)"
-    assert cat.entry_for(CATALOGUE, "by-hand")["resolution"] == 512 and cat.entry_for(CATALOGUE, "nope") is None
-    assert [cat.usable(e) for e in CATALOGUE] == [True, False, False, False, True]
-    assert [cat.can_download(e) for e in CATALOGUE] == [False, True, False, False, False]
-    assert not cat.can_download(None)
-    title, text = cat.download_question(CATALOGUE[1])
-    assert title == "Download zoo-tiny"
-    assert "Licence: test licence" in text and "312.0 kB" in text and "a test model" in text
-    assert "unknown size" in cat.download_question(CATALOGUE[2])[1]
-    assert cat.not_usable_message(CATALOGUE[1]) == \
-        "The model zoo-tiny is not downloaded yet: press Download first (312.0 kB)."
-    assert "still downloading" in cat.not_usable_message(CATALOGUE[2])
-    assert cat.not_usable_message(CATALOGUE[3]) == "The model by-hand is not downloaded yet: ask the studio for the file."
 
 
 # -- worker-side daemon calls against a fake client ----------------------------------------------------

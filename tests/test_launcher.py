@@ -253,8 +253,9 @@ def test_stop_detached_stops_a_daemon_an_earlier_plugin_process_started(one_thre
     plugin.detach()
     try:
         assert DaemonClient(url).health()["api"] == "v1"
-        assert launcher.stop_detached(daemon_pid)
+        assert launcher.stop_detached(daemon_pid, timeout=DEADLINE_S)  # the clean way, however loaded the machine
         assert not alive(daemon_pid)
+        wait_until(lambda: "stopped (SIGTERM)" in (tmp_path / "daemon.log").read_text(), "the daemon says it stopped")
     finally:
         if alive(daemon_pid):
             os.killpg(daemon_pid, signal.SIGKILL)

@@ -20,7 +20,7 @@ sys.path.insert(0, str(REPO / "tests" / "gimp"))
 from draggan_client import workflow  # noqa: E402
 from draggan_client.client import DaemonClient, DaemonError  # noqa: E402
 from draggan_client.pngcodec import decode_png, encode_png, png_size  # noqa: E402
-from gimp_daemon import MODEL, running_daemon, write_tiny_model  # noqa: E402
+from daemon_process import MODEL, running_daemon, write_tiny_model  # noqa: E402
 
 W, H = 200, 150  # the real layer the fake daemon inverts
 REGION = [50, 20, 100, 100]  # the part of it the daemon fitted
@@ -1001,11 +1001,3 @@ def test_download_progress_counts_bytes():
     assert cancelled.finished and "goes on from 2.5 MB" in cancelled.text
     failed = workflow.progress(dict(running, state="failed", error={"message": "the checksum did not match"}))
     assert failed.text == "Download of zoo-cat failed: the checksum did not match"
-
-
-def test_model_labels_say_what_is_not_downloaded():
-    assert workflow.model_label({"name": "demo", "resolution": 128, "width": 128, "height": 128,
-                                 "domain": "cartoon cats", "downloaded": True}) == "demo (128x128, cartoon cats)"
-    assert workflow.model_label({"name": "ffhq", "resolution": 512, "domain": "faces", "downloaded": False,
-                                 "size": 381_000_000}) == "ffhq (512x512, faces, not downloaded, 381.0 MB)"
-    assert workflow.model_label({"name": "mine.pt"}) == "mine.pt"

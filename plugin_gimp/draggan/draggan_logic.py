@@ -12,6 +12,7 @@ import json
 import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from draggan_client import catalogue as catalogue_words
 from draggan_client import workflow
 
 PARASITE = "draggan-session"  # on layers made by DragGAN and on images made by "New image from model"
@@ -183,12 +184,12 @@ Choice = Tuple[str, str, str]  # (nick: the model name, label, help)
 
 def model_choices(catalogue: Sequence[Dict[str, Any]], default_label: str) -> List[Choice]:
     """A model list for New image and Drag: the default first, then the daemon's usable models (those
-    downloaded), each labelled by workflow.model_label."""
+    downloaded), each labelled by catalogue.model_label."""
     out = [(DEFAULT_MODEL, default_label, "")]
     for entry in catalogue:
         name = entry.get("name")
-        if isinstance(name, str) and name and entry.get("downloaded", True):
-            out.append((name, workflow.model_label(entry), str(entry.get("note") or "")))
+        if isinstance(name, str) and name and catalogue_words.usable(entry):
+            out.append((name, catalogue_words.model_label(entry), str(entry.get("note") or "")))
     return out
 
 
@@ -198,11 +199,10 @@ def download_choices(catalogue: Sequence[Dict[str, Any]]) -> List[Choice]:
     out = []
     for entry in catalogue:
         name = entry.get("name")
-        if not (isinstance(name, str) and name) or entry.get("downloaded", True) or entry.get("downloading") \
-                or not entry.get("downloadable", False):
+        if not (isinstance(name, str) and name) or not catalogue_words.can_download(entry):
             continue
         licence = entry.get("licence") or "licence not given"
-        out.append((name, "{}, licence: {}".format(workflow.model_label(entry), licence),
+        out.append((name, "{}, licence: {}".format(catalogue_words.model_label(entry), licence),
                     str(entry.get("note") or "")))
     return out
 

@@ -11,8 +11,8 @@ import time
 
 from PyQt5.QtCore import QObject, QTimer, pyqtSignal
 
-from . import catalogue as cat
 from . import daemon, jobspec, kritadoc
+from .draggan_client import catalogue as cat
 from .draggan_client import workflow
 from .localdaemon import LocalDaemonControl
 from .points import ANNOTATION_POINTS, PointList

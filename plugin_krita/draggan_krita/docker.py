@@ -5,7 +5,7 @@ from PyQt5.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, 
                              QLabel, QLineEdit, QListWidget, QMessageBox, QPlainTextEdit, QProgressBar, QPushButton,
                              QScrollArea, QSpinBox, QToolButton, QVBoxLayout, QWidget)
 
-from . import catalogue as cat
+from .draggan_client import catalogue as cat
 
 LIGHT = {"connected": "#2eb82e", "connecting": "#e6b800", "error": "#e03030", "disconnected": "#888888"}
 LOG_REFRESH_MS = 500  # the Log view follows the daemon's (or the set-up's) output while it runs
@@ -394,8 +394,9 @@ class DragGANDocker(DockWidget):
             current = self._model_name()
             self.model.blockSignals(True)
             self.model.clear()
-            for label, name in cat.labels(c.catalogue):
-                self.model.addItem(label, name)
+            for entry in c.catalogue:
+                if entry.get("name"):
+                    self.model.addItem(cat.model_label(entry), entry["name"])
             idx = self.model.findData(c.settings.model or current)
             self.model.setCurrentIndex(max(idx, 0))
             self.model.lineEdit().setCursorPosition(0)  # a long label shows its start: the model's name
