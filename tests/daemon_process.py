@@ -1,4 +1,6 @@
-"""A real `draggan serve` process for tests of what only a process shows: signals, raw sockets, its log.
+"""A real `draggan serve` process for tests: of what only a process shows (signals, raw sockets, its log),
+and as the daemon of the editor tests and the workflow tests (running_daemon: its test gate on, so a
+test can hold a job in progress with tests/editor_gate.py instead of hoping it lasts).
 
 The daemon serves a tiny random generator on a free loopback port, with one torch thread (the
 test machines have two cores, shared).
@@ -10,8 +12,10 @@ import dataclasses
 import os
 import queue
 import re
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from typing import Iterator
@@ -29,6 +33,20 @@ def write_model(models_dir: Path) -> Path:
     native.write(make_generator(seed=1, img_resolution=64, channel_base=128, channel_max=16),
                  str(models_dir / f"{MODEL}.safetensors"))
     return models_dir
+
+
+def write_tiny_model(models_dir: Path) -> None:
+    """The editor tests' model: wider than write_model's, so that drags and inversions visibly change pixels."""
+    models_dir.mkdir(parents=True, exist_ok=True)
+    native.write(make_generator(img_resolution=64, channel_base=2048, channel_max=48, z_dim=32, w_dim=32),
+                 str(models_dir / f"{MODEL}.safetensors"))
+
+
+def dead_url() -> str:
+    """A loopback URL where nothing listens (a port that was free a moment ago)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
 
 
 @dataclasses.dataclass
@@ -52,15 +70,15 @@ class ServeProcess:
 
 
 @contextlib.contextmanager
-def serve_process(models_dir: Path, log_dir: Path, *args: str, env: dict[str, str] | None = None
-                  ) -> Iterator[ServeProcess]:
+def serve_process(models_dir: Path, log_dir: Path, *args: str, env: dict[str, str] | None = None,
+                  log_name: str = "serve.log") -> Iterator[ServeProcess]:
     """`python -m backend.cli serve --port 0 --device cpu --models DIR ARGS...`; killed afterwards if it still runs."""
     cmd = [sys.executable, "-m", "backend.cli", "serve", "--port", "0", "--device", "cpu", "--models",
            str(models_dir), *args]
     environ = {k: v for k, v in os.environ.items() if k != "DRAGGAN_TOKEN"}
     environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", **(env or {}))
     log_dir.mkdir(parents=True, exist_ok=True)
-    stderr_path = log_dir / "serve.log"
+    stderr_path = log_dir / log_name
     with open(stderr_path, "w") as stderr:
         proc = subprocess.Popen(cmd, cwd=REPO, env=environ, stdout=subprocess.PIPE, stderr=stderr, text=True)
     lines: list[str] = []
@@ -86,3 +104,21 @@ def serve_process(models_dir: Path, log_dir: Path, *args: str, env: dict[str, st
         if proc.poll() is None:
             proc.kill()
         proc.wait(30)
+
+
+@contextlib.contextmanager
+def running_daemon(models_dir: Path, token: str | None = None, log_path: Path | None = None) -> Iterator[str]:
+    """The base URL of a daemon with its test gate on, listening on 127.0.0.1; ended by SIGTERM afterwards,
+    as an artist's launcher ends it. log_path: where its log goes (a fresh temporary folder when None)."""
+    log_path = log_path or Path(tempfile.mkdtemp(prefix="draggan-daemon-")) / "daemon.log"
+    args = ["--host", "127.0.0.1"] + (["--token", token] if token else [])
+    with serve_process(models_dir, log_path.parent, *args, env={"DRAGGAN_TEST_GATE": "1"},
+                       log_name=log_path.name) as serve:
+        try:
+            yield serve.url
+        finally:
+            serve.proc.terminate()
+            try:
+                serve.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                pass  # serve_process kills it

@@ -20,7 +20,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent / "gimp"))
 import editor_gate as gate  # noqa: E402
-from gimp_daemon import MODEL, REPO, running_daemon, write_tiny_model  # noqa: E402
+from daemon_process import MODEL, REPO, running_daemon, write_tiny_model  # noqa: E402
 
 PLUGIN = REPO / "plugin_gimp" / "draggan"
 sys.path.insert(0, str(PLUGIN))

@@ -19,7 +19,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "gimp"))
 import editor_gate as gate  # noqa: E402
-from gimp_daemon import MODEL, REPO, dead_url, running_daemon, write_tiny_model  # noqa: E402
+from daemon_process import MODEL, REPO, dead_url, running_daemon, write_tiny_model  # noqa: E402
 
 PLUGIN = REPO / "plugin_gimp" / "draggan"
 TOKEN = "gimp-e2e-token-0123456789"
@@ -79,6 +79,7 @@ def test_gimp_plugin_end_to_end(version, daemon, tmp_path):
     sessions_before = client.health()["sessions"]
     install_plugin(work)
     shutil.copy(REPO / "tests/gimp/driver.py", work / "driver.py")
+    shutil.copy(REPO / "tests/gimp/pdb_run.py", work / "pdb_run.py")
     started = time.monotonic()
     p = subprocess.run(["bash", str(REPO / "tests/gimp/gimp_chroot_run.sh"), root, str(work),
                         f"DRAGGAN_URL={daemon}", f"DRAGGAN_TOKEN={TOKEN}", f"DEAD_URL={dead_url()}",
@@ -296,6 +297,7 @@ def test_gimp_daemon_procedure_without_a_terminal(version, tmp_path):
     work.mkdir()
     install_plugin(work)
     shutil.copy(REPO / "tests/gimp/daemon_driver.py", work / "driver.py")
+    shutil.copy(REPO / "tests/gimp/pdb_run.py", work / "pdb_run.py")
     unique = f"models-{uuid.uuid4().hex}"  # in the daemon's command line: how its process is found
     (work / unique).mkdir()
     write_tiny_model(tmp_path / "zoo")

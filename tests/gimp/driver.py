@@ -4,31 +4,19 @@
 # leaves the judging to tests/test_gimp_e2e.py. It raises only when it cannot go on.
 import json
 import os
+import sys
 import traceback
 
 D = os.environ["E2E_DIR"]
+sys.path.insert(0, D)
+from pdb_run import run_procedure  # noqa: E402
 URL, TOKEN, DEAD = os.environ["DRAGGAN_URL"], os.environ["DRAGGAN_TOKEN"], os.environ["DEAD_URL"]
 MODEL = os.environ["DRAGGAN_MODEL"]
-STATUS = {int(Gimp.PDBStatusType.EXECUTION_ERROR): "execution_error",
-          int(Gimp.PDBStatusType.CALLING_ERROR): "calling_error", int(Gimp.PDBStatusType.SUCCESS): "success",
-          int(Gimp.PDBStatusType.CANCEL): "cancel", int(Gimp.PDBStatusType.PASS_THROUGH): "pass_through"}
 rep = {"gimp": Gimp.version(), "calls": {}}
-pdb = Gimp.get_pdb()
 
 
 def call(label, name, image=None, drawables=None, **props):
-    proc = pdb.lookup_procedure(name)
-    if proc is None:
-        raise RuntimeError(name + " is not registered (exec bit? NAME/NAME.py? error at query time?)")
-    cfg = proc.create_config()
-    cfg.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
-    if image is not None:
-        cfg.set_property("image", image)
-        cfg.set_core_object_array("drawables", drawables)
-    for key, value in props.items():
-        cfg.set_property(key.replace("_", "-"), value)
-    res = proc.run(cfg)
-    status = STATUS.get(int(res.index(0)), str(res.index(0)))
+    status, res = run_procedure(name, image, drawables, **props)
     out = res.index(1) if res.length() > 1 else None
     rep["calls"][label] = {"status": status, "message": None if status == "success" else out}
     return status, out

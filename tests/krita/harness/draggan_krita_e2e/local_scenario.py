@@ -17,7 +17,7 @@ from PyQt5.QtCore import QMetaObject, Qt, QTimer
 from PyQt5.QtWidgets import (QApplication, QCheckBox, QComboBox, QFileDialog, QLabel, QLineEdit, QMessageBox,
                              QPlainTextEdit, QProgressBar, QPushButton, QSpinBox)
 
-from .scenario import OUT_DIR, check
+from .scenario import OUT_DIR, check, show_docker
 
 
 def visible_top(cls):
@@ -38,17 +38,8 @@ def local_scenario(self):
     from draggan_krita import extension, kritadoc
     ctl = extension.get_controller()
     local = ctl.local
-    docks = [d for d in k.dockers() if d.objectName() == "draggan_docker"]
-    check(len(docks) >= 1, "DragGAN docker not registered")
-    dock = docks[0]
-    dock.show()
-    dock.raise_()
+    dock, w = show_docker(k)
     yield 200
-
-    def w(cls, name):
-        found = dock.findChild(cls, name)
-        check(found is not None, "docker widget missing", name=name)
-        return found
     check(not local.running and ctl.state != ctl.CONNECTED, "a daemon before the artist started one",
           state=ctl.state)
     self.log("start", version=k.version(), state=ctl.state, local=local.status_text())
@@ -237,10 +228,7 @@ def autostart_scenario(self):
     local = ctl.local
     check(ctl.settings.start_with_krita and ctl.settings.keep_running, "the settings from kritarc were not read",
           settings=ctl.settings.to_dict())
-    docks = [d for d in k.dockers() if d.objectName() == "draggan_docker"]
-    check(len(docks) >= 1, "DragGAN docker not registered")
-    dock = docks[0]
-    dock.show()
+    dock, _widget = show_docker(k)
     yield from self.wait_for(lambda: (local.running and ctl.state == ctl.CONNECTED) or ctl.state == ctl.ERROR,
                              240, 200)
     self.log("started_with_krita", state=ctl.state, message=ctl.last_message, local=local.status_text(),

@@ -43,6 +43,21 @@ def check(cond, what, **data):
         raise Check("%s %s" % (what, json.dumps(data, default=str)))
 
 
+def show_docker(k):
+    """The DragGAN docker, shown and raised (5.2 hides it at first), and a finder of its widgets by name."""
+    docks = [d for d in k.dockers() if d.objectName() == "draggan_docker"]
+    check(len(docks) >= 1, "DragGAN docker not registered", names=[d.objectName() for d in k.dockers()][:60])
+    dock = docks[0]
+    dock.show()
+    dock.raise_()
+
+    def widget(cls, name):
+        found = dock.findChild(cls, name)
+        check(found is not None, "docker widget missing", name=name)
+        return found
+    return dock, widget
+
+
 class E2EExtension(Extension):
     def __init__(self, parent):
         super(E2EExtension, self).__init__(parent)
@@ -187,17 +202,8 @@ class E2EExtension(Extension):
               shortcut=act.shortcut().toString())
 
         # the docker: shown (hidden by default on 5.2), then connect
-        docks = [d for d in k.dockers() if d.objectName() == "draggan_docker"]
-        check(len(docks) >= 1, "DragGAN docker not registered", names=[d.objectName() for d in k.dockers()][:60])
-        dock = docks[0]
-        dock.show()
-        dock.raise_()
+        dock, w = show_docker(k)
         yield 200
-
-        def w(cls, name):
-            found = dock.findChild(cls, name)
-            check(found is not None, "docker widget missing", name=name)
-            return found
         w(QPushButton, "draggan_connect").click()
         yield from self.wait_for(lambda: ctl.state in (ctl.CONNECTED, ctl.ERROR), 30)
         status = w(QLabel, "draggan_status").text()
