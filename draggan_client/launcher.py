@@ -38,6 +38,7 @@ SET_UP = "Set up local daemon…"  # the plug-ins' menu entry that runs Bootstra
 LOG_LINES = 400  # output lines kept per process (the daemon logs one line per request)
 MESSAGE_LINES = 20  # output lines quoted in an error message: a traceback's end, short enough for a dialog
 MAX_LINE_BYTES = 8192  # a longer line is kept in pieces, so output without newlines cannot fill memory
+TAIL_BYTES = 64 * 1024  # read from a log file's end for its last lines: enough for MESSAGE_LINES long lines
 MAX_LOG_BYTES = 10 * 1024 * 1024  # a kept daemon's log file is moved to <name>.1 at start past this size
 READY_TIMEOUT_S = 180.0  # a first start imports torch from a cold disk, maybe on a slow, busy machine
 STOP_TIMEOUT_S = 10.0  # on SIGTERM the daemon answers requests in flight for up to 5 s (docs/api.md)
@@ -508,7 +509,7 @@ def stop_detached(pid: int, timeout: float = STOP_TIMEOUT_S) -> bool:
     """Stop a local daemon started by an earlier plug-in process (SIGTERM, then SIGKILL after timeout).
     True when it is gone (also after the SIGKILL, once the system has ended it); False when no such daemon
     runs (the pid is gone, or now names another program, which is left alone) or it outlived the SIGKILL."""
-    if not POSIX or not _is_daemon(pid):
+    if not POSIX or not daemon_running(pid):
         return False
     os.kill(pid, signal.SIGTERM)
     if _gone_within(pid, timeout):
@@ -520,25 +521,48 @@ def stop_detached(pid: int, timeout: float = STOP_TIMEOUT_S) -> bool:
     return _gone_within(pid, KILL_WAIT_S)
 
 
+def log_file_tail(log_path: Optional[str] = None, n: int = MESSAGE_LINES) -> List[str]:
+    """The last n lines of a kept daemon's log file (default_log_path() when None); [] when there is none.
+    For a plug-in that did not start the daemon itself and must say why it ended."""
+    try:
+        with open(os.path.expanduser(log_path or default_log_path()), "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - TAIL_BYTES))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return []
+    return [line for line in text.splitlines() if line.strip()][-n:]
+
+
 def _gone_within(pid: int, timeout: float) -> bool:
+    """Whether process pid ended (gone, or a zombie) within timeout. Its command line is not looked at:
+    an exiting process shows an empty one before it has ended."""
     deadline = time.monotonic() + timeout
-    while _is_daemon(pid):
+    while _process_state(pid) not in (None, b"Z", b"X"):
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.1)
     return True
 
 
-def _is_daemon(pid: int) -> bool:
-    """Whether pid is a running `... serve` (not a zombie): read from /proc, so a reused pid is not stopped."""
+def _process_state(pid: int) -> Optional[bytes]:
+    """The state letter of process pid from /proc (b"R", b"S", b"Z", ...), None when there is no such process."""
+    try:
+        with open("/proc/{}/stat".format(int(pid)), "rb") as f:
+            return f.read().rsplit(b")", 1)[-1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def daemon_running(pid: int) -> bool:
+    """Whether pid is a running `... serve` (not a zombie): read from /proc, so a reused pid is not taken
+    for the daemon (and not stopped)."""
     try:
         with open("/proc/{}/cmdline".format(int(pid)), "rb") as f:
             args = f.read().split(b"\0")
-        with open("/proc/{}/stat".format(int(pid)), "rb") as f:
-            state = f.read().rsplit(b")", 1)[-1].split()[0]
-    except (OSError, IndexError, ValueError):
+    except (OSError, ValueError):
         return False
-    return b"serve" in args and state != b"Z"
+    return b"serve" in args and _process_state(pid) not in (None, b"Z", b"X")
 
 
 class Bootstrap:

@@ -201,6 +201,10 @@ def test_daemon_status_in_words():
         "No DragGAN daemon answers at http://h:1 (refused the token)."
     assert logic.daemon_status("http://h:1", {"device": "cpu"}, local_pid=42) == \
         "The DragGAN daemon at http://h:1 answers (started from GIMP, process 42), device cpu."
+    ended = logic.daemon_status("http://h:1", None, "connection refused", 42, ["Traceback", "MemoryError"])
+    assert ended == ("No DragGAN daemon answers at http://h:1 (connection refused). The local daemon started from "
+                     "GIMP (process 42) has ended; the end of its log:\nTraceback\nMemoryError")
+    assert logic.daemon_status("http://h:1", None, None, 42, []).endswith("(process 42) has ended.")
 
 
 # ----------------------------------------------------------------------------- stored settings

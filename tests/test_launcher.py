@@ -261,6 +261,14 @@ def test_stop_detached_stops_a_daemon_an_earlier_plugin_process_started(one_thre
             os.killpg(daemon_pid, signal.SIGKILL)
 
 
+def test_the_end_of_a_kept_daemons_log_file(tmp_path):
+    log = tmp_path / "daemon.log"
+    assert launcher.log_file_tail(str(log)) == []  # none yet
+    log.write_text("".join("line %d\n" % i for i in range(5000)) + "\n\n")
+    assert launcher.log_file_tail(str(log), 3) == ["line 4997", "line 4998", "line 4999"]
+    assert not launcher.daemon_running(os.getpid())  # pytest is no `serve`
+
+
 def test_unreadable_extra_arguments_are_a_launcher_error(daemon, tmp_path):
     draggan = fake_program(tmp_path, "exit 0")
     with pytest.raises(LauncherError, match="extra arguments"):

@@ -416,8 +416,7 @@ def _stored_client(settings, timeout=30.0):
 def _daemon_action(action, settings, model):
     """Do one action of the Daemon... procedure; returns what happened, in words."""
     if action == "status":
-        url, health, error = _probe(settings)
-        return logic.daemon_status(url, health, error, settings.local_pid if health is not None else 0)
+        return _status_text(settings, *_probe(settings))
     if action == "save":
         return "Saved the DragGAN settings in {}.".format(stored_settings.config_path())
     if action == "start":
@@ -427,6 +426,12 @@ def _daemon_action(action, settings, model):
     if action == "download":
         return _download(settings, model)
     return _set_up(settings)
+
+
+def _status_text(settings, url, health, error):
+    """Whether the daemon answers; when the local daemon started from GIMP has ended, the end of its log."""
+    ended = health is None and settings.local_pid and not launcher.daemon_running(settings.local_pid)
+    return logic.daemon_status(url, health, error, settings.local_pid, launcher.log_file_tail() if ended else None)
 
 
 def _start_local(settings):
@@ -544,7 +549,7 @@ def _daemon_dialog(procedure, config):
         config.set_property("project-folder", settings.project_dir)
         config.set_property("extra-args", settings.extra_args)
         config.set_property("keep-running", settings.keep_running)
-        status = logic.daemon_status(url, health, error, settings.local_pid if health is not None else 0)
+        status = _status_text(settings, url, health, error)
         if health is not None and not choices:
             status += " Every model it can download is downloaded."
         dialog = GimpUi.ProcedureDialog(procedure=procedure, config=config, title="DragGAN: Daemon")

@@ -222,10 +222,15 @@ def check_action(action: Optional[str]) -> str:
 
 
 def daemon_status(url: str, health: Optional[Dict[str, Any]], error: Optional[str] = None,
-                  local_pid: int = 0) -> str:
-    """One line for the Daemon... dialog: whether the daemon at url answers."""
+                  local_pid: int = 0, ended_log: Optional[Sequence[str]] = None) -> str:
+    """What the Daemon... dialog says: whether the daemon at url answers; ended_log: the local daemon
+    started from GIMP has ended, and these are the last lines of its log."""
     if health is None:
-        return "No DragGAN daemon answers at {}{}.".format(url, " ({})".format(error) if error else "")
+        text = "No DragGAN daemon answers at {}{}.".format(url, " ({})".format(error) if error else "")
+        if ended_log is not None:
+            text += " The local daemon started from GIMP (process {}) has ended{}".format(
+                local_pid, "; the end of its log:\n" + "\n".join(ended_log) if ended_log else ".")
+        return text
     device = health.get("device")
     local = " (started from GIMP, process {})".format(local_pid) if local_pid else ""
     return "The DragGAN daemon at {} answers{}{}.".format(url, local, ", device {}".format(device) if device else "")
