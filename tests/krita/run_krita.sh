@@ -54,6 +54,7 @@ else
   wait $KPID; RC=$?
 fi
 kill $XVFB_PID 2>/dev/null
+wait $XVFB_PID 2>/dev/null  # gone before the next run: a chroot's Xvfb cannot see this one's lock file, only its socket
 echo "krita exit code $RC, wall $(python3 -c "import time;print(round(time.time()-$START,1))") s"
 [ $RC -eq 124 ] && exit 124
 [ -f "$OUT/report.json" ] || { echo "no report"; tail -30 "$OUT/krita.log"; exit 2; }
