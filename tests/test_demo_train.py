@@ -1,11 +1,19 @@
-"""The demo model's training script: reproducible from its seed, resumable, exports a loadable model."""
+"""The demo model's training script: reproducible, resumable, exports a loadable model, grows one, edge losses."""
 from __future__ import annotations
 
+import json
+
+import pytest
 import torch
 
+from draggan_core import ops
 from draggan_core.checkpoint import load_generator
 from draggan_core.demo import train
+from draggan_core.demo.grow import grow, grown_config
+from draggan_core.demo.objective import Objective, gradient_l1, laplacian_pyramid_l1
 from draggan_core.formats import native
+from draggan_core.losses import reconstruction_loss
+from draggan_core.stylegan2 import Generator
 
 
 def _train(workdir, iters: int, *extra: str) -> None:
@@ -82,3 +90,63 @@ def test_export_is_a_loadable_demo_model_that_counts_the_history_it_started_from
     G = load_generator(str(second))
     assert G.img_resolution == train.DEMO_CONFIG.img_resolution
     assert torch.isfinite(G.mapping.w_avg).all() and G.mapping.w_avg.abs().sum() > 0
+
+
+def _images(G, seed: int = 0):
+    z = torch.randn(2, G.z_dim, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        return G.synthesis(G.mapping(z), noise_mode="const")
+
+
+def test_a_widened_model_draws_the_same_images_and_can_learn_with_its_new_channels():
+    G = Generator(train.DEMO_CONFIG).eval()
+    wide = grow(G, grown_config(G.cfg, channel_base=4096)).eval()
+    assert wide.synthesis.b128.conv1.weight.shape[:2] == (32, 32)  # was 16: the 32-128 px blocks doubled
+    assert torch.allclose(_images(G), _images(wide), atol=1e-5)
+
+
+def test_a_model_grown_to_256_px_draws_its_128_px_image_upsampled():
+    G = Generator(train.DEMO_CONFIG).eval()
+    big = grow(G, grown_config(G.cfg, resolution=256, channel_base=4096)).eval()
+    assert big.img_resolution == 256 and big.num_ws == G.num_ws + 2
+    expected = ops.upsample2d(_images(G), G.synthesis.b128.resample_filter)
+    assert torch.allclose(_images(big), expected, atol=1e-5)
+
+
+def test_growing_refuses_to_shrink():
+    with pytest.raises(ValueError, match="narrow"):
+        grown_config(train.DEMO_CONFIG, channel_base=1024)
+    with pytest.raises(ValueError, match="resolution"):
+        grown_config(train.DEMO_CONFIG, resolution=64)
+
+
+def test_the_default_objective_is_the_shipped_models_loss_and_the_edge_terms_see_only_edges():
+    x, y = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
+    assert torch.allclose(Objective()(x, y), reconstruction_loss(x, y))
+    flat = torch.full((1, 3, 32, 32), 0.3)
+    assert float(gradient_l1(flat - 0.1)) == 0 and float(laplacian_pyramid_l1(flat - 0.1)) < 1e-6  # an offset
+    edge = torch.zeros(1, 3, 32, 32)
+    edge[..., 16:] = 1
+    shifted = torch.roll(edge, 1, dims=-1)
+    assert float(gradient_l1(edge - shifted)) > 0 and float(laplacian_pyramid_l1(edge - shifted)) > 0
+    loss = Objective(gradient_weight=1, laplacian_weight=1)
+    assert float(loss(edge, shifted)) > float(Objective()(edge, shifted))
+
+
+def test_init_from_grows_the_model_and_the_run_keeps_its_size(tmp_path, capsys):
+    first = tmp_path / "first.safetensors"
+    _train(tmp_path / "one", 1, "--export", str(first))
+    _train(tmp_path / "wide", 2, "--init-from", str(first), "--channel-base", "4096", "--gradient-weight", "1",
+           "--laplacian-weight", "0.5", "--export-every", "2")
+    exported = tmp_path / "wide" / "model.safetensors"  # --export-every: a usable model inside the workdir
+    G = load_generator(str(exported))
+    assert G.cfg.channel_base == 4096 and native.read_metadata(str(exported))["trained_iterations"] == "3"
+    assert train.saved_config(tmp_path / "wide").channel_base == 4096
+    _train(tmp_path / "wide", 3)  # resumed without repeating the size: the saved config is used
+    assert torch.load(tmp_path / "wide" / "state.pt", weights_only=True)["iteration"] == 3
+    with pytest.raises(SystemExit):  # another size in the same workdir is refused
+        _train(tmp_path / "wide", 4, "--channel-base", "8192")
+    capsys.readouterr()
+    assert train.main(["--evaluate", str(exported)]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert set(metrics) == {"l1", "ssim"} and metrics["l1"] > 0 and -1 <= metrics["ssim"] <= 1

@@ -9,10 +9,12 @@ mouth opening, ...), which is what makes drags on the result meaningful.
 The parameters of a latent are Phi(z_hat[:P]), z_hat the z the mapping network sees (z scaled to
 unit RMS) and Phi the normal CDF, i.e. uniform in [0, 1] like world.sample_params.
 
-Usage (resumes automatically from <workdir>/state.pt):
+Usage (resumes automatically from <workdir>/state.pt, which holds the optimiser too):
     python -m draggan_core.demo.train --workdir out/demo_train --iters 20000 --lr-decay-iters 5000
     python -m draggan_core.demo.train --workdir out/demo_train --export draggan_core/demo/demo_model.safetensors
-    python -m draggan_core.demo.train --workdir out/more --iters 10000 --init-from draggan_core/demo/demo_model.safetensors
+    python -m draggan_core.demo.train --workdir out/more --iters 10000 --init-from draggan_core/demo/demo_model.safetensors \
+        --channel-base 4096 --gradient-weight 1      # widened (grow.py) and with an edge term (objective.py)
+    python -m draggan_core.demo.train --evaluate draggan_core/demo/demo_model.safetensors
 """
 from __future__ import annotations
 
@@ -30,9 +32,11 @@ import torch
 from .. import ops
 from ..devices import DEVICE_CHOICES, pick_device
 from ..formats import native
-from ..losses import multiscale_ssim, reconstruction_loss
+from ..losses import multiscale_ssim
 from ..stylegan2 import Generator, GeneratorConfig, compute_w_avg
 from . import world
+from .grow import grow, grown_config
+from .objective import Objective
 
 DEMO_CONFIG = GeneratorConfig(z_dim=32, w_dim=128, img_resolution=128, mapping_layers=4,
                               channel_base=2048, channel_max=128, w_avg_beta=None)
@@ -50,15 +54,48 @@ def render_targets(z: torch.Tensor, size: int) -> torch.Tensor:
     return torch.from_numpy(rgb).permute(0, 3, 1, 2).to(torch.float32) / 127.5 - 1
 
 
+@torch.no_grad()
+def evaluate(G: Generator, n: int = 16, device: torch.device | str = "cpu") -> dict[str, float]:
+    """The model card's quality: L1 and 3-scale SSIM against the world on seeds 0..n-1 at psi 1.
+
+    Images in [-1, 1]; seeds drawn as NVIDIA's tools draw them, so the numbers match `draggan generate`.
+    """
+    z = torch.from_numpy(np.stack([np.random.RandomState(s).randn(G.z_dim) for s in range(n)])).float()
+    target = render_targets(z, G.img_resolution)
+    img = G.synthesis(G.mapping(z.to(device)), noise_mode="const").cpu()
+    return {"l1": float((img - target).abs().mean()), "ssim": float(multiscale_ssim(img, target).mean())}
+
+
+def initial_config(init_from: str | None, resolution: int | None = None, channel_base: int | None = None,
+                   channel_max: int | None = None) -> GeneratorConfig:
+    """The config a new run trains: the --init-from model's (else DEMO_CONFIG's), grown as asked."""
+    cfg = DEMO_CONFIG
+    if init_from:
+        from ..checkpoint import load_generator
+        cfg = load_generator(init_from).cfg
+    return grown_config(copy.deepcopy(cfg), resolution, channel_base, channel_max)
+
+
+def saved_config(workdir: Path) -> GeneratorConfig | None:
+    """The config of the run saved in `workdir` (None: no run there, or one saved before configs were kept)."""
+    path = workdir / "state.pt"
+    if not path.is_file():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return GeneratorConfig.from_dict(json.loads(state["config"])) if "config" in state else None
+
+
 class Trainer:
     """Holds the generator, its EMA copy, the optimiser and the RNG; saves and restores all of them."""
 
     def __init__(self, workdir: Path, seed: int, lr: float, batch: int, ema_beta: float,
-                 init_from: str | None = None, mapping_lr_boost: float = 100.0, device: str = "cpu"):
+                 init_from: str | None = None, mapping_lr_boost: float = 100.0, device: str = "cpu",
+                 config: GeneratorConfig | None = None, objective: Objective | None = None):
         self.workdir, self.batch, self.ema_beta = workdir, batch, ema_beta
+        self.objective = objective or Objective()
         self.device = pick_device(device)
         torch.manual_seed(seed)
-        self.G = Generator(copy.deepcopy(DEMO_CONFIG)).train()
+        self.G = Generator(copy.deepcopy(config or DEMO_CONFIG)).train()
         self.iteration = 0
         self.seconds = 0.0  # training time over all runs, for the model card
         self.earlier = {"iterations": 0, "minutes": 0.0}  # history of an --init-from model
@@ -71,8 +108,9 @@ class Trainer:
         self.log: list[dict] = []
 
     def _start_from(self, path: str) -> None:
+        """Take an exported model's weights, grown to this trainer's config (same config: a plain copy)."""
         from ..checkpoint import load_generator
-        self.G.load_state_dict(load_generator(path).state_dict())
+        self.G = grow(load_generator(path), self.G.cfg).train()
         meta = native.read_metadata(path) if path.endswith(".safetensors") else {}
         self.earlier = {"iterations": int(meta.get("trained_iterations", 0)),
                         "minutes": float(meta.get("train_minutes", 0))}
@@ -107,7 +145,7 @@ class Trainer:
         tmp = self.state_path.with_suffix(".tmp")
         torch.save({"G": self.G.state_dict(), "G_ema": self.G_ema.state_dict(), "opt": self.opt.state_dict(),
                     "rng": self.rng.get_state(), "iteration": self.iteration, "seconds": self.seconds,
-                    "log": self.log, "earlier": self.earlier}, tmp)
+                    "log": self.log, "earlier": self.earlier, "config": json.dumps(self.G.cfg.to_dict())}, tmp)
         os.replace(tmp, self.state_path)
 
     def load(self) -> bool:
@@ -130,7 +168,7 @@ class Trainer:
         target = render_targets(z, self.G.img_resolution).to(self.device)
         z = z.to(self.device)
         img = self.G.synthesis(self.G.mapping(z), noise_mode="const", fused_modconv=False)
-        loss = reconstruction_loss(img, target)
+        loss = self.objective(img, target)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -141,13 +179,9 @@ class Trainer:
         self.seconds += time.perf_counter() - t0
         return float(loss.detach())
 
-    @torch.no_grad()
     def evaluate(self, n: int = 16) -> dict[str, float]:
-        """L1 and SSIM of the EMA generator on a fixed set of latents (seeds 0..n-1)."""
-        z = torch.from_numpy(np.stack([np.random.RandomState(s).randn(self.G.z_dim) for s in range(n)])).float()
-        target = render_targets(z, self.G.img_resolution)
-        img = self.G_ema.synthesis(self.G_ema.mapping(z.to(self.device)), noise_mode="const").cpu()
-        return {"l1": float((img - target).abs().mean()), "ssim": float(multiscale_ssim(img, target).mean())}
+        """The model card's L1 and SSIM for the EMA generator (the one exported)."""
+        return evaluate(self.G_ema, n, self.device)
 
 
 def lr_scale(iteration: int, iters: int, decay_iters: int) -> float:
@@ -162,10 +196,11 @@ def lr_scale(iteration: int, iters: int, decay_iters: int) -> float:
     return 0.1 + 0.9 * max(left, 0) / decay_iters
 
 
-def export(trainer: Trainer, path: str) -> None:
+def export(trainer: Trainer, path: str | Path) -> dict[str, float]:
     """Write the EMA generator with its w_avg in the project's format, plus training facts as metadata.
 
     Iterations and minutes include those of an --init-from model, so the file tells its whole history.
+    The file is written beside its destination and renamed, so a reader never sees half a model.
     """
     G = trainer.G_ema
     G.mapping.w_avg.copy_(compute_w_avg(G))
@@ -174,14 +209,19 @@ def export(trainer: Trainer, path: str) -> None:
     minutes = trainer.earlier["minutes"] + trainer.seconds / 60
     meta = {"name": "demo", "trained_iterations": str(iterations), "batch": str(trainer.batch),
             "train_minutes": f"{minutes:.0f}", "eval": json.dumps(metrics),
+            "objective": json.dumps(trainer.objective.to_dict()),
             "world_params": json.dumps(list(world.PARAM_NAMES))}
-    native.write(G, path, metadata=meta)
+    tmp = Path(f"{path}.tmp")
+    native.write(G, str(tmp), metadata=meta)
+    os.replace(tmp, path)
     print(f"exported {path}: {metrics}")
+    return metrics
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--workdir", default="out/demo_train")
+    p.add_argument("--workdir", default="out/demo_train",
+                   help="the run's state (weights, EMA, optimiser, RNG, log): resumed from if present")
     p.add_argument("--iters", type=int, default=20000, help="train until this many iterations in total")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=2e-3)
@@ -194,16 +234,52 @@ def main(argv: list[str] | None = None) -> int:
                    help="where the generator trains (auto: CUDA, then MPS, then the CPU); the world renders on the CPU")
     p.add_argument("--save-every", type=int, default=250)
     p.add_argument("--export", default=None, help="write the trained model here when done")
-    p.add_argument("--init-from", default=None, help="start from an existing demo model's weights")
+    p.add_argument("--export-every", type=int, default=0,
+                   help="also write <workdir>/model.safetensors every N iterations (a usable model mid-run)")
+    p.add_argument("--init-from", default=None,
+                   help="start from an exported demo model (its weights and config; grown if the options below ask)")
     p.add_argument("--mapping-lr-boost", type=float, default=100.0,
                    help="multiply the mapping network's learning rate (it carries StyleGAN's 0.01 multiplier)")
+    arch = p.add_argument_group("capacity (a new run; with --init-from the model is grown without changing its images)")
+    arch.add_argument("--resolution", type=int, default=None, help="image size (default: 128, or the init model's)")
+    arch.add_argument("--channel-base", type=int, default=None,
+                      help="channels at resolution r are min(base / r, max): 4096 doubles the 32-128 px blocks "
+                           "of the default 2048")
+    arch.add_argument("--channel-max", type=int, default=None, help="the cap on any block's channels (default 128)")
+    loss = p.add_argument_group("loss: L1 + the weighted terms")
+    loss.add_argument("--ssim-weight", type=float, default=0.5, help="weight of 1 - 3-scale SSIM")
+    loss.add_argument("--gradient-weight", type=float, default=0.0, help="weight of L1 on the image gradients")
+    loss.add_argument("--laplacian-weight", type=float, default=0.0, help="weight of L1 on a Laplacian pyramid")
+    p.add_argument("--evaluate", metavar="MODEL", default=None,
+                   help="only print the model card's L1 and SSIM of an exported model, as JSON")
+    return p
+
+
+def run_config(p: argparse.ArgumentParser, args: argparse.Namespace, workdir: Path) -> GeneratorConfig:
+    """A saved run keeps its config; a new one takes the init model's or the default, grown as asked."""
+    saved = saved_config(workdir)
+    if saved is None:
+        return initial_config(args.init_from, args.resolution, args.channel_base, args.channel_max)
+    if grown_config(saved, args.resolution, args.channel_base, args.channel_max) != saved:
+        p.error(f"{workdir} holds a run of another size; to grow it, --export it and start a new --workdir "
+                f"with --init-from")
+    return saved
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser()
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.evaluate:
+        from ..checkpoint import load_generator
+        print(json.dumps(evaluate(load_generator(args.evaluate))))
+        return 0
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    objective = Objective(args.ssim_weight, args.gradient_weight, args.laplacian_weight)
     trainer = Trainer(workdir, args.seed, args.lr, args.batch, args.ema_beta, args.init_from,
-                      args.mapping_lr_boost, args.device)
+                      args.mapping_lr_boost, args.device, run_config(p, args, workdir), objective)
     if trainer.load():
         print(f"resumed at iteration {trainer.iteration}")
     start, start_iter, smoothed = time.time(), trainer.iteration, None
@@ -224,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
                                 **trainer.evaluate()})
             trainer.save()
             print(f"\n{json.dumps(trainer.log[-1])}")
+        if args.export_every and trainer.iteration % args.export_every == 0:
+            export(trainer, workdir / "model.safetensors")
     if args.export:
         export(trainer, args.export)
     return 0
