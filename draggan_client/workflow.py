@@ -381,16 +381,27 @@ def reset(client: Any, record: SessionRecord) -> SessionRecord:
 def run(client: Any, record: Optional[SessionRecord], edit: Edit,
         on_status: Callable[[Dict[str, Any]], None] = lambda status: None,
         on_job: Callable[[str], None] = lambda job_id: None,
-        sleep: Callable[[float], None] = time.sleep) -> Finished:
+        sleep: Callable[[float], None] = time.sleep,
+        on_preview: Optional[Callable[[bytes, Dict[str, Any]], None]] = None,
+        stop_event: Any = None, cancel_event: Any = None) -> Finished:
     """The whole drag, blocking: every job id goes to on_job (e.g. a watchdog that cancels them if
-    the editor kills the plug-in), every status to on_status."""
+    the editor kills the plug-in), every status to on_status, every preview (the layer's size, the
+    inversion's fit and then the drag's) to on_preview.
+
+    stop_event / cancel_event (threading.Event, set by the editor's buttons): stop keeps the
+    drag so far (during the inversion it ends the fitting early and the drag goes on from that fit);
+    cancel ends the job and the edit raises WorkflowError."""
     started = begin(client, record, edit, sleep)
     on_job(started.job_id)
     if started.phase == "invert":
-        inverted = finished_job(client.wait(started.job_id, on_progress=on_status))
+        inverted = finished_job(client.wait(started.job_id, on_progress=on_status, on_preview=on_preview,
+                                            stop_event=stop_event, cancel_event=cancel_event))
+        if stop_event is not None and stop_event.is_set():
+            stop_event.clear()  # the stop ended the fitting; the drag itself runs until stopped again
         started = start_drag(client, started, edit, sleep, inversion=inverted)
         on_job(started.job_id)
-    final = client.wait(started.job_id, on_progress=on_status)
+    final = client.wait(started.job_id, on_progress=on_status, on_preview=on_preview, stop_event=stop_event,
+                        cancel_event=cancel_event)
     return finish(client, started, final, record, edit)
 
 

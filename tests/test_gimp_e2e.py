@@ -128,11 +128,29 @@ def test_gimp_plugin_end_to_end(version, daemon, tmp_path):
     assert drag["flat_diff_outside"] == 0, drag  # the visible picture keeps the source outside the selection
     assert drag["parasite"]["session_id"] == session  # the generated session was used: no inversion
     assert drag["parasite"]["origin"] == "drag" and drag["image_parasite"] == drag["parasite"]
+    # ... and the path "DragGAN handles (tracked)", selected: from the daemon's tracked handles to the targets
+    pairs = lambda record: [[h, t] for h, t in zip(record["handles"], record["targets"])]  # noqa: E731
+    assert drag["tracked"]["strokes"] == pairs(drag["parasite"]) and drag["tracked"]["selected"], drag["tracked"]
+    assert drag["parasite"]["targets"] == [[34.0, 30.0]]
 
     # A second drag on the result from the "points" argument continues the same session
     assert calls["drag_points"]["status"] == "success"
     assert len(rep["drag_points"]["layers"]) == 3 and not rep["drag_points"]["mask"]
     assert rep["drag_points"]["parasite"]["session_id"] == session
+    # ... a second edit on top of the first: its own state and picture, the tracked path replaced
+    assert rep["drag_points"]["differs_from_first"]
+    assert rep["drag_points"]["parasite"]["state_id"] not in (None, drag["parasite"]["state_id"])
+    assert rep["drag_points"]["tracked"]["count"] == 1
+    assert rep["drag_points"]["tracked"]["strokes"] == pairs(rep["drag_points"]["parasite"])
+
+    # Both results taken away, the same drag on the source: the first result again, pixel-equal
+    assert calls["drag_repeat"]["status"] == "success", calls["drag_repeat"]
+    assert rep["drag_repeat"]["equal_to_first"] and rep["drag_repeat"]["layers"] == drag["layers"]
+    # Reset to original: the image's note names the original picture, no tracked path is left
+    assert calls["reset"]["status"] == "success", calls["reset"]
+    assert "Reset to the original picture" in rep["reset"]["message"] and rep["reset"]["tracked"] is None
+    reset_record = rep["reset"]["image_parasite"]
+    assert reset_record["state_id"] == new["layer_parasite"]["state_id"] and reset_record["handles"] == []
 
     # The source again, on a grown canvas (layer offsets 8, 4): a fresh session, result at the offsets
     assert calls["drag_offset"]["status"] == "success"

@@ -310,13 +310,14 @@ def test_the_plugin_file_is_an_executable_python3_script():
 
 
 ALLOWED = {"os", "sys", "subprocess", "tempfile", "threading", "json", "math", "struct", "zlib", "typing",
-           "gi", "gi.repository", "draggan_logic", "draggan_settings", "draggan_watchdog", "base64", "http.client", "socket", "time",
+           "gi", "gi.repository", "draggan_logic", "draggan_live", "draggan_settings", "draggan_watchdog", "base64", "http.client", "socket", "time",
            "urllib.error", "urllib.parse", "urllib.request", "dataclasses", "collections", "re", "shlex", "shutil",
            "signal"}
 CARRIED = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "draggan_client").glob("*.py"))
 
 
 @pytest.mark.parametrize("name", ["plugin_gimp/draggan/draggan.py", "plugin_gimp/draggan/draggan_logic.py",
+                                  "plugin_gimp/draggan/draggan_live.py",
                                   "plugin_gimp/draggan/draggan_settings.py", "plugin_gimp/draggan/draggan_watchdog.py",
                                   *CARRIED])
 def test_the_plugin_imports_only_the_standard_library_and_gi(name):
@@ -350,8 +351,8 @@ def test_package_and_install(tmp_path):
     import zipfile
     with zipfile.ZipFile(next(tmp_path.glob("draggan-gimp-*.zip"))) as z:
         names = set(z.namelist())
-        assert {"draggan/draggan.py", "draggan/draggan_logic.py", "draggan/draggan_settings.py",
-                "draggan/draggan_watchdog.py"} <= names
+        assert {"draggan/draggan.py", "draggan/draggan_logic.py", "draggan/draggan_live.py",
+                "draggan/draggan_settings.py", "draggan/draggan_watchdog.py"} <= names
         for name in CARRIED:  # the carried client side, unchanged
             assert z.read("draggan/" + name) == (REPO / name).read_bytes()
         assert (z.getinfo("draggan/draggan.py").external_attr >> 16) & 0o111
@@ -394,3 +395,11 @@ def test_the_dialogs_mnemonics_are_unique(fields, sections, ok_button):
     assert len(letters) == len(shown), [label for label in shown if "_" not in label]
     buttons = {"l", "s", "o", "c", "r", "h"} | set(ok_button)  # load/save defaults, OK, Cancel, Reset, Help
     assert len(set(letters)) == len(letters) and not set(letters) & buttons, sorted(letters)
+
+
+def test_tracked_strokes_read_back_as_the_drags_from_the_tracked_handles():
+    """The path written after a drag is one the next drag reads: from each tracked handle to its target,
+    in image coordinates (layer pixels + offsets)."""
+    strokes = logic.tracked_strokes([[10.5, 20.25], [3.0, 4.0]], [[30.0, 40.0], [5.0, 6.0]], 8, 4)
+    assert logic.drags_from_strokes(strokes) == [((18.5, 24.25), (38.0, 44.0)), ((11.0, 8.0), (13.0, 10.0))]
+    assert logic.tracked_strokes([], [], 0, 0) == []

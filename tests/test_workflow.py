@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -1001,3 +1002,63 @@ def test_download_progress_counts_bytes():
     assert cancelled.finished and "goes on from 2.5 MB" in cancelled.text
     failed = workflow.progress(dict(running, state="failed", error={"message": "the checksum did not match"}))
     assert failed.text == "Download of zoo-cat failed: the checksum did not match"
+
+
+# ----------------------------------------------------------------------------- what the editor's window does
+
+def test_run_shows_previews_and_stop_keeps_the_drag_so_far(daemon):
+    """The editor's preview and Stop and keep: the drag is held at the daemon's test gate after 2 steps,
+    the first preview (the layer's size) sets the stop, and the result is that drag so far."""
+    import editor_gate as gate
+    client = DaemonClient(daemon, token=TOKEN)
+    rgba, record = new_image(client)
+    edit = replace(drag_of(rgba), settings=workflow.DragSettings(steps=50, preview_every=2))
+    stop, previews = threading.Event(), []
+
+    def on_preview(png, status):
+        previews.append((png_size(png), status.get("preview_step")))
+        stop.set()
+
+    with gate.holding(daemon, TOKEN, step=2):
+        done = workflow.run(client, record, edit, on_preview=on_preview, stop_event=stop)
+    assert previews[0] == ((64, 64), 2)
+    assert done.final["reason"] == "stopped" and done.final["step"] <= 3  # stop ends the job after the step it is in
+    assert done.record.state_id and done.record.state_id != record.state_id
+    assert not np.array_equal(rgba_of(done.png), rgba)
+
+
+def test_run_cancel_ends_the_job_and_leaves_the_session_as_it_was(daemon):
+    import editor_gate as gate
+    client = DaemonClient(daemon, token=TOKEN)
+    rgba, record = new_image(client)
+    edit = replace(drag_of(rgba), settings=workflow.DragSettings(steps=50, preview_every=2))
+    cancel = threading.Event()
+    with gate.holding(daemon, TOKEN, step=2):
+        with pytest.raises(workflow.WorkflowError, match="cancelled"):
+            workflow.run(client, record, edit, on_preview=lambda png, status: cancel.set(), cancel_event=cancel)
+    assert client.session(record.session_id)["state_id"] == record.state_id
+
+
+def test_stop_during_the_inversion_drags_from_the_fit_so_far(daemon):
+    """Stop while a real layer is fitted ends the fitting early; the drag then runs (and can be stopped again)."""
+    import editor_gate as gate
+    client = DaemonClient(daemon, token=TOKEN)
+    layer = gradient_layer()
+    edit = replace(drag_of(layer, drags=(((40.0, 30.0), (46.0, 33.0)),)),
+                   settings=workflow.DragSettings(steps=4, preview_every=2, feather=3),
+                   invert=workflow.invert_settings(500, 0, 0, 2))
+    stop, kinds = threading.Event(), []
+
+    def on_preview(png, status):
+        kinds.append(status.get("kind"))
+        if status.get("kind") == "invert":
+            stop.set()
+        else:
+            gate.hold_at(daemon, None, TOKEN)  # the drag runs to its end
+
+    with gate.holding(daemon, TOKEN, step=2):
+        done = workflow.run(client, None, edit, on_preview=on_preview, stop_event=stop)
+    assert kinds[0] == "invert" and "drag" in kinds
+    inversion = client.job(client.session(done.record.session_id)["invert_job"])
+    assert inversion["reason"] == "stopped" and inversion["step"] < 500
+    assert (done.final["reason"], done.final["step"]) != ("stopped", 2) and done.real

@@ -36,6 +36,7 @@ from draggan_watchdog import Watchdog  # noqa: E402
 DRAG_PROC = "python-fu-draggan-drag"
 NEW_PROC = "python-fu-draggan-new-image"
 DAEMON_PROC = "python-fu-draggan-daemon"
+RESET_PROC = "python-fu-draggan-reset"
 MENU = "<Image>/Filters/DragGAN"
 RW = GObject.ParamFlags.READWRITE
 PROBE_TIMEOUT_S = 5.0  # how long a dialog waits for the daemon's model list before it opens without it
@@ -135,10 +136,12 @@ def _show_dialog(procedure, config, title, fields, advanced=()):
     return ok
 
 
-def _run_in_thread(work, on_status=None):
+def _run_in_thread(work, on_status=None, on_preview=None, pump=None):
     """Run work(state) on a thread (no GIMP calls in there) while the main thread keeps GIMP's progress
-    bar moving; returns work's result or raises its exception."""
-    state = {"status": None}
+    bar moving; returns work's result or raises its exception. The worker hands over what the main
+    thread shows through state: "status" (to on_status) and "preview", a (png, status) pair (to
+    on_preview); pump() runs on the main thread between looks (a window's events)."""
+    state = {"status": None, "preview": None}
     box = {}
 
     def target():
@@ -149,16 +152,22 @@ def _run_in_thread(work, on_status=None):
 
     thread = threading.Thread(target=target, name="draggan-http", daemon=True)
     thread.start()
-    shown = None
+    shown = shown_preview = None
     while thread.is_alive():
-        thread.join(0.1)
+        thread.join(0.05 if pump is not None else 0.1)
+        if pump is not None:
+            pump()
         status = state.get("status")
         if status is not None and on_status is not None:
             if status is not shown:  # the worker sets a new object for each change
                 shown = status
                 on_status(status)
-        elif status is None:
+        elif status is None and pump is None:
             Gimp.progress_pulse()
+        preview = state.get("preview")
+        if preview is not None and preview is not shown_preview and on_preview is not None:
+            shown_preview = preview
+            on_preview(*preview)
     if "error" in box:
         raise box["error"]
     return box["result"]
@@ -240,11 +249,14 @@ def run_drag(procedure, run_mode, image, drawables, config, data):
             fields.append("path")  # GIMP 3.0 has no widget for a path argument
         if not _show_dialog(procedure, config, "DragGAN Drag", fields,
                             ["learning-rate", "r1", "r2", "w-layers", "points", "inversion-w-steps",
-                             "inversion-wplus-steps", "inversion-tuning-steps", "feather"]):
+                             "inversion-wplus-steps", "inversion-tuning-steps", "feather", "preview-every"]):
             return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
         config.set_property("model", logic.model_argument(config.get_property("model-choice")))
     try:
         layer = _drag(procedure, image, drawables, config, interactive)
+    except Cancelled:
+        Gimp.displays_flush()
+        return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
     except Exception as e:  # noqa: BLE001 - every failure becomes a message, never a crashed plug-in
         return _failed(procedure, e)
     Gimp.progress_end()
@@ -272,23 +284,15 @@ def _drag(procedure, image, drawables, config, interactive):
                                    config.get_property("learning-rate"), config.get_property("r1"),
                                    config.get_property("r2"), config.get_property("w-layers"),
                                    config.get_property("feather"))
+    preview_every = config.get_property("preview-every") if interactive else 0  # scripts get no preview layer
+    settings.preview_every = preview_every
     invert = logic.invert_settings(config.get_property("inversion-w-steps"),
                                    config.get_property("inversion-wplus-steps"),
-                                   config.get_property("inversion-tuning-steps"))
+                                   config.get_property("inversion-tuning-steps"), preview_every)
     edit = workflow.Edit(width, height, rgba, 4, drags, mask, settings,
                          model=(config.get_property("model") or "").strip() or None, invert=invert, trusted=trusted)
     client = _client(config, interactive)
-
-    def work(state):
-        watchdog = Watchdog(client.url, client.token)  # cancels our jobs (inversion, drag) if GIMP kills us
-        try:
-            return workflow.run(client, record, edit, on_job=watchdog.job,
-                                on_status=lambda s: state.__setitem__("status", s))
-        finally:
-            watchdog.done()
-
-    Gimp.progress_init("DragGAN: sending the drag to {}".format(client.url))
-    done = _run_in_thread(work, _show_progress)
+    done = _run_drag(image, source, client, record, edit, interactive)
     png, final = done.png, done.final
     if png_size(png) != (width, height):
         raise logic.PluginError("the daemon sent a {}x{} picture for a {}x{} layer".format(
@@ -305,10 +309,128 @@ def _drag(procedure, image, drawables, config, interactive):
             layer.add_mask(layer.create_mask(Gimp.AddMaskType.SELECTION))
         _attach(layer, done.record)
         _attach(image, done.record)
+        _add_tracked_path(image, done.record, ox, oy)
         layer.update(0, 0, width, height)
     finally:
         image.undo_group_end()
     return layer
+
+
+class Cancelled(Exception):
+    """The artist pressed Cancel in the drag's window: the daemon ended the job, nothing was added."""
+
+
+def _run_drag(image, source, client, record, edit, interactive):
+    """workflow.run on a worker thread. Interactive: the drag's own window (progress, Stop and keep,
+    Cancel) and a preview layer (draggan_live); scripts: GIMP's progress bar."""
+    live = None
+    if interactive:
+        import draggan_live  # Gtk: only where there is a display
+        live = draggan_live.LiveDrag(image, source, _load_png_layer)
+
+    def work(state):
+        watchdog = Watchdog(client.url, client.token)  # cancels our jobs (inversion, drag) if GIMP kills us
+        try:
+            return workflow.run(client, record, edit, on_job=watchdog.job,
+                                on_status=lambda s: state.__setitem__("status", s),
+                                on_preview=(lambda png, s: state.__setitem__("preview", (png, s))) if live else None,
+                                stop_event=live.stop_event if live else None,
+                                cancel_event=live.cancel_event if live else None)
+        finally:
+            watchdog.done()
+
+    if live is None:
+        Gimp.progress_init("DragGAN: sending the drag to {}".format(client.url))
+        return _run_in_thread(work, _show_progress)
+    try:
+        return _run_in_thread(work, live.show_status, live.show_preview, live.pump)
+    except workflow.WorkflowError:
+        if live.cancelled:
+            raise Cancelled() from None
+        raise
+    finally:
+        live.close()
+
+
+def _add_tracked_path(image, record, ox, oy):
+    """The path "DragGAN handles (tracked)": one stroke per drag from where tracking left its handle to
+    its target, ready for the next drag (selected; an older one of that name is replaced)."""
+    strokes = logic.tracked_strokes(record.handles, record.targets, ox, oy)
+    if not strokes:
+        return
+    for old in image.get_paths():
+        if old.get_name() == logic.TRACKED_PATH_NAME:
+            image.remove_path(old)
+    path = Gimp.Path.new(image, logic.TRACKED_PATH_NAME)
+    image.insert_path(path, None, 0)
+    for points in strokes:
+        path.stroke_new_from_points(Gimp.PathStrokeType.BEZIER, points, False)
+    image.set_selected_paths([path])
+
+
+# ----------------------------------------------------------------------------- reset to original
+
+def run_reset(procedure, run_mode, image, drawables, config, data):
+    """Filters > DragGAN > Reset to original: the selected layer's daemon session forgets its drags (a
+    plain layer's fit is kept), the image's note names the original picture and the tracked-handles
+    path goes. Result layers keep their own states: dragging one still goes on from it."""
+    interactive = run_mode == Gimp.RunMode.INTERACTIVE
+    try:
+        message = _reset(image, drawables, config, interactive)
+    except Exception as e:  # noqa: BLE001 - every failure becomes a message, never a crashed plug-in
+        return _failed(procedure, e)
+    Gimp.progress_end()
+    Gimp.displays_flush()
+    if interactive:
+        Gimp.message("DragGAN: " + message)
+    return Gimp.ValueArray.new_from_values([GObject.Value(Gimp.PDBStatusType, Gimp.PDBStatusType.SUCCESS),
+                                            GObject.Value(GObject.TYPE_STRING, message)])
+
+
+def _reset(image, drawables, config, interactive):
+    layer = drawables[0] if len(drawables) == 1 and isinstance(drawables[0], Gimp.Layer) else None
+    record = (_read_record(layer) if layer is not None else None) or _read_record(image)
+    if record is None:
+        raise logic.PluginError("this image has no DragGAN session yet, so there is nothing to reset: its next "
+                                "drag starts from the picture as it is", calling=True)
+    client = _client(config, interactive)
+    Gimp.progress_init("DragGAN: resetting to the original picture")
+    try:
+        new = _run_in_thread(lambda state: workflow.reset(client, record))
+    except DaemonError as e:
+        if e.code not in workflow.GONE:
+            raise
+        new, message = None, logic.RESET_SESSION_GONE
+    else:
+        message = logic.RESET_DONE
+    image.undo_group_start()
+    try:
+        if new is not None:
+            _attach(image, new)
+        for path in image.get_paths():
+            if path.get_name() == logic.TRACKED_PATH_NAME:
+                image.remove_path(path)
+    finally:
+        image.undo_group_end()
+    return message
+
+
+def _reset_procedure(plugin, name):
+    proc = Gimp.ImageProcedure.new(plugin, name, Gimp.PDBProcType.PLUGIN, run_reset, None)
+    proc.set_image_types("*")
+    proc.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE | Gimp.ProcedureSensitivityMask.NO_DRAWABLES)
+    proc.set_menu_label("_Reset to original")
+    proc.add_menu_path(MENU)
+    proc.set_documentation(
+        "Forget the drags of this picture on the DragGAN daemon",
+        "The daemon session of the selected layer (else of the image) goes back to the original picture: its "
+        "drags are forgotten, a plain layer's fit (GAN inversion) is kept, and the path 'DragGAN handles "
+        "(tracked)' is removed. Dragging the source layer then starts from the original; a result layer still "
+        "goes on from its own edit.", name)
+    proc.set_attribution("draggan-studio", "draggan-studio contributors", "2026")
+    _daemon_arguments(proc)
+    proc.add_string_return_value("message", "Message", "What happened, in words", "", RW)
+    return proc
 
 
 # ----------------------------------------------------------------------------- new image
@@ -671,7 +793,7 @@ class DragGAN(Gimp.PlugIn):
         return False
 
     def do_query_procedures(self):
-        return [DRAG_PROC, NEW_PROC, DAEMON_PROC]
+        return [DRAG_PROC, NEW_PROC, RESET_PROC, DAEMON_PROC]
 
     def do_create_procedure(self, name):
         if name == DRAG_PROC:
@@ -688,7 +810,11 @@ class DragGAN(Gimp.PlugIn):
                 "[[hx,hy,tx,ty],...], image coordinates) replaces the path for scripts. A layer the daemon did not "
                 "make is first fitted by 'model' (GAN inversion of the selected part; the daemon reuses it for "
                 "the same layer and settings). The result is a new layer above the source, in one undo step; the "
-                "source layer is not modified. Needs the DragGAN daemon (`draggan serve`).", name)
+                "source layer is not modified. After the drag, the path 'DragGAN handles (tracked)' (selected) "
+                "runs from where tracking left each handle to its target, to go on from the result. Interactive "
+                "runs show a preview layer and a window with Stop and keep (the result so far) and Cancel. Drag "
+                "the result layer again to go on from it, the source to start from the original. Needs the "
+                "DragGAN daemon (`draggan serve`).", name)
             proc.set_attribution("draggan-studio", "draggan-studio contributors", "2026")
             _daemon_arguments(proc)
             proc.add_path_argument("path", "P_ath", "Path whose strokes are the drags (empty: the selected path, "
@@ -717,6 +843,8 @@ class DragGAN(Gimp.PlugIn):
                                   "of the generator (-1: the daemon's default, 0: skip it)", -1, 2000, -1, RW)
             proc.add_int_argument("feather", "Edge _blend width", "On layers the daemon did not make: pixels over "
                                   "which the edit fades in inside the selection's edge", 0, 256, 8, RW)
+            proc.add_int_argument("preview-every", "P_review every", "Interactive runs: steps between updates of "
+                                  "the preview layer (0: no preview); scripts get no preview layer", 0, 1000, 5, RW)
             proc.add_layer_return_value("layer", "Layer", "The new layer with the result", False, RW)
             return proc
         if name == NEW_PROC:
@@ -741,6 +869,8 @@ class DragGAN(Gimp.PlugIn):
             return proc
         if name == DAEMON_PROC:
             return _daemon_procedure(self, name)
+        if name == RESET_PROC:
+            return _reset_procedure(self, name)
         return None
 
 

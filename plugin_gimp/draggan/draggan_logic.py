@@ -17,6 +17,7 @@ from draggan_client import workflow
 
 PARASITE = "draggan-session"  # on layers made by DragGAN and on images made by "New image from model"
 DRAG_PATH_NAME = "drags"  # the path used when none is chosen or selected
+TRACKED_PATH_NAME = "DragGAN handles (tracked)"  # after a drag: from where tracking left each handle to its target
 
 Point = Tuple[float, float]
 Drag = Tuple[Point, Point]  # (handle, target)
@@ -94,6 +95,20 @@ def to_layer(drags: Sequence[Drag], offset_x: int, offset_y: int, width: int, he
     return out
 
 
+def stroke_points(handle: Point, target: Point) -> List[float]:
+    """GIMP control points of a straight stroke from handle to target (both handles of each anchor on
+    the anchor), the shape drags_from_strokes reads back."""
+    return [float(handle[0]), float(handle[1])] * 3 + [float(target[0]), float(target[1])] * 3
+
+
+def tracked_strokes(handles: Sequence[Sequence[float]], targets: Sequence[Sequence[float]], offset_x: int,
+                    offset_y: int) -> List[List[float]]:
+    """The strokes of the tracked-handles path in image coordinates, one per drag (layer pixels from the
+    daemon + the layer's offsets)."""
+    return [stroke_points((h[0] + offset_x, h[1] + offset_y), (t[0] + offset_x, t[1] + offset_y))
+            for h, t in zip(handles, targets)]
+
+
 # ----------------------------------------------------------------------------- mask
 
 def crop_plane(plane: bytes, plane_width: int, plane_height: int, x: int, y: int, width: int, height: int,
@@ -119,11 +134,13 @@ def crop_plane(plane: bytes, plane_width: int, plane_height: int, x: int, y: int
 
 # ----------------------------------------------------------------------------- settings and words
 
-def invert_settings(steps_w: int = 0, steps_wplus: int = -1, steps_pti: int = -1) -> Optional[Dict[str, Any]]:
+def invert_settings(steps_w: int = 0, steps_wplus: int = -1, steps_pti: int = -1,
+                    preview_every: int = 0) -> Optional[Dict[str, Any]]:
     """The inversion settings from the dialog's numbers: 0 (W) or -1 (W+, tuning) is the daemon's
-    default, 0 skips W+ or pivotal tuning. Previews are off: the plug-in shows none."""
+    default, 0 skips W+ or pivotal tuning. preview_every: steps between previews of the fit (0: none,
+    as for scripts, which get no preview layer)."""
     return workflow.invert_settings(steps_w if steps_w > 0 else None, steps_wplus if steps_wplus >= 0 else None,
-                                    steps_pti if steps_pti >= 0 else None, preview_every=0)
+                                    steps_pti if steps_pti >= 0 else None, preview_every=int(preview_every))
 
 
 def drag_settings(steps: int, mask_lambda: float, learning_rate: float = 0.0, r1: float = 0.0, r2: int = 0,
@@ -142,6 +159,12 @@ def layer_name(status: Dict[str, Any], psnr: Optional[float] = None) -> str:
     return "DragGAN drag ({} steps, {}{})".format(status.get("step", 0),
                                                   reasons.get(status.get("reason"), status.get("reason") or "done"),
                                                   extra)
+
+
+RESET_DONE = ("Reset to the original picture: the daemon forgot the drags (a plain layer's fit is kept). Dragging "
+              "the source starts from the original; a result layer still goes on from its own edit.")
+RESET_SESSION_GONE = ("The daemon no longer has this picture's session (it was restarted or dropped it), so there "
+                      "were no drags to forget: the next drag regenerates or re-fits the picture from the layer.")
 
 
 def friendly(message: str, code: Optional[str] = None) -> str:

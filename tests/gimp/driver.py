@@ -62,6 +62,23 @@ def layer_names(image):
     return [l.get_name() for l in image.get_layers()]
 
 
+TRACKED = "DragGAN handles (tracked)"
+
+
+def tracked(image):
+    """The tracked-handles path as [[first anchor, last anchor], ...] and whether it is selected; None without it."""
+    path = image.get_path_by_name(TRACKED)
+    if path is None:
+        return None
+    strokes = []
+    for sid in path.get_strokes():
+        cps = path.stroke_get_points(sid)[1]
+        strokes.append([[cps[2], cps[3]], [cps[-4], cps[-3]]])
+    selected = [p.get_id() for p in image.get_selected_paths()]
+    return {"strokes": strokes, "selected": path.get_id() in selected,
+            "count": sum(p.get_name() == TRACKED for p in image.get_paths())}
+
+
 daemon = dict(server_url=URL, token=TOKEN)
 try:
     n_images = len(Gimp.get_images())
@@ -96,8 +113,8 @@ try:
     img.select_rectangle(Gimp.ChannelOps.REPLACE, 16, 16, 32, 32)
     Gimp.Selection.feather(img, 8.0)
     sel = pixels(img.get_selection(), "Y u8")
-    status, layer = call("drag", "python-fu-draggan-drag", img, [src], steps=15, mask_lambda=20.0,
-                         learning_rate=0.05, **daemon)
+    first_drag = dict(steps=15, mask_lambda=20.0, learning_rate=0.05, **daemon)
+    status, layer = call("drag", "python-fu-draggan-drag", img, [src], **first_drag)
     if status != "success":
         raise RuntimeError("drag failed: " + str(layer))
     new = img.get_layers()[0]
@@ -112,7 +129,7 @@ try:
                                            "corner": pixels(mask, "Y u8")[0],
                                            "equals_selection": pixels(mask, "Y u8") == sel},
         "diff_inside": mean_diff(result, src_before, W, 4, (26, 26, 38, 38)),
-        "parasite": parasite(new), "image_parasite": parasite(img),
+        "parasite": parasite(new), "image_parasite": parasite(img), "tracked": tracked(img),
     }
     # the visible picture: the source outside the selection, the edit inside
     src_rgb = bytes(b for i, b in enumerate(src_before) if i % 4 != 3)
@@ -126,7 +143,26 @@ try:
     status, second = call("drag_points", "python-fu-draggan-drag", img, [top], points="[[40, 40, 30, 44]]",
                           steps=5, **daemon)
     rep["drag_points"] = {"layers": layer_names(img), "parasite": parasite(img.get_layers()[0]),
-                          "mask": img.get_layers()[0].get_mask() is not None}
+                          "mask": img.get_layers()[0].get_mask() is not None, "tracked": tracked(img),
+                          "differs_from_first": pixels(img.get_layers()[0]) != result}
+
+    # --- Both results taken away (as undo does), the same drag on the source again: the first result,
+    # not a doubled edit (the source starts from its own state, whatever the session did since)
+    for above_src in img.get_layers()[:2]:
+        img.remove_layer(above_src)
+    img.select_rectangle(Gimp.ChannelOps.REPLACE, 16, 16, 32, 32)
+    Gimp.Selection.feather(img, 8.0)
+    img.set_selected_paths([img.get_path_by_name("drags")])  # the artist picks the original path again
+    status, out = call("drag_repeat", "python-fu-draggan-drag", img, [src], **first_drag)
+    rep["drag_repeat"] = {"layers": layer_names(img), "equal_to_first": pixels(img.get_layers()[0]) == result,
+                          "parasite": parasite(img.get_layers()[0])}
+
+    # --- Reset to original: the session forgets its drags, the tracked-handles path goes
+    status, message = call("reset", "python-fu-draggan-reset", img, [img.get_layers()[0]], **daemon)
+    rep["reset"] = {"message": message if status == "success" else None, "tracked": tracked(img),
+                    "image_parasite": parasite(img), "layers": layer_names(img)}
+    img.remove_layer(img.get_layers()[0])
+    Gimp.Selection.none(img)
 
     # --- The source again, after the canvas grew (layer offsets): its session has moved on
     img.resize(W + 16, H + 8, 8, 4)
