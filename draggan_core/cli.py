@@ -124,18 +124,18 @@ def cmd_models_list(args: argparse.Namespace) -> int:
     zoo = registry.load_catalogue(args.catalogue)
     directory = Path(args.dir) if args.dir else registry.models_dir()
     print(f"models folder: {directory}")
-    print(f"{'name':34} {'WxH':>9}  {'local':5}  domain / licence")
+    print(f"{'name':34} {'WxH':>9}  {'local':5}  {'framing':7}  domain / licence")
     for info in zoo.values():
         here = "yes" if registry.local_path(info, directory).is_file() else "no"
-        print(f"{info.name:34} {info.size_text:>9}  {here:5}  {info.domain}; {info.licence}")
+        print(f"{info.name:34} {info.size_text:>9}  {here:5}  {info.framing:7}  {info.domain}; {info.licence}")
         if args.verbose and info.url:
-            print(f"{'':46}{info.url}  size={info.size or '?'} sha256={info.sha256 or '?'}")
+            print(f"{'':55}{info.url}  size={info.size or '?'} sha256={info.sha256 or '?'}")
         elif args.verbose and info.note:
-            print(f"{'':46}{info.note}")
+            print(f"{'':55}{info.note}")
     known = {registry.local_path(i, directory).name for i in zoo.values()}
     for path in registry.local_models(directory):
         if path.name not in known:
-            print(f"{path.name:34} {'?':>9}  {'yes':5}  your own checkpoint")
+            print(f"{path.name:34} {'?':>9}  {'yes':5}  {'centre':7}  your own checkpoint")
     return 0
 
 

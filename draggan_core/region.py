@@ -27,6 +27,8 @@ the editable mask, outside the region) are copied from the layer *bit-exact*; in
 edit replaces the layer, and the weight ramps linearly from 0 to 1 over `feather` pixels inside
 the mask's edge (Euclidean distance to the nearest non-editable pixel), so values along any line
 crossing a straight edge change monotonically. Blending is done on the 8-bit sRGB values.
+The same blending serves an oriented quad (draggan_core.alignment: a rotated, scaled crop), whose
+edit is warped back into the quad's bounding box and confined to the quad.
 
 Alpha decision: the layer's alpha channel is returned unchanged everywhere (the generator makes
 opaque colour, the layer's shape of transparency is the artist's). Transparent pixels (alpha 0)
@@ -204,6 +206,11 @@ class RegionMapping:
         def f(xy: np.ndarray) -> np.ndarray:
             return np.stack([(xy[:, 0] - c.x + 0.5) / sx + r.x - 0.5, (xy[:, 1] - c.y + 0.5) / sy + r.y - 0.5], 1)
         return _apply(f, points)
+
+    def region_coverage(self) -> None:
+        """Every pixel of the region is on the model's image (None: all), unlike an oriented quad's
+        bounding box (alignment.AlignedMapping), whose corners the model does not see."""
+        return None
 
     def in_content(self, model_points) -> np.ndarray:
         """Which model points lie on the content (not the padding): bool [N]."""
@@ -426,6 +433,8 @@ def composite(layer, mapping: RegionMapping, edited, mask=None, reference=None, 
               threshold: float = 6.0, dilate: int = 2, fill_transparent: bool = False) -> CompositeResult:
     """Blend an edited model-size image back into a full-size copy of the layer.
 
+    mapping: a RegionMapping, or an alignment.AlignedMapping (an oriented quad: its region is the
+    quad's bounding box, and pixels outside the quad get weight 0, so they are the layer's bytes).
     layer: the full layer, uint8 RGB or RGBA at mapping.layer_size. edited: the edit at the model's
     size (uint8 RGB or a generator tensor). mask: the editable region at the layer's (or region's)
     size, bool / 0..1 / 0..255; None derives it from the edit: with `reference` (the unedited
@@ -456,6 +465,9 @@ def composite(layer, mapping: RegionMapping, edited, mask=None, reference=None, 
             else np.zeros(ch.shape, np.float32)
     else:
         m = np.ones((r.height, r.width), np.float32)
+    coverage = mapping.region_coverage()
+    if coverage is not None:  # the edit exists only where the model's image covers the layer
+        m = np.where(coverage, m, 0).astype(np.float32)
     weights = feather_weights(m, feather, border)
     out = rgba.copy()
     nz = weights > 0

@@ -45,6 +45,10 @@ class ModelInfo:
     note: str = ""
     width: int | None = None  # image width where it differs from `resolution` (the height), e.g. StyleGAN-Human
     architecture: str = "stylegan2"  # informative only: loading detects it from the file's contents
+    # How the training images were framed (draggan_core.alignment.FRAMINGS): 'ffhq' (an oriented square
+    # from eyes and mouth corners), 'demo' (the demo world's own) or 'centre' (centred crops: aligned
+    # with a box the user draws). A real layer aligned this way inverts and drags as the model learnt.
+    framing: str = "centre"
 
     @property
     def size_text(self) -> str:
@@ -52,14 +56,22 @@ class ModelInfo:
         return f"{self.width or self.resolution}x{self.resolution}"
 
 
+def _framing(name: str) -> str:
+    """FFHQ, CelebA-HQ and MetFaces were aligned with the eye-and-mouth recipe; their "-u" variants
+    (unaligned) and every other dataset of the zoo are centred crops."""
+    aligned = any(k in name for k in ("-ffhq-", "-celebahq-", "-metfaces-"))
+    return "ffhq" if aligned else "centre"
+
+
 def _ngc(name: str, res: int, domain: str, lr: float = 1e-3) -> ModelInfo:
-    return ModelInfo(name, res, domain, _NVIDIA_NC, _NGC2 + f"{name}.pkl", f"{name}.pkl", learning_rate=lr)
+    return ModelInfo(name, res, domain, _NVIDIA_NC, _NGC2 + f"{name}.pkl", f"{name}.pkl", learning_rate=lr,
+                     framing=_framing(name))
 
 
 def _ngc3(name: str, res: int, domain: str, lr: float = 1e-3) -> ModelInfo:
     config = "R (rotation equivariant)" if name.startswith("stylegan3-r") else "T (translation equivariant)"
     return ModelInfo(name, res, domain, _NVIDIA_NC, _NGC3 + f"{name}.pkl", f"{name}.pkl", learning_rate=lr,
-                     architecture=f"stylegan3-{name[10]}", note=f"StyleGAN3-{config}")
+                     architecture=f"stylegan3-{name[10]}", note=f"StyleGAN3-{config}", framing=_framing(name))
 
 
 def _human(name: str, height: int) -> ModelInfo:
@@ -69,7 +81,8 @@ def _human(name: str, height: int) -> ModelInfo:
 
 ZOO: dict[str, ModelInfo] = {m.name: m for m in [
     ModelInfo(DEMO_MODEL, 128, "cartoon animal heads (procedural)", "Apache-2.0 (this project)",
-              filename=DEMO_FILE.name, learning_rate=2e-3, note="ships with draggan-studio; trained offline"),
+              filename=DEMO_FILE.name, learning_rate=2e-3, note="ships with draggan-studio; trained offline",
+              framing="demo"),
     ModelInfo("stylegan2_lions_512_pytorch", 512, "lions", _SELF_DISTILLED_TERMS,
               _SELF_DISTILLED + "lions_512_pytorch.pkl", "stylegan2_lions_512_pytorch.pkl"),
     ModelInfo("stylegan2_dogs_1024_pytorch", 1024, "dogs", _SELF_DISTILLED_TERMS,
@@ -183,7 +196,8 @@ MAX_RESOLUTION = 8192  # pixels per side; no StyleGAN release comes near it
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # names and file names: no separators, no spaces
 _WINDOWS_DEVICES = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
 _REQUIRED = ("name", "url", "resolution", "domain", "licence")
-_OPTIONAL = ("sha256", "size", "filename", "learning_rate", "note", "width")
+_OPTIONAL = ("sha256", "size", "filename", "learning_rate", "note", "width", "framing")
+CATALOGUE_FRAMINGS = ("ffhq", "centre")  # 'demo' belongs to the built-in demo model alone
 
 
 def load_catalogue(path: str | os.PathLike | None) -> dict[str, ModelInfo]:
@@ -298,6 +312,10 @@ def _entry(entry: object, number: int) -> ModelInfo:
     if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) or not (
             math.isfinite(learning_rate) and 0 < learning_rate <= 1):
         raise fail("learning_rate", "must be a number above 0 and at most 1")
+    # A mirror of a built-in model keeps its framing unless the entry says otherwise.
+    framing = entry.get("framing", ZOO[name].framing if name in ZOO else "centre")
+    if framing not in CATALOGUE_FRAMINGS and not (name in ZOO and "framing" not in entry):
+        raise fail("framing", f"must be one of {', '.join(map(repr, CATALOGUE_FRAMINGS))}")
     filename = entry.get("filename")
     if filename is None:
         filename = _filename_from_url(name, url)
@@ -308,7 +326,8 @@ def _entry(entry: object, number: int) -> ModelInfo:
         raise fail("filename", f"must be a plain file name (letters, digits, '.', '_', '-'; no folders, no '..') "
                                f"ending in {', '.join(CHECKPOINT_SUFFIXES)}")
     return ModelInfo(name, resolution, texts["domain"], texts["licence"], url, filename, size,
-                     sha256.lower() if sha256 else None, float(learning_rate), texts["note"], width)
+                     sha256.lower() if sha256 else None, float(learning_rate), texts["note"], width,
+                     framing=framing)
 
 
 def _merge(entries: list[ModelInfo]) -> dict[str, ModelInfo]:

@@ -277,7 +277,10 @@ def landmarks(params: np.ndarray, size: int = 128) -> dict[str, Point]:
     Continuous coordinates: pixel column j spans [j, j + 1), so its centre is j + 0.5.
     Eyes are the eye centres (the pupils move with gaze on their own; they are hidden
     when the eye is nearly closed); `tongue_tip` hangs below the lip only when the
-    tongue parameter is above zero.
+    tongue parameter is above zero. `mouth_left` and `mouth_right` are the mouth's
+    corners, the outer ends of the two upper-lip arcs: they do not move when the mouth
+    opens, so with the eyes they frame a face the way FFHQ's alignment recipe does
+    (draggan_core.alignment, the demo framing).
     """
     g = geometry(params)
     points = {
@@ -291,6 +294,8 @@ def landmarks(params: np.ndarray, size: int = 128) -> dict[str, Point]:
         "nose": g.nose,
         "mouth_top": g.mouth.top,
         "mouth_bottom": g.mouth.bottom,
+        "mouth_left": (g.mouth.top[0] - 2.0 * g.mouth.lip_rx, MOUTH_Y),
+        "mouth_right": (g.mouth.top[0] + 2.0 * g.mouth.lip_rx, MOUTH_Y),
         "tongue_tip": g.mouth.tongue_tip,
         "chin": g.chin,
     }
