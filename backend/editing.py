@@ -3,12 +3,14 @@
 These functions run only on the worker (see jobs.py), so they may use the GPU freely. They speak
 in the client's pixels at their edges and in the model's pixels inside, through the session's
 Mapping (a generated picture at any size) or LayerMapping (a region of a real layer, fitted into
-the model's image by draggan_core.region and composited back into the full layer).
+the model's image by draggan_core.region, or an oriented quad aligned the way the model was
+trained by draggan_core.alignment, and composited back into the full layer).
 """
 from __future__ import annotations
 
 import hashlib
 import io
+import json
 import math
 from typing import Callable
 
@@ -16,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from draggan_core.alignment import FRAMINGS, AlignedMapping, OrientedBox
 from draggan_core.drag import DragConfig, DragSession
 from draggan_core.images import to_pil
 from draggan_core.invert import InversionConfig, Inverter, session_key
@@ -27,7 +30,7 @@ from .geometry import LayerMapping, Mapping, Point
 from .jobs import CANCELLED, DONE, Job
 from .models import LoadedModel, ModelCatalogue
 from .sessions import Session, SessionState, SessionStore, copy_drag, new_id
-from .validation import DragRequest, GenerateRequest, SessionRequest
+from .validation import AlignRequest, DragRequest, GenerateRequest, SessionRequest
 
 SAME_PICTURE_TOLERANCE = 8.0  # mean absolute difference in 8-bit levels, after resizing to the model's size
 
@@ -196,31 +199,61 @@ def model_identity(model: LoadedModel) -> str:
     return f"{model.entry.name}:{path}:{stamp}"
 
 
-def start_inversion(catalogue: ModelCatalogue, store: SessionStore, jobs, worker, device: torch.device,
-                    req: SessionRequest, client: str) -> tuple[Session, Job | None, bool]:
-    """A session on a real layer: (session, its invert job or None, reused).
+def aligned_mapping(model: LoadedModel, layer_size: tuple[int, int], align: AlignRequest) -> AlignedMapping:
+    """The oriented quad of an alignment: landmarks through the model's framing (FFHQ, demo), or a box
+    as given (any model; its height defaults to the model's aspect). 400 bad_align when it cannot be
+    used: landmarks for a model trained on centred crops, swapped eyes, a box missing the layer."""
+    framing = FRAMINGS[model.entry.framing]
+    try:
+        if align.landmarks is not None:
+            if not framing.uses_landmarks:
+                raise bad_request(f"model {model.entry.name!r} was trained on centred crops (framing 'centre'), not "
+                                  f"on faces aligned by their eyes and mouth: align it with 'align': {{'box': "
+                                  f"{{center, width, angle}}}} around the subject instead", "bad_align")
+            return AlignedMapping.from_landmarks(layer_size, model.size, framing, align.landmarks)
+        b = align.box
+        mh, mw = model.size
+        box = OrientedBox(b.center, b.width, b.height if b.height is not None else b.width * mh / mw, b.angle)
+        return AlignedMapping.create(layer_size, model.size, box)
+    except ValueError as e:
+        raise bad_request(f"cannot use that alignment: {e}", "bad_align") from None
 
-    The region (explicit, or the selection's bounding box grown by the margin, or the whole layer)
-    is fitted into the model's image. A session made from the same layer, region, model and
-    inversion settings is returned as it is (reused); otherwise a new session is opened and an
-    invert job queued for it. Runs on the worker, so two equal requests cannot both start one.
-    """
-    model = catalogue.load(req.model)
-    layer = pngread.pixels(req.image)  # RGBA from validation; the session keeps this one full-size copy
-    lh, lw = layer.shape[:2]
+
+def layer_mapping(model: LoadedModel, layer_size: tuple[int, int], req: SessionRequest
+                  ) -> RegionMapping | AlignedMapping:
+    """How the layer meets the model: an aligned quad, or the region (explicit, or the selection's
+    bounding box grown by the margin, or the whole layer) fitted into the model's image."""
+    if req.align is not None:
+        return aligned_mapping(model, layer_size, req.align)
     try:
         if req.region is not None:
             rect = req.region
         elif req.selection_bbox is not None:
-            rect = select_region((lh, lw), req.selection_bbox, margin=req.margin, model_size=model.size)
+            rect = select_region(layer_size, req.selection_bbox, margin=req.margin, model_size=model.size)
         else:
             rect = None
-        region = RegionMapping.create((lh, lw), model.size, rect)
+        return RegionMapping.create(layer_size, model.size, rect)
     except ValueError as e:
         raise bad_request(f"cannot use that region: {e}", "bad_region") from None
+
+
+def start_inversion(catalogue: ModelCatalogue, store: SessionStore, jobs, worker, device: torch.device,
+                    req: SessionRequest, client: str) -> tuple[Session, Job | None, bool]:
+    """A session on a real layer: (session, its invert job or None, reused).
+
+    The layer meets the model through layer_mapping (a region or an aligned quad). A session made
+    from the same layer, mapping, model and inversion settings is returned as it is (reused);
+    otherwise a new session is opened and an invert job queued for it. Runs on the worker, so two
+    equal requests cannot both start one.
+    """
+    model = catalogue.load(req.model)
+    layer = pngread.pixels(req.image)  # RGBA from validation; the session keeps this one full-size copy
+    lh, lw = layer.shape[:2]
+    region = layer_mapping(model, (lh, lw), req)
     config, total = invert_config(model, device, req)
     inv_key = session_key(region.crop(layer), model_identity(model), config)
-    key = hashlib.sha256(f"{inv_key}:{region.region}".encode() + hashlib.sha256(layer).digest()
+    placed = json.dumps(region.to_dict(), sort_keys=True)  # the region, or the quad and its landmarks
+    key = hashlib.sha256(f"{inv_key}:{placed}".encode() + hashlib.sha256(layer).digest()
                          + f"{layer.shape}".encode()).hexdigest()
     found = store.find(key)
     if found is not None:
@@ -228,7 +261,9 @@ def start_inversion(catalogue: ModelCatalogue, store: SessionStore, jobs, worker
         return found, running, True
     target, valid = region.crop_and_fit(layer)
     if float(valid.sum()) < 1:
-        raise bad_request("the region is fully transparent: there is nothing to edit", "bad_region")
+        what = "aligned quad" if isinstance(region, AlignedMapping) else "region"
+        raise bad_request(f"the {what} is fully transparent: there is nothing to edit",
+                          "bad_align" if what == "aligned quad" else "bad_region")
     job_id = new_id()
     session = Session(model, None, LayerMapping(region), layer=layer, key=key, invert_job=job_id, active_job=job_id)
     store.add(session)

@@ -61,14 +61,16 @@ def _clamp(value: float, high: float) -> float:
 @dataclasses.dataclass(frozen=True)
 class LayerMapping:
     """The client's pixels are a whole layer, of which a region was fitted into the model's image
-    (draggan_core.region.RegionMapping: resize keeping the aspect ratio, centred, padded).
+    (draggan_core.region.RegionMapping: resize keeping the aspect ratio, centred, padded), or an
+    oriented quad warped into it (draggan_core.alignment.AlignedMapping: rotated, scaled and moved
+    the way the model's training images were framed).
 
     Same interface as Mapping, so drags read alike: width and height are the layer's, points must
     lie inside the region (the only part the model sees), masks are layer-sized, and tracked
     handles come back in layer pixels. Images are not resized here: results are composited into
     the layer (editing.py)."""
 
-    region_mapping: object  # draggan_core.region.RegionMapping (imported lazily: geometry stays light)
+    region_mapping: object  # RegionMapping or AlignedMapping (not imported: geometry stays light)
 
     @property
     def width(self) -> int:
@@ -90,11 +92,22 @@ class LayerMapping:
     def region(self):
         return self.region_mapping.region
 
+    @property
+    def aligned(self) -> bool:
+        """An oriented quad (alignment.AlignedMapping) rather than an axis-aligned region."""
+        return hasattr(self.region_mapping, "quad")
+
     def contains(self, point: Sequence[float]) -> bool:
+        if self.aligned:
+            return self.region_mapping.contains(point)
         r = self.region
         return r.x <= point[0] <= r.right - 1 and r.y <= point[1] <= r.bottom - 1
 
     def describe_bounds(self) -> str:
+        if self.aligned:
+            corners = ", ".join(f"({x:.0f}, {y:.0f})" for x, y in self.region_mapping.quad())
+            return (f"the aligned part of the {self.width}x{self.height} layer that the model sees (the quad with "
+                    f"corners {corners})")
         r = self.region
         return (f"the edited region of the {self.width}x{self.height} layer (x from {r.x} to {r.right - 1}, "
                 f"y from {r.y} to {r.bottom - 1})")

@@ -31,6 +31,12 @@ class ModelEntry:
     def learning_rate(self) -> float:
         return registry.default_learning_rate(self.info)
 
+    @property
+    def framing(self) -> str:
+        """How its training images were framed (registry.ModelInfo.framing); a user's own file: a centred
+        crop, which a box aligns (nothing is known about its landmarks)."""
+        return self.info.framing if self.info is not None else "centre"
+
 
 @dataclasses.dataclass(frozen=True)
 class LoadedModel:
@@ -161,6 +167,7 @@ class ModelCatalogue:
                 "domain": info.domain if info else "your own checkpoint",
                 "licence": info.licence if info else None,
                 "learning_rate": entry.learning_rate,
+                "framing": entry.framing,
                 "loaded": name in loaded,
                 "downloaded": on_disk is not None,
                 "downloading": name in downloading,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from draggan_core import __version__
+from draggan_core.alignment import FRAMINGS, LANDMARKS, MAX_BOX_FACTOR, MIN_BOX_SIDE
 
 from .config import Limits
 
@@ -51,6 +52,18 @@ SESSION_FIELDS: dict[str, Schema] = {
                      "description": "real layers: where the region lands in the model's image (content, model "
                                     "pixels), model pixels per layer pixel [sx, sy], padding [left, top, right, "
                                     "bottom]"}),
+    "align": nullable({**closed({
+        "framing": {"type": "string", "enum": [*[f for f in FRAMINGS if FRAMINGS[f].uses_landmarks], "box"],
+                    "description": "the model's landmark framing the quad came from, or 'box' for a box as given"},
+        "landmarks": nullable(closed({k: ref("Point") for k in LANDMARKS})),
+        "box": closed({"center": ref("Point"), "width": NUMBER, "height": NUMBER,
+                       "angle": {**NUMBER, "description": "degrees, clockwise on screen"}}),
+        "scale": {**NUMBER, "description": "model pixels per layer pixel"},
+        "quad": {"type": "array", "items": ref("Point"), "minItems": 4, "maxItems": 4,
+                 "description": "the model image's corners in layer pixels: top-left, top-right, bottom-right, "
+                                "bottom-left"}}),
+        "description": "real layers aligned with 'align': the oriented quad the model sees (region is then its "
+                       "bounding box on the layer, fit is null)"}),
     "invert_job": nullable({**STRING, "description": "real layers: the job that inverts the region"}),
     "ready": {**BOOLEAN, "description": "whether drags can start (false while the inversion runs)"},
     "state_id": nullable({**STRING, "description": "the state the session is in now: its initial state, the last "
@@ -67,6 +80,17 @@ STAGE_QUALITY = {"type": "object", "properties": {"psnr": NUMBER, "ssim": NUMBER
                  "required": ["psnr", "ssim", "steps", "seconds", "stopped"], "additionalProperties": False}
 
 
+def _align_point(limits: Limits) -> Schema:
+    """An alignment point: at most one image size beyond the image (the daemon checks it against the image)."""
+    return {"type": "array", "minItems": 2, "maxItems": 2,
+            "items": {"type": "number", "minimum": -limits.max_side, "maximum": 2 * limits.max_side}}
+
+
+def _box_side(limits: Limits) -> Schema:
+    return {"type": "number", "minimum": MIN_BOX_SIDE, "maximum": MAX_BOX_FACTOR * limits.max_side,
+            "description": f"layer pixels; at most {MAX_BOX_FACTOR:g} times the image's longer side"}
+
+
 def schemas(limits: Limits) -> dict[str, Schema]:
     point_list = {"type": "array", "items": ref("Point"), "minItems": 1, "maxItems": limits.max_points}
     return {
@@ -77,7 +101,11 @@ def schemas(limits: Limits) -> dict[str, Schema]:
                           "jobs_running": INTEGER, "sessions": INTEGER}),
         "Model": closed({"name": STRING, "resolution": nullable(INTEGER), "width": nullable(INTEGER),
                          "height": nullable(INTEGER), "domain": STRING,
-                         "licence": nullable(STRING), "learning_rate": NUMBER, "loaded": BOOLEAN,
+                         "licence": nullable(STRING), "learning_rate": NUMBER,
+                         "framing": {"type": "string", "enum": list(FRAMINGS),
+                                     "description": "how its training images were framed: 'ffhq' and 'demo' take "
+                                                    "the four landmarks in a session's align, 'centre' a box"},
+                         "loaded": BOOLEAN,
                          "downloaded": {**BOOLEAN, "description": "its file is in the models folder (or it is built "
                                                                   "in): it can be used now"},
                          "downloading": {**BOOLEAN, "description": "a download of it is queued or running"},
@@ -116,7 +144,20 @@ def schemas(limits: Limits) -> dict[str, Schema]:
                 "pti": nullable({**BOOLEAN, "default": True}),
                 "preview_every": nullable({"type": "integer", "minimum": 0, "maximum": 10000, "default": 10}),
             }, optional=("steps_w", "steps_wplus", "steps_pti", "pti", "preview_every"))),
-        }, optional=("from_session", "model", "region", "selection_bbox", "margin", "invert")),
+            "align": nullable({"oneOf": [
+                closed({k: _align_point(limits) for k in LANDMARKS}),
+                closed({"box": closed({
+                    "center": _align_point(limits),
+                    "width": _box_side(limits), "height": nullable(_box_side(limits)),
+                    "angle": nullable({"type": "number", "minimum": -360, "maximum": 360, "default": 0,
+                                       "description": "degrees, clockwise on screen"}),
+                }, optional=("height", "angle"))}),
+            ], "description": "real layers, instead of region / selection_bbox: frame the layer the way the model "
+                              "was trained. The four landmarks ([x, y] layer pixels, left = on the image's left when "
+                              "the face is upright) for models whose framing is 'ffhq' or 'demo', or an oriented box "
+                              "(height default: the model's aspect) for any model; points must lie within one "
+                              "image size of the image"}),
+        }, optional=("from_session", "model", "region", "selection_bbox", "margin", "invert", "align")),
         "CreatedSession": closed({
             **SESSION_FIELDS,
             "reused": {**BOOLEAN, "description": "an existing session of the same layer, region, model and "

@@ -34,6 +34,9 @@ from .models import LoadedModel
 
 log = logging.getLogger("draggan.daemon")
 
+# What a session reports of its alignment (draggan_core.alignment.AlignedMapping.to_dict, less the sizes the
+# session gives already): framing, landmarks, box, scale, quad.
+ALIGN_FIELDS = ("framing", "landmarks", "box", "scale", "quad")
 DROPPED_IDS_KEPT = 256  # ids of dropped states a session remembers, to answer 410 state_gone rather than 404
 
 
@@ -174,17 +177,20 @@ class Session:
         return (estimate_bytes(self.drag) if self.drag is not None else 0) + self.extra_bytes() + self.states_bytes()
 
     def describe(self) -> dict:
-        region = fit = None
+        region = fit = align = None
         if isinstance(self.mapping, LayerMapping):
             rm = self.mapping.region_mapping
             region = rm.region.to_dict()
-            fit = {"content": rm.content.to_dict(), "scale": list(rm.scale), "padding": list(rm.padding)}
+            if self.mapping.aligned:
+                align = {k: v for k, v in rm.to_dict().items() if k in ALIGN_FIELDS}
+            else:
+                fit = {"content": rm.content.to_dict(), "scale": list(rm.scale), "padding": list(rm.padding)}
         states = self.states
         return {"session_id": self.id, "model": self.model.entry.name, "width": self.mapping.width,
                 "height": self.mapping.height, "model_width": self.mapping.model_width,
                 "model_height": self.mapping.model_height, "handles": [list(p) for p in self.handles],
                 "targets": [list(p) for p in self.targets], "active_job": self.active_job,
-                "created": self.created, "last_used": self.last_used, "region": region, "fit": fit,
+                "created": self.created, "last_used": self.last_used, "region": region, "fit": fit, "align": align,
                 "invert_job": self.invert_job, "ready": self.ready, "state_id": self.state_id,
                 "initial_state_id": states[0].id if states else None, "states": [s.describe() for s in states],
                 "bytes": self.bytes}

@@ -17,6 +17,8 @@ from typing import Any
 
 from PIL import Image
 
+from draggan_core.alignment import LANDMARKS, MAX_BOX_FACTOR, MIN_BOX_SIDE
+
 from . import pngread
 from .budget import DecodeBudget
 from .config import Limits
@@ -178,6 +180,22 @@ INVERT_FIELDS = ("steps_w", "steps_wplus", "steps_pti", "pti", "preview_every")
 
 
 @dataclasses.dataclass(frozen=True)
+class BoxRequest:
+    """An oriented box in layer pixels (draggan_core.alignment.OrientedBox); height None: the model's aspect."""
+    center: Point
+    width: float
+    height: float | None
+    angle: float  # degrees, clockwise on screen
+
+
+@dataclasses.dataclass(frozen=True)
+class AlignRequest:
+    """How to frame a real layer the way the model was trained: four landmarks or a box (one is None)."""
+    landmarks: dict[str, Point] | None  # left_eye, right_eye, mouth_left, mouth_right in layer pixels
+    box: BoxRequest | None
+
+
+@dataclasses.dataclass(frozen=True)
 class SessionRequest:
     image: Image.Image  # RGBA
     from_session: str | None
@@ -186,9 +204,14 @@ class SessionRequest:
     selection_bbox: tuple[int, int, int, int] | None = None  # grown by the margin (draggan_core.region.select_region)
     margin: float = 0.15
     invert: InvertRequest = InvertRequest(None, None, None, True, 10)
+    align: AlignRequest | None = None  # instead of a region: an oriented quad (draggan_core.alignment)
 
 
-SESSION_FIELDS = ("image", "from_session", "model", "region", "selection_bbox", "margin", "invert")
+SESSION_FIELDS = ("image", "from_session", "model", "region", "selection_bbox", "margin", "invert", "align")
+BOX_FIELDS = ("center", "width", "height", "angle")
+ALIGN_HELP = ("an object with the four landmarks left_eye, right_eye, mouth_left, mouth_right ([x, y] in layer "
+              "pixels; left = on the image's left when the face is upright), or with 'box': {center, width, "
+              "height?, angle?}")
 
 
 def rectangle(body: dict[str, Any], key: str) -> tuple[int, int, int, int] | None:
@@ -227,6 +250,62 @@ def parse_invert(value: Any, limits: Limits) -> InvertRequest:
                          integer(value, "preview_every", 10, 0, 10_000))
 
 
+def align_point(value: dict[str, Any], key: str, size: tuple[int, int], prefix: str = "align.") -> Point:
+    """[x, y] in layer pixels, at most one layer width (height) beyond the layer's edge: a landmark of a face
+    the layer cuts off may lie outside it, but not anywhere at all."""
+    p = value.get(key)
+    xy = [finite(v) for v in p] if isinstance(p, list) and len(p) == 2 else [None]
+    if None in xy:
+        raise bad_request(f"'{prefix}{key}' must be [x, y] with finite numbers, got {short(p)}", "bad_align")
+    width, height = size
+    if not (-width <= xy[0] <= 2 * width and -height <= xy[1] <= 2 * height):
+        raise bad_request(f"'{prefix}{key}' ({xy[0]:g}, {xy[1]:g}) is too far outside the {width}x{height} image "
+                          f"(x from {-width} to {2 * width}, y from {-height} to {2 * height})", "out_of_range")
+    return xy[0], xy[1]
+
+
+def parse_box(value: Any, size: tuple[int, int]) -> BoxRequest:
+    if not isinstance(value, dict):
+        raise bad_request(f"'align.box' must be an object {{center, width, height?, angle?}}, got {short(value)}",
+                          "bad_align")
+    unknown = sorted(k for k in value if k not in BOX_FIELDS)
+    if unknown:
+        raise bad_request(f"unknown field {short(unknown[0])} in 'align.box'; allowed fields: {', '.join(BOX_FIELDS)}",
+                          "unknown_field")
+    for key in ("center", "width"):
+        if value.get(key) is None:
+            raise bad_request(f"'align.box' needs '{key}'", "bad_align")
+    longest = MAX_BOX_FACTOR * max(size)  # draggan_core.alignment's bounds, so messages name the field
+    named = {f"align.box.{k}": v for k, v in value.items()}
+    return BoxRequest(align_point(value, "center", size, "align.box."),
+                      number(named, "align.box.width", None, MIN_BOX_SIDE, longest),
+                      number(named, "align.box.height", None, MIN_BOX_SIDE, longest),
+                      number(named, "align.box.angle", 0.0, -360, 360))
+
+
+def parse_align(value: Any, size: tuple[int, int]) -> AlignRequest | None:
+    """The 'align' field against the image's (width, height); the geometry (eyes swapped, a box that misses
+    the layer) is checked once the model is known (editing.aligned_mapping)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise bad_request(f"'align' must be {ALIGN_HELP}; got {short(value)}", "bad_align")
+    allowed = LANDMARKS + ("box",)
+    unknown = sorted(k for k in value if k not in allowed)
+    if unknown:
+        raise bad_request(f"unknown field {short(unknown[0])} in 'align'; allowed fields: {', '.join(allowed)}",
+                          "unknown_field")
+    given = [k for k in allowed if value.get(k) is not None]
+    if "box" in given:
+        if len(given) > 1:
+            raise bad_request("give either the four landmarks or 'box' in 'align', not both", "bad_align")
+        return AlignRequest(None, parse_box(value["box"], size))
+    missing = [k for k in LANDMARKS if k not in given]
+    if missing:
+        raise bad_request(f"'align' is missing '{missing[0]}'; it must be {ALIGN_HELP}", "bad_align")
+    return AlignRequest({k: align_point(value, k, size) for k in LANDMARKS}, None)
+
+
 def parse_session(body: dict[str, Any], limits: Limits, budget: DecodeBudget | None = None) -> SessionRequest:
     """The request, every field checked before the image is decoded (the decode waits for the budget)."""
     check_fields(body, SESSION_FIELDS, required=("image",))
@@ -240,6 +319,9 @@ def parse_session(body: dict[str, Any], limits: Limits, budget: DecodeBudget | N
     if region is not None and bbox is not None:
         raise bad_request("give either 'region' (used as it is) or 'selection_bbox' (grown by 'margin'), not both",
                           "bad_combination")
+    if body.get("align") is not None and (region is not None or bbox is not None):
+        raise bad_request("'align' frames the layer itself: give it without 'region' or 'selection_bbox'",
+                          "bad_combination")
     model, margin = text(body, "model"), number(body, "margin", 0.15, 0.0, 4.0)
     invert = parse_invert(body.get("invert"), limits)
     found = png_file(body, "image", limits)
@@ -251,7 +333,8 @@ def parse_session(body: dict[str, Any], limits: Limits, budget: DecodeBudget | N
                                  and bbox[1] + bbox[3] > 0):
         raise bad_request(f"'selection_bbox' {list(bbox)} does not overlap the {found.width}x{found.height} image",
                           "bad_region")
-    return SessionRequest(decoded(found, "RGBA", budget), from_session, model, region, bbox, margin, invert)
+    align = parse_align(body.get("align"), found.size)
+    return SessionRequest(decoded(found, "RGBA", budget), from_session, model, region, bbox, margin, invert, align)
 
 
 @dataclasses.dataclass(frozen=True)
