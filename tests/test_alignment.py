@@ -3,6 +3,7 @@ similarity transform and its inverse, images, masks and points through a rotatio
 composited back bit-exactly outside its mask with alpha kept."""
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -316,3 +317,17 @@ def test_the_unedited_reconstruction_composites_back_close_to_the_layer():
     seen[mapping.region.slices] = mapping.region_coverage()
     opaque = seen & (canvas[..., 3] == 255)
     assert np.abs(back[opaque][:, :3].astype(int) - canvas[opaque][:, :3]).mean() < 3
+
+
+def test_catalogue_entries_declare_their_framing(tmp_path):
+    entry = {"url": "https://models.example/m.pkl", "resolution": 256, "domain": "d", "licence": "l"}
+    path = tmp_path / "catalogue.json"
+    path.write_text(json.dumps([{**entry, "name": "faces", "framing": "ffhq"}, {**entry, "name": "cats"},
+                                {**entry, "name": "stylegan2-ffhq-256x256"}]))
+    zoo = registry.load_catalogue(path)
+    assert zoo["faces"].framing == "ffhq" and zoo["cats"].framing == "centre"
+    assert zoo["stylegan2-ffhq-256x256"].framing == "ffhq"  # a mirror keeps the built-in model's framing
+    for bad in ("demo", "FFHQ", 3):
+        path.write_text(json.dumps([{**entry, "name": "faces", "framing": bad}]))
+        with pytest.raises(registry.CatalogueError, match="'framing' must be one of 'ffhq', 'centre'"):
+            registry.load_catalogue(path)
