@@ -261,9 +261,8 @@ def start_inversion(catalogue: ModelCatalogue, store: SessionStore, jobs, worker
         return found, running, True
     target, valid = region.crop_and_fit(layer)
     if float(valid.sum()) < 1:
-        what = "aligned quad" if isinstance(region, AlignedMapping) else "region"
-        raise bad_request(f"the {what} is fully transparent: there is nothing to edit",
-                          "bad_align" if what == "aligned quad" else "bad_region")
+        what, code = ("aligned quad", "bad_align") if region.oriented else ("region", "bad_region")
+        raise bad_request(f"the {what} is fully transparent: there is nothing to edit", code)
     job_id = new_id()
     session = Session(model, None, LayerMapping(region), layer=layer, key=key, invert_job=job_id, active_job=job_id)
     store.add(session)

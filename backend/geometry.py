@@ -95,22 +95,13 @@ class LayerMapping:
     @property
     def aligned(self) -> bool:
         """An oriented quad (alignment.AlignedMapping) rather than an axis-aligned region."""
-        return hasattr(self.region_mapping, "quad")
+        return self.region_mapping.oriented
 
     def contains(self, point: Sequence[float]) -> bool:
-        if self.aligned:
-            return self.region_mapping.contains(point)
-        r = self.region
-        return r.x <= point[0] <= r.right - 1 and r.y <= point[1] <= r.bottom - 1
+        return self.region_mapping.contains(point)
 
     def describe_bounds(self) -> str:
-        if self.aligned:
-            corners = ", ".join(f"({x:.0f}, {y:.0f})" for x, y in self.region_mapping.quad())
-            return (f"the aligned part of the {self.width}x{self.height} layer that the model sees (the quad with "
-                    f"corners {corners})")
-        r = self.region
-        return (f"the edited region of the {self.width}x{self.height} layer (x from {r.x} to {r.right - 1}, "
-                f"y from {r.y} to {r.bottom - 1})")
+        return f"the edited region of the {self.width}x{self.height} layer ({self.region_mapping.bounds_text()})"
 
     def to_model(self, points: Sequence[Sequence[float]]) -> list[Point]:
         return self.region_mapping.clamp_model(self.region_mapping.to_model(list(points)))

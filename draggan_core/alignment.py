@@ -1,38 +1,17 @@
 """Aligned framing: show the model a layer's subject the way its training images were cropped, and map the edit back.
 
-StyleGAN models are trained on aligned crops. FFHQ faces (and CelebA-HQ, MetFaces) were rotated,
-scaled and cropped to an oriented square computed from the eye centres and the mouth corners;
-AFHQ, LSUN and most others are centred crops; the demo model's world has its own framing. A
-portrait sent as it is lands tilted, off-scale and off-centre, and inverts poorly. Each model
-declares its `Framing` in the registry; this module turns an alignment (four landmarks, or an
-oriented box the user draws) into an `AlignedMapping`, a similarity transform (rotation, uniform
-scale, translation) between the layer and the model's image, and moves images, masks and points
-along it in both directions. It plays the part `region.RegionMapping` plays for an axis-aligned
-region: `region.composite` blends an edit back through either, bit-exact outside the edit.
-
-Conventions (those of region.py): points are (x, y), x right, y down, pixel centres at integers,
-so pixel i covers [i - 0.5, i + 0.5); sizes are (height, width); angles are degrees, positive
-clockwise on screen (y down), the angle of the box's x axis, the model image's "right".
-
-The FFHQ recipe (from the FFHQ dataset's documentation; the same constants made CelebA-HQ):
-with e = right eye - left eye and m = mouth midpoint - eye midpoint, the square's x axis points
-along e + perp(m), where perp turns m (pointing down the face) a quarter turn to point along e
-for an upright face; its half side is max(2.0 |e|, 1.8 |m|) and its centre is eye midpoint +
-0.1 m. "left" means the eye and mouth corner on the image's left when the face is upright (the
-subject's right). The square's corners become the model image's outer pixel edges. A `Framing`
-carries the three constants, so the demo framing is the same recipe with constants that
-reproduce the demo world's training framing (see DEMO).
-
-Resampling: bicubic on premultiplied colour (transparent pixels never bleed their colour), after
-averaging whole blocks of pixels first where the warp shrinks by 2x or more (antialiasing, as the
-FFHQ recipe shrinks before it crops). Parts of the model's image that fall outside the layer get
-`valid` 0, like crop_and_fit's padding, so they do not count in the inversion.
+Each model declares a `Framing` (registry.ModelInfo.framing): FFHQ's oriented square from the eye
+centres and mouth corners, the demo world's own constants for that recipe, or a centred crop framed
+by a box. An alignment becomes an `AlignedMapping`, a similarity transform (rotation, uniform scale,
+translation) between the layer and the model's image that moves images, masks and points both ways,
+as region.RegionMapping does for an axis-aligned region; region.composite blends the edit back
+through either. Conventions are region.py's; the recipe and the API: docs/api.md, "Alignment".
 """
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Mapping, Sequence
+from typing import ClassVar, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -112,6 +91,11 @@ def box_from_landmarks(framing: Framing, left_eye: Sequence[float], right_eye: S
                        mouth_left: Sequence[float], mouth_right: Sequence[float]) -> OrientedBox:
     """The oriented square a landmark framing (FFHQ, demo) crops, in layer pixels.
 
+    With e = right_eye - left_eye and m = mouth corners' midpoint - eyes' midpoint: the square's x axis
+    is e + m turned a quarter turn (towards e for an upright face), its half side max(eye_scale |e|,
+    mouth_scale |m|), its centre eyes' midpoint + centre_shift m (FFHQ: 2.0, 1.8, 0.1). "left" is the
+    eye or mouth corner on the image's left when the face is upright (the subject's right).
+
     Raises ValueError for a framing without landmarks, for landmarks too close together to give a
     direction, and for eyes given the wrong way round (the mouth would be above the eyes: a mirrored
     face), so a slip of the user's clicks is reported instead of editing an upside-down mirror image.
@@ -144,6 +128,7 @@ class AlignedMapping:
     clamped to the layer): only they can change.
     """
 
+    oriented: ClassVar[bool] = True  # a turned quad (RegionMapping: an axis-aligned region)
     layer_size: tuple[int, int]
     model_size: tuple[int, int]
     box: OrientedBox
@@ -234,6 +219,10 @@ class AlignedMapping:
         inside = 0 <= point[0] <= lw - 1 and 0 <= point[1] <= lh - 1
         return inside and bool(self.in_frame(self.to_model([tuple(point)]))[0])
 
+    def bounds_text(self) -> str:
+        """Where points must lie, in words for error messages."""
+        return "the aligned quad the model sees, corners " + _points_text(self.quad())
+
     def _footprint(self) -> Rect | None:
         """The layer pixels whose cells the model's image touches, clamped to the layer; None: none."""
         q = np.asarray(self.quad())
@@ -297,6 +286,9 @@ class AlignedMapping:
 
     def crop_and_fit(self, layer) -> tuple[np.ndarray, np.ndarray]:
         """The layer as the model's input: (RGB uint8 [mh, mw, 3], valid float32 [mh, mw]).
+
+        Bicubic on premultiplied colour (transparent pixels never bleed their colour), after averaging
+        whole blocks where the warp shrinks 2x or more (antialiasing, as FFHQ's recipe shrinks first).
 
         `valid` is the warped alpha / 255: 0 where the model's image falls outside the layer or on
         transparent pixels, so those do not count in the inversion's loss. Pixels with no valid colour

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import numpy as np
 from PIL import Image
@@ -147,6 +147,7 @@ def _grow(lo: int, hi: int, want: int, limit: int) -> tuple[int, int]:
 class RegionMapping:
     """The recorded transform between a layer region and the model's image (see the module docstring)."""
 
+    oriented: ClassVar[bool] = False  # an axis-aligned region (alignment.AlignedMapping: a turned quad)
     layer_size: tuple[int, int]  # (height, width) of the whole layer
     region: Rect  # in layer pixels
     model_size: tuple[int, int]  # (height, width) of the model's image
@@ -206,6 +207,16 @@ class RegionMapping:
         def f(xy: np.ndarray) -> np.ndarray:
             return np.stack([(xy[:, 0] - c.x + 0.5) / sx + r.x - 0.5, (xy[:, 1] - c.y + 0.5) / sy + r.y - 0.5], 1)
         return _apply(f, points)
+
+    def contains(self, point: Sequence[float]) -> bool:
+        """Whether a layer point lies on the region (the only part of the layer the model sees)."""
+        r = self.region
+        return r.x <= point[0] <= r.right - 1 and r.y <= point[1] <= r.bottom - 1
+
+    def bounds_text(self) -> str:
+        """Where points must lie, in words for error messages."""
+        r = self.region
+        return f"x from {r.x} to {r.right - 1}, y from {r.y} to {r.bottom - 1}"
 
     def region_coverage(self) -> None:
         """Every pixel of the region is on the model's image (None: all), unlike an oriented quad's
