@@ -209,7 +209,9 @@ def write_plain_picture(client, path: Path, version: str) -> None:
     picture.save(path)
 
 
-GUI_PACKAGES = ["xvfb", "xauth", "xdotool", "imagemagick", "fonts-dejavu-core"]
+GIMP_SUCCESS = 3  # Gimp.PDBStatusType.SUCCESS, as the GUI driver reports it
+GUI_PACKAGES = ["xvfb", "xauth", "xdotool", "imagemagick", "fonts-dejavu-core", "dbus-bin"]
+SCREENSHOTS = ("dialog.png", "preview.png", "stopped.png", "after_drag.png")  # kept in out/gimp-e2e/<version>/
 
 
 @pytest.mark.parametrize("version", ["3.0", "3.2"])
@@ -232,7 +234,7 @@ def test_gimp_dialog_undo_and_cancel(version, daemon, tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     install_plugin(work)
-    for name in ("gui_driver.py", "gui_inside.sh"):
+    for name in ("gui_driver.py", "gui_inside.sh", "gui_observer.py", "pdb_run.py"):
         shutil.copy(REPO / "tests/gimp" / name, work / name)
     shutil.copy(REPO / "tests/editor_gate.py", work / "editor_gate.py")
     write_plain_picture(DaemonClient(daemon, token=TOKEN), work / "plain.png", "gui " + version)
@@ -247,13 +249,34 @@ def test_gimp_dialog_undo_and_cancel(version, daemon, tmp_path):
     logs = "".join((work / n).read_text(errors="replace")[-3000:] for n in ("gui.log", "gimp.log")
                    if (work / n).exists())
     assert p.returncode == 0, f"rc={p.returncode}\n{p.stderr}\n{logs}"
+    shots = REPO / "out" / "gimp-e2e" / version
+    shots.mkdir(parents=True, exist_ok=True)
+    for name in SCREENSHOTS:
+        if (work / name).exists():
+            shutil.copy(work / name, shots / name)
     rep = json.loads((work / "gui_report.json").read_text())
     assert rep["gimp"].startswith(version + ".")
     assert rep["success"], rep
     assert len(rep["layers_after_drag"]) == 2 and rep["layers_after_drag"][0].startswith("DragGAN drag")
+    assert rep["no_preview_left"] and rep["tracked_after_drag"], rep
     assert rep["parasite_changed"] and rep["undo_pressed"]
     assert rep["layers_after_undo"] == rep["layers_after_drag"][1:], rep  # one undo: the layer is gone ...
-    assert rep["parasite_restored"], rep  # ... and so is the session update, in the same step
+    assert rep["parasite_restored"] and rep["tracked_after_undo"] is None, rep  # ... its path and note too
+    # the same drag on the source again: the first result, pixel-equal (not a doubled edit)
+    assert rep["repeat_status"] == "success" and rep["repeat_equal"], rep
+    # The interactive drag held at the gate: its preview layer stood above the source while it waited ...
+    seen = json.loads((work / "observed.json").read_text())["seen"]
+    assert seen is not None, (work / "observed.json").read_text()
+    assert seen["preview"] == "DragGAN preview (step 5)" and seen["position"] == 0 and seen["visible"], seen
+    assert seen["size"] == seen["size_below"] and seen["offsets"] == seen["offsets_below"], seen
+    assert seen["differs_from_below"] > 0, seen  # five steps of the drag
+    # ... and Stop and keep added the drag so far, with the tracked handles as a path, and no preview left
+    assert rep["stop_status"] == GIMP_SUCCESS and rep["stop_job_released"], rep
+    assert len(rep["stop_layers"]) == 2 and "stopped" in rep["stop_layers"][0], rep
+    assert rep["stop_layers"][1] == seen["below"]
+    stopped_session = DaemonClient(daemon, token=TOKEN).session(rep["stop_parasite"]["session_id"])
+    assert rep["stop_parasite"]["state_id"] == stopped_session["state_id"]
+    assert rep["stop_tracked"] == [[h, t] for h, t in zip(stopped_session["handles"], stopped_session["targets"])]
     # GIMP's Cancel button killed the plug-in mid-drag: nothing added, and its watchdog cancelled the
     # job on the daemon (a finished job would have moved the session's handles)
     assert rep["cancelled"], rep

@@ -326,7 +326,7 @@ def _run_drag(image, source, client, record, edit, interactive):
     live = None
     if interactive:
         import draggan_live  # Gtk: only where there is a display
-        live = draggan_live.LiveDrag(image, source, _load_png_layer)
+        live = draggan_live.LiveDrag(image, source, lambda png, name: _load_png_layer(image, png, name))
 
     def work(state):
         watchdog = Watchdog(client.url, client.token)  # cancels our jobs (inversion, drag) if GIMP kills us
@@ -843,7 +843,7 @@ class DragGAN(Gimp.PlugIn):
                                   "of the generator (-1: the daemon's default, 0: skip it)", -1, 2000, -1, RW)
             proc.add_int_argument("feather", "Edge _blend width", "On layers the daemon did not make: pixels over "
                                   "which the edit fades in inside the selection's edge", 0, 256, 8, RW)
-            proc.add_int_argument("preview-every", "P_review every", "Interactive runs: steps between updates of "
+            proc.add_int_argument("preview-every", "Preview _update every", "Interactive runs: steps between updates of "
                                   "the preview layer (0: no preview); scripts get no preview layer", 0, 1000, 5, RW)
             proc.add_layer_return_value("layer", "Layer", "The new layer with the result", False, RW)
             return proc

@@ -1,10 +1,12 @@
 # GUI driver, executed by python-fu-eval inside the real `gimp` under Xvfb (see gui_inside.sh).
 # Makes a DragGAN image, shows it, calls DragGAN Drag INTERACTIVE (gui_inside.sh presses Return on
 # the dialog), then waits while gui_inside.sh presses Ctrl+Z once in the image window: one undo
-# must take away the whole insertion (layer and session parasite). Then, during a drag, and again
-# during a plain layer's inversion, gui_inside.sh clicks GIMP's Cancel button in the status bar;
-# both jobs wait at the daemon's test gate (editor_gate.py) until the click has cancelled them.
-# Writes $E2E_DIR/gui_report.json.
+# must take away the whole insertion (layer, tracked path and session parasite); the same drag on
+# the source then gives the same picture. Then an interactive drag held at the daemon's test gate:
+# gui_inside.sh looks at the image from a second python-fu-eval (the preview layer must be there)
+# and presses the drag window's Stop and keep. Then, during a drag, and again during a plain layer's
+# inversion, gui_inside.sh clicks GIMP's Cancel button in the status bar; both jobs wait at the
+# test gate (editor_gate.py) until the click has cancelled them. Writes $E2E_DIR/gui_report.json.
 import json
 import os
 import sys
@@ -14,6 +16,7 @@ D = os.environ["E2E_DIR"]
 URL, TOKEN = os.environ["DRAGGAN_URL"], os.environ["DRAGGAN_TOKEN"]
 sys.path.insert(0, D)
 import editor_gate as gate  # noqa: E402
+from pdb_run import run_procedure  # noqa: E402
 
 rep = {"gimp": Gimp.version()}
 
@@ -25,6 +28,31 @@ def parasite(target):
 
 def names(image):
     return [l.get_name() for l in image.get_layers()]
+
+
+def pixels(layer):
+    w, h = layer.get_width(), layer.get_height()
+    return bytes(layer.get_buffer().get(Gegl.Rectangle.new(0, 0, w, h), 1.0, "R'G'B'A u8", Gegl.AbyssPolicy.NONE))
+
+
+def tracked(image):
+    """The strokes of the tracked-handles path as [[first anchor, last anchor], ...], None without it."""
+    path = image.get_path_by_name("DragGAN handles (tracked)")
+    if path is None:
+        return None
+    return [[[cps[2], cps[3]], [cps[-4], cps[-3]]] for cps in
+            (path.stroke_get_points(sid)[1] for sid in path.get_strokes())]
+
+
+def interactive_drag(image, layer):
+    """DragGAN Drag INTERACTIVE on layer (gui_inside.sh presses OK in its dialog); the answer's status."""
+    drag = Gimp.get_pdb().lookup_procedure("python-fu-draggan-drag")
+    cfg = drag.create_config()
+    cfg.set_property("run-mode", Gimp.RunMode.INTERACTIVE)
+    cfg.set_property("image", image)
+    cfg.set_core_object_array("drawables", [layer])
+    print("CALLING_INTERACTIVE", flush=True)
+    return drag.run(cfg)
 
 
 def wait_for(path, seconds):
@@ -56,37 +84,37 @@ def cancelled_run(image, prefix, **properties):
     rep["layers_after_" + prefix + "cancel"] = names(image)
 
 
+def new_image(seed):
+    """A DragGAN image of the seed, shown in a window, with the path "drags" (one drag) selected."""
+    status, res = run_procedure("python-fu-draggan-new-image", token=TOKEN, model=os.environ["DRAGGAN_MODEL"],
+                                seed=seed)
+    image = res.index(1)
+    Gimp.Display.new(image)
+    drags = Gimp.Path.new(image, "drags")
+    image.insert_path(drags, None, 0)
+    drags.stroke_new_from_points(Gimp.PathStrokeType.BEZIER, [24, 28] * 3 + [34, 30] * 3, False)
+    image.set_selected_paths([drags])
+    Gimp.displays_flush()
+    return image
+
+
 try:
-    pdb = Gimp.get_pdb()
-    proc = pdb.lookup_procedure("python-fu-draggan-new-image")
-    cfg = proc.create_config()
-    cfg.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
-    cfg.set_property("token", TOKEN)
-    cfg.set_property("model", os.environ["DRAGGAN_MODEL"])
-    cfg.set_property("seed", 11)
-    img = proc.run(cfg).index(1)
+    img = new_image(11)
     src = img.get_layers()[0]
-    Gimp.Display.new(img)
+    path = img.get_path_by_name("drags")
     img.select_rectangle(Gimp.ChannelOps.REPLACE, 16, 16, 32, 32)
-    path = Gimp.Path.new(img, "drags")
-    img.insert_path(path, None, 0)
-    path.stroke_new_from_points(Gimp.PathStrokeType.BEZIER, [24, 28] * 3 + [34, 30] * 3, False)
-    img.set_selected_paths([path])
     Gimp.displays_flush()
     before = parasite(img)
 
-    drag = pdb.lookup_procedure("python-fu-draggan-drag")
-    cfg = drag.create_config()
-    cfg.set_property("run-mode", Gimp.RunMode.INTERACTIVE)
-    cfg.set_property("image", img)
-    cfg.set_core_object_array("drawables", [src])
-    print("CALLING_INTERACTIVE", flush=True)
-    res = drag.run(cfg)
+    res = interactive_drag(img, src)
     rep["status"] = int(res.index(0))
     rep["success"] = res.index(0) == Gimp.PDBStatusType.SUCCESS
     rep["message"] = None if rep["success"] else str(res.index(1))
     rep["layers_after_drag"] = names(img)
     rep["parasite_changed"] = parasite(img) != before
+    rep["no_preview_left"] = not any(n.startswith("DragGAN preview") for n in names(img))
+    rep["tracked_after_drag"] = tracked(img)
+    first_result = pixels(img.get_layers()[0])
     Gimp.displays_flush()
     open(D + "/ready_for_undo", "w").close()
     rep["undo_pressed"] = wait_for(D + "/undo_pressed", 60)
@@ -95,16 +123,27 @@ try:
         time.sleep(0.2)
     rep["layers_after_undo"] = names(img)
     rep["parasite_restored"] = parasite(img) == before
+    rep["tracked_after_undo"] = tracked(img)
+    # the same drag on the source, as a script with the dialog's default settings: the same picture
+    status, res = run_procedure("python-fu-draggan-drag", img, [src], path=path, token=TOKEN)
+    rep["repeat_status"] = status
+    rep["repeat_equal"] = status == "success" and pixels(img.get_layers()[0]) == first_result
+
+    # An interactive drag held at the test gate after 5 steps (the dialog's preview interval): the
+    # preview layer is there while it waits (gui_inside.sh looks from a second python-fu-eval), and the
+    # drag window's Stop and keep ends it with the result so far
+    stopped = new_image(13)
+    open(D + "/stop_phase", "w").close()
+    with gate.holding(URL, TOKEN, step=5):
+        res = interactive_drag(stopped, stopped.get_layers()[0])
+        rep["stop_job_released"] = gate.wait_released(URL, TOKEN, 30)
+    rep["stop_status"] = int(res.index(0))
+    rep["stop_layers"] = names(stopped)
+    rep["stop_parasite"] = parasite(stopped.get_layers()[0])
+    rep["stop_tracked"] = tracked(stopped)
 
     # GIMP's Cancel (clicked by gui_inside.sh) kills the plug-in during a drag on a new image
-    cfg = proc.create_config()
-    cfg.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
-    cfg.set_property("token", TOKEN)
-    cfg.set_property("model", os.environ["DRAGGAN_MODEL"])
-    cfg.set_property("seed", 12)
-    other = proc.run(cfg).index(1)
-    Gimp.Display.new(other)
-    Gimp.displays_flush()
+    other = new_image(12)
     rep["cancel_session"] = parasite(other)["session_id"]
     cancelled_run(other, "", points="[[20, 20, 44, 44]]", steps=50)
 

@@ -2,13 +2,18 @@
 # GUI check, run INSIDE the GIMP chroot by gimp_chroot_run.sh's caller (tests/test_gimp_e2e.py):
 # real `gimp` under Xvfb runs gui_driver.py, which opens DragGAN Drag's dialog; this script waits
 # for the dialog, screenshots it, presses Return (OK), then, once the driver says the result is in,
-# presses Ctrl+Z once in the image window, and finally clicks GIMP's Cancel button during a drag,
+# presses Ctrl+Z once in the image window; then presses OK on a second drag's dialog, and while
+# that drag is held at the daemon's test gate, looks at the image through gui_observer.py (a second
+# `gimp -b` hands it to this GIMP over D-Bus, so it runs while the driver waits for the drag) and
+# presses Stop and keep in the drag's window; finally clicks GIMP's Cancel button during a drag,
 # and again during a plain layer's inversion: the driver holds those jobs at the daemon's test gate,
 # and this script clicks once one is held (editor_gate.py), whatever the machine's speed. Needs xvfb
-# xauth xdotool imagemagick in the chroot.
+# xauth xdotool imagemagick dbus in the chroot.
 # Env: E2E_DIR (the work dir, with profile/, gui_driver.py and editor_gate.py), DRAGGAN_URL, DRAGGAN_TOKEN,
 # DRAGGAN_MODEL.
 set -u
+# a session bus of its own: gui_observer.py reaches this GIMP through it
+[ -n "${DBUS_SESSION_BUS_ADDRESS:-}" ] || exec dbus-run-session -- bash "$0" "$@"
 OUT=$E2E_DIR
 export HOME=$E2E_DIR/home GIMP3_DIRECTORY=$E2E_DIR/profile XDG_CONFIG_HOME=$E2E_DIR/home/.config \
   XDG_CACHE_HOME=$E2E_DIR/home/.cache XDG_DATA_HOME=$E2E_DIR/home/.local/share
@@ -20,7 +25,7 @@ XPID=$!
 for _ in $(seq 1 480); do [ -s "$OUT/displaynum" ] && break; sleep 0.25; done
 [ -s "$OUT/displaynum" ] || { echo "Xvfb did not start within 120 s"; cat "$OUT/xvfb.log"; exit 2; }
 export DISPLAY=:$(cat "$OUT/displaynum")
-gimp -n -s --batch-interpreter=python-fu-eval -b "exec(open('$E2E_DIR/gui_driver.py').read())" --quit \
+gimp -s --batch-interpreter=python-fu-eval -b "exec(open('$E2E_DIR/gui_driver.py').read())" --quit \
   >"$OUT/gimp.log" 2>&1 &
 GPID=$!
 gate() { python3 "$E2E_DIR/editor_gate.py" "$DRAGGAN_URL" "$@"; }
@@ -55,18 +60,47 @@ click_cancel() {  # MARKER PREFIX: once the driver made MARKER, click Cancel in 
   sleep 2
   import -window root "$OUT/${prefix}after_cancel.png"
 }
-WID=
-for i in $(seq 1 90); do
-  WID=$(xdotool search --name '^DragGAN Drag$' 2>/dev/null | head -1)
-  [ -n "$WID" ] && break
-  kill -0 $GPID 2>/dev/null || break
-  sleep 1
-done
-echo "dialog window: ${WID:-none} after ${i}s"
-if [ -n "$WID" ]; then
+press_ok() {  # SHOT: wait for DragGAN Drag's dialog, screenshot it to SHOT, press OK; sets WID
+  local i
+  WID=
+  for i in $(seq 1 90); do
+    WID=$(xdotool search --name '^DragGAN Drag$' 2>/dev/null | head -1)
+    [ -n "$WID" ] && break
+    kill -0 $GPID 2>/dev/null || break
+    sleep 1
+  done
+  echo "dialog window: ${WID:-none} after ${i}s"
+  [ -n "$WID" ] || return 1
   sleep 1.5
-  import -window root "$OUT/dialog.png"
+  import -window root "$OUT/$1"
   xdotool windowfocus --sync "$WID"; sleep 0.3; xdotool key Return  # no window manager: windowfocus
+}
+stop_and_keep() {  # the drag held at the gate: look at the image, then press Stop and keep
+  local LW=
+  for _ in $(seq 1 120); do [ -e "$OUT/stop_phase" ] && break; sleep 0.5; done
+  press_ok stop_dialog.png || return 1
+  gate wait-held 120 || echo "no job reached the test gate"
+  for _ in $(seq 1 120); do  # the drag's window shows the held step in its title
+    LW=$(xdotool search --name '^DragGAN: Step 5/' 2>/dev/null | head -1)
+    [ -n "$LW" ] && break
+    sleep 0.5
+  done
+  echo "drag window at step 5: ${LW:-none}"
+  timeout 90 gimp --batch-interpreter=python-fu-eval -b "exec(open('$E2E_DIR/gui_observer.py').read())" \
+    >"$OUT/observer.log" 2>&1
+  echo "observer rc=$?"
+  import -window root "$OUT/preview.png"
+  if [ -n "$LW" ]; then
+    xdotool windowfocus --sync "$LW"; sleep 0.3; xdotool key alt+s
+    echo "pressed Stop and keep"
+  fi
+  gate wait-released 30 || { echo "the job is still held after Stop: opening the gate"; gate open; }
+  sleep 2
+  import -window root "$OUT/stopped.png"
+}
+WID=
+press_ok dialog.png
+if [ -n "$WID" ]; then
   for _ in $(seq 1 120); do [ -e "$OUT/ready_for_undo" ] && break; sleep 0.5; done
   import -window root "$OUT/after_drag.png"
   IMG=$(xdotool search --name 'GIMP$' 2>/dev/null | tail -1)
@@ -77,6 +111,7 @@ if [ -n "$WID" ]; then
   touch "$OUT/undo_pressed"
   sleep 1
   import -window root "$OUT/after_undo.png"
+  stop_and_keep
   # Cancel during a drag on a second image, then during a plain layer's inversion on a third (the
   # driver skips that one without plain.png)
   click_cancel cancel_phase ""
