@@ -10,6 +10,7 @@ through either. Conventions are region.py's; the recipe and the API: docs/api.md
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import ClassVar, Mapping, Sequence
 
@@ -239,14 +240,28 @@ class AlignedMapping:
         return Rect.from_box(left, top, right, bottom)
 
     def _cover(self, r: Rect) -> np.ndarray:
-        ys, xs = np.mgrid[r.y:r.bottom, r.x:r.right]
-        pts = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float64)
-        return self.in_frame(self._to_model(pts)).reshape(r.height, r.width)
+        mx, my = self._model_coords(r)
+        mh, mw = self.model_size
+        return (mx >= -0.5) & (mx <= mw - 0.5) & (my >= -0.5) & (my <= mh - 0.5)
+
+    def _model_coords(self, r: Rect, dtype=np.float64) -> tuple[np.ndarray, np.ndarray]:
+        """Model x and y [h, w] of the centres of rectangle r's layer pixels. Built from rows and columns
+        (the transform is affine), so a large region costs two arrays, not a grid of points."""
+        c, u, v, mc = self._frame()
+        dx, dy = np.arange(r.x, r.right) - c[0], np.arange(r.y, r.bottom) - c[1]
+        mx = (dx * u[0] * self.scale)[None, :] + (dy * u[1] * self.scale + mc[0])[:, None]
+        my = (dx * v[0] * self.scale)[None, :] + (dy * v[1] * self.scale + mc[1])[:, None]
+        return mx.astype(dtype, copy=False), my.astype(dtype, copy=False)
+
+    @functools.cached_property
+    def _coverage(self) -> np.ndarray:
+        return self._cover(self.region)
 
     def region_coverage(self) -> np.ndarray:
         """bool [h, w] over `region`: the layer pixels whose centres the model's image covers; an edit
-        can reach only these (region.composite gives the others weight 0)."""
-        return self._cover(self.region)
+        can reach only these (region.composite gives the others weight 0). Computed once: every
+        preview of a drag composites through it."""
+        return self._coverage
 
     @property
     def shrink_in(self) -> int:
@@ -336,10 +351,10 @@ class AlignedMapping:
         return np.clip(self._model_to_region(rgb.transpose(2, 0, 1), "bicubic"), 0, 255).transpose(1, 2, 0)
 
     def _model_to_region(self, planes: np.ndarray, mode: str) -> np.ndarray:
-        r = self.region
-        ys, xs = np.mgrid[r.y:r.bottom, r.x:r.right]
-        src = self._to_model(np.stack([xs, ys], -1).astype(np.float64))
-        return warp(planes.astype(np.float32), src, self.shrink_out, mode, "border").astype(np.float32)
+        # Region-size output (up to the whole layer): single precision, ample for model coordinates
+        # (a model is at most 8192 px, float32 resolves 1/1000 px there).
+        src = np.stack(self._model_coords(self.region, np.float32), -1)
+        return warp(planes.astype(np.float32), src, self.shrink_out, mode, "border", precise=False)
 
     def _layer_plane(self, mask) -> np.ndarray:
         m = _as_unit_mask(mask)
@@ -355,16 +370,18 @@ class AlignedMapping:
 
 
 def warp(planes: np.ndarray, src_xy: np.ndarray, shrink: int = 1, mode: str = "bicubic",
-         padding: str = "zeros") -> np.ndarray:
+         padding: str = "zeros", precise: bool = True) -> np.ndarray:
     """Sample planes [C, h, w] at the points src_xy [H, W, 2] ((x, y) in the planes' pixels, centres at
-    integers): float64 [C, H, W].
+    integers): [C, H, W], float64 (precise: a whole-pixel shift copies values exactly) or float32
+    (for large outputs).
 
     shrink > 1 first averages shrink x shrink blocks, so a warp that shrinks does not alias (padding
     beyond the planes: zeros, i.e. transparent for premultiplied layers, or the edge pixels for
     'border'). Beyond the planes a sample reads zeros or the border, as `padding` says.
     """
     t = torch.from_numpy(np.ascontiguousarray(planes, dtype=np.float32))[None]
-    src = np.asarray(src_xy, dtype=np.float64)
+    dtype = np.float64 if precise else np.float32
+    src = np.asarray(src_xy, dtype=dtype)
     if shrink > 1:
         h, w = t.shape[-2:]
         pad = (0, (-w) % shrink, 0, (-h) % shrink)
@@ -372,10 +389,10 @@ def warp(planes: np.ndarray, src_xy: np.ndarray, shrink: int = 1, mode: str = "b
         t = F.avg_pool2d(t, shrink)
         src = (src + 0.5) / shrink - 0.5
     h, w = t.shape[-2:]
-    grid = (src + 0.5) / np.array([w, h], dtype=np.float64) * 2 - 1
+    grid = (src + 0.5) / np.array([w, h], dtype=dtype) * 2 - 1
     with torch.no_grad():
-        out = F.grid_sample(t.double(), torch.from_numpy(grid)[None], mode=mode, padding_mode=padding,
-                            align_corners=False)
+        out = F.grid_sample(t.double() if precise else t, torch.from_numpy(grid.astype(dtype))[None], mode=mode,
+                            padding_mode=padding, align_corners=False)
     return out[0].numpy()
 
 

@@ -118,13 +118,15 @@ def test_the_catalogue_lists_every_model_with_its_state(client, models):
     assert models["mine"]["size"] == (folder / "mine.safetensors").stat().st_size
     tiny = models["zoo-tiny"]
     assert tiny == {"name": "zoo-tiny", "resolution": 64, "width": 64, "height": 64, "domain": "test animals",
-                    "licence": "test licence", "learning_rate": 1e-3, "loaded": False, "downloaded": False,
+                    "licence": "test licence", "learning_rate": 1e-3, "framing": "centre", "loaded": False,
+                    "downloaded": False,
                     "downloading": False, "downloadable": True, "size": len(DATA), "note": "a test model"}
     public = models["stylegan2-ffhq-512x512"]
     assert (public["downloaded"], public["downloadable"], public["size"]) == (False, True, None)
     human = models["stylegan_human_v2_512"]
     assert not human["downloadable"] and "Google Drive" in human["note"]  # the note says where to get it
     assert models["stylegan2-ffhq-256x256"]["domain"] == "faces (the studio's mirror)"  # the catalogue's entry won
+    assert models["stylegan2-ffhq-256x256"]["framing"] == "ffhq"  # and kept the built-in model's framing
     assert {m["name"] for m in client.models()} == {"demo", "mine"}  # a model menu: what can be used now
 
 
