@@ -209,6 +209,20 @@ def write_plain_picture(client, path: Path, version: str) -> None:
     picture.save(path)
 
 
+def demo_drag() -> dict:
+    """The README's main drag (scripts/demo.sh: right_ear_up on seed 0 of the built-in demo model, psi 1),
+    as strokes of a GIMP path: the pictures of the real workflow in docs/ come from this run."""
+    from draggan_core import registry
+    from draggan_core.checkpoint import load_generator
+    from draggan_core.demo.scenarios import make_drag
+
+    G = load_generator(registry.DEMO_FILE, device="cpu")
+    drag = make_drag("right_ear_up", 0, G.z_dim, G.img_resolution)
+    strokes = [[[round(h[0], 2), round(h[1], 2)], [round(t[0], 2), round(t[1], 2)]]
+               for h, t in zip(drag.handles, drag.targets)]
+    return {"model": registry.DEMO_MODEL, "seed": 0, "psi": 1.0, "strokes": strokes}
+
+
 GIMP_SUCCESS = 3  # Gimp.PDBStatusType.SUCCESS, as the GUI driver reports it
 GUI_PACKAGES = ["xvfb", "xauth", "xdotool", "imagemagick", "fonts-dejavu-core", "dbus-bin"]
 SCREENSHOTS = ("dialog.png", "preview.png", "stopped.png", "after_drag.png")  # kept in out/gimp-e2e/<version>/
@@ -241,7 +255,8 @@ def test_gimp_dialog_undo_and_cancel(version, daemon, tmp_path):
     started = time.monotonic()
     try:
         p = subprocess.run(["bash", str(REPO / "tests/gimp/gimp_chroot_run.sh"), "--gui", root, str(work),
-                            f"DRAGGAN_URL={daemon}", f"DRAGGAN_TOKEN={TOKEN}", f"DRAGGAN_MODEL={MODEL}"],
+                            f"DRAGGAN_URL={daemon}", f"DRAGGAN_TOKEN={TOKEN}", f"DRAGGAN_MODEL={MODEL}",
+                            "DEMO_DRAG=" + json.dumps(demo_drag())],
                            capture_output=True, text=True, timeout=420)
     finally:
         gate.hold_at(daemon, None, TOKEN)  # a run that died holding the gate must not hold the next test's jobs

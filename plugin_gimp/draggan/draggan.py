@@ -363,6 +363,7 @@ def _add_tracked_path(image, record, ox, oy):
             image.remove_path(old)
     path = Gimp.Path.new(image, logic.TRACKED_PATH_NAME)
     image.insert_path(path, None, 0)
+    path.set_visible(True)  # on the canvas: where each handle is now
     for points in strokes:
         path.stroke_new_from_points(Gimp.PathStrokeType.BEZIER, points, False)
     image.set_selected_paths([path])

@@ -19,8 +19,9 @@ import threading
 import gi
 
 gi.require_version("Gimp", "3.0")
+gi.require_version("GimpUi", "3.0")
 gi.require_version("Gtk", "3.0")
-from gi.repository import Gimp, Gtk  # noqa: E402
+from gi.repository import Gimp, GimpUi, Gtk  # noqa: E402
 
 from draggan_client import workflow  # noqa: E402
 
@@ -66,6 +67,10 @@ class LiveDrag:
         for widget in (self.label, self.bar, buttons):
             box.pack_start(widget, False, False, 0)
         window.add(box)
+        try:  # over the image window, as GIMP's own plug-in dialogs (the window manager keeps it there)
+            GimpUi.window_set_transient(window)
+        except (AttributeError, TypeError):
+            pass
         window.show_all()
         self.stop_button.grab_focus()
         return window

@@ -84,26 +84,42 @@ def cancelled_run(image, prefix, **properties):
     rep["layers_after_" + prefix + "cancel"] = names(image)
 
 
-def new_image(seed):
-    """A DragGAN image of the seed, shown in a window, with the path "drags" (one drag) selected."""
-    status, res = run_procedure("python-fu-draggan-new-image", token=TOKEN, model=os.environ["DRAGGAN_MODEL"],
-                                seed=seed)
+DEMO = json.loads(os.environ["DEMO_DRAG"])  # the README's drag on the demo model: model, seed, psi, strokes
+
+
+DISPLAYS = []
+
+
+def new_image(seed, model=os.environ["DRAGGAN_MODEL"], psi=0.7, strokes=(((24, 28), (34, 30)),)):
+    """A DragGAN image of the seed, shown in a window at 200 % (gui_inside.sh zooms), with the path
+    "drags" (one stroke per drag, shown) selected."""
+    status, res = run_procedure("python-fu-draggan-new-image", token=TOKEN, model=model, seed=seed, psi=psi)
     image = res.index(1)
-    Gimp.Display.new(image)
+    for shown in DISPLAYS:  # one image at a time on screen: the pictures show this one
+        shown.delete()
+    DISPLAYS[:] = [Gimp.Display.new(image)]
     drags = Gimp.Path.new(image, "drags")
     image.insert_path(drags, None, 0)
-    drags.stroke_new_from_points(Gimp.PathStrokeType.BEZIER, [24, 28] * 3 + [34, 30] * 3, False)
+    for (hx, hy), (tx, ty) in strokes:
+        drags.stroke_new_from_points(Gimp.PathStrokeType.BEZIER, [hx, hy] * 3 + [tx, ty] * 3, False)
+    drags.set_visible(True)
     image.set_selected_paths([drags])
     Gimp.displays_flush()
+    open(D + "/zoom_request", "w").close()
+    deadline = time.time() + 20
+    while time.time() < deadline and os.path.exists(D + "/zoom_request"):
+        time.sleep(0.2)
     return image
 
 
+def demo_image():
+    return new_image(DEMO["seed"], DEMO["model"], DEMO["psi"], DEMO["strokes"])
+
+
 try:
-    img = new_image(11)
+    img = demo_image()
     src = img.get_layers()[0]
     path = img.get_path_by_name("drags")
-    img.select_rectangle(Gimp.ChannelOps.REPLACE, 16, 16, 32, 32)
-    Gimp.displays_flush()
     before = parasite(img)
 
     res = interactive_drag(img, src)
@@ -132,7 +148,7 @@ try:
     # An interactive drag held at the test gate after 5 steps (the dialog's preview interval): the
     # preview layer is there while it waits (gui_inside.sh looks from a second python-fu-eval), and the
     # drag window's Stop and keep ends it with the result so far
-    stopped = new_image(13)
+    stopped = demo_image()
     open(D + "/stop_phase", "w").close()
     with gate.holding(URL, TOKEN, step=5):
         res = interactive_drag(stopped, stopped.get_layers()[0])

@@ -29,6 +29,19 @@ gimp -s --batch-interpreter=python-fu-eval -b "exec(open('$E2E_DIR/gui_driver.py
   >"$OUT/gimp.log" 2>&1 &
 GPID=$!
 gate() { python3 "$E2E_DIR/editor_gate.py" "$DRAGGAN_URL" "$@"; }
+zoom_each_new_image() {  # the driver asks after showing an image: 200 % (key 2 on the canvas), for the pictures
+  local IMG
+  while kill -0 $GPID 2>/dev/null; do
+    if [ -e "$OUT/zoom_request" ]; then
+      sleep 0.7
+      IMG=$(xdotool search --name 'GIMP$' 2>/dev/null | tail -1)
+      [ -n "$IMG" ] && { xdotool windowfocus --sync "$IMG"; sleep 0.3; xdotool key 2; sleep 0.5; }
+      rm -f "$OUT/zoom_request"
+    fi
+    sleep 0.2
+  done
+}
+zoom_each_new_image &
 click_cancel() {  # MARKER PREFIX: once the driver made MARKER, click Cancel in the newest image window
   local marker=$1 prefix=$2 W X Y WIDTH HEIGHT SCREEN BAND BW=0 BH BX BY
   for _ in $(seq 1 120); do [ -e "$OUT/$marker" ] && break; sleep 0.5; done
@@ -86,9 +99,12 @@ stop_and_keep() {  # the drag held at the gate: look at the image, then press St
     sleep 0.5
   done
   echo "drag window at step 5: ${LW:-none}"
+  [ -n "$LW" ] && xdotool getwindowgeometry "$LW"
   timeout 90 gimp --batch-interpreter=python-fu-eval -b "exec(open('$E2E_DIR/gui_observer.py').read())" \
     >"$OUT/observer.log" 2>&1
   echo "observer rc=$?"
+  [ -n "$LW" ] && xdotool windowraise "$LW"  # no window manager here to keep the drag's window on top
+  sleep 0.3
   import -window root "$OUT/preview.png"
   if [ -n "$LW" ]; then
     xdotool windowfocus --sync "$LW"; sleep 0.3; xdotool key alt+s
