@@ -88,7 +88,8 @@ class DaemonClient:
 
     def create_session(self, image_png: bytes, from_session: Optional[str] = None, model: Optional[str] = None,
                        region: Optional[Sequence[int]] = None, selection_bbox: Optional[Sequence[int]] = None,
-                       margin: Optional[float] = None, invert: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+                       margin: Optional[float] = None, invert: Optional[Dict[str, Any]] = None,
+                       align: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
         """A session on a layer (PNG, RGB or RGBA, at the layer's own size).
 
         from_session names the session whose picture the layer shows (maybe resized). Without it the
@@ -96,12 +97,15 @@ class DaemonClient:
         selection_bbox grown by margin, or the whole layer) into the model and starts an inversion
         job, whose id is the answer's "job_id" (wait for it before dragging); invert may set
         steps_w, steps_wplus, steps_pti, pti, preview_every. The same layer and settings again give
-        the existing session ("reused": true, "job_id" only while its inversion still runs).
+        the existing session ("reused": true, "job_id" only while its inversion still runs). align
+        (instead of region / selection_bbox) frames the subject as the model was trained: the four
+        landmarks {"left_eye", "right_eye", "mouth_left", "mouth_right"} ([x, y] layer pixels) or
+        {"box": {"center", "width", "height", "angle"}} (docs/api.md, Alignment).
         """
         body = {"image": base64.b64encode(image_png).decode("ascii"), "from_session": from_session, "model": model,
                 "region": list(region) if region is not None else None,
                 "selection_bbox": list(selection_bbox) if selection_bbox is not None else None,
-                "margin": margin, "invert": invert}
+                "margin": margin, "invert": invert, "align": align}
         return self._call("POST", "/sessions", _without_none(body), timeout=self.work_timeout)
 
     def session(self, session_id: str) -> Dict[str, Any]:

@@ -56,8 +56,9 @@ class SessionRecord:
     moved on since (another drag), it no longer shows this picture. state_id names the daemon's
     snapshot of the session that shows it (daemons since session states), so a drag starts from the
     picture the layer shows, whatever the session did since. region, selection_bbox,
-    fingerprint and invert describe a real layer's session: the part of the layer it fits, the
-    selection it was made for, a checksum of the pixels, and the inversion settings."""
+    fingerprint, invert and align describe a real layer's session: the part of the layer it fits, the
+    selection it was made for, a checksum of the pixels, the inversion settings and the alignment
+    it was framed by (Edit.align)."""
     session_id: str
     url: str
     width: int
@@ -73,6 +74,7 @@ class SessionRecord:
     fingerprint: Optional[str] = None
     invert: Optional[Dict[str, Any]] = None
     state_id: Optional[str] = None
+    align: Optional[Dict[str, Any]] = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -123,6 +125,7 @@ class SessionRecord:
                 and (self.seed is None or integer(self.seed)) and (self.psi is None or number(self.psi))
                 and points(self.handles) and points(self.targets) and box(self.region) and box(self.selection_bbox)
                 and isinstance(self.fingerprint, (str, type(None))) and isinstance(self.invert, (dict, type(None)))
+                and isinstance(self.align, (dict, type(None)))
                 and (self.state_id is None or (isinstance(self.state_id, str) and bool(self.state_id))))
 
 
@@ -150,7 +153,9 @@ class Edit:
     model: the model for a real layer (None: the record's, else the daemon's default); invert: the
     inversion settings (invert_settings()); trusted: the record is the layer's own. An untrusted
     record (the image's or the document's) is trusted only where its fingerprint matches the
-    layer's pixels; otherwise the daemon compares the pixels before a generated session is reused."""
+    layer's pixels; otherwise the daemon compares the pixels before a generated session is reused.
+    align: how a real layer's subject is framed for the model (the `align` of DaemonClient.
+    create_session, layer pixels); None fits the selection's box (or the whole layer) as it is."""
     width: int
     height: int
     pixels: bytes
@@ -161,6 +166,7 @@ class Edit:
     model: Optional[str] = None
     invert: Optional[Dict[str, Any]] = None
     trusted: bool = True
+    align: Optional[Dict[str, Any]] = None
 
     def png(self) -> bytes:
         return encode_png(self.width, self.height, self.channels, self.pixels)
@@ -304,7 +310,8 @@ def begin(client: Any, record: Optional[SessionRecord], edit: Edit,
             if exc.code not in GONE + STATE_GONE:  # lost since the check: go on as if it was gone
                 raise
     model = edit.model or (record.model if record is not None else None)
-    made = client.create_session(edit.png(), model=model, selection_bbox=edit.box(), invert=edit.invert)
+    framing = {"align": edit.align} if edit.align else {"selection_bbox": edit.box()}
+    made = client.create_session(edit.png(), model=model, invert=edit.invert, **framing)
     started = Started(made["session_id"], "", "invert", True, reused=bool(made.get("reused")),
                       model=made.get("model") or model, region=region_list(made.get("region")))
     if made.get("job_id") and not made.get("ready", False):
@@ -355,7 +362,8 @@ def real_record(url: str, started: Started, edit: Edit, session: Optional[Dict[s
                          model=session.get("model") or started.model,
                          region=region_list(session.get("region")) or started.region, selection_bbox=edit.box(),
                          fingerprint=edit.fingerprint(), invert=edit.invert,
-                         state_id=session.get("state_id") or (started.inversion or {}).get("state_id"))
+                         state_id=session.get("state_id") or (started.inversion or {}).get("state_id"),
+                         align=edit.align)
 
 
 def generated_record(made: Dict[str, Any], url: str, seed: int, psi: Optional[float] = None,
@@ -457,7 +465,7 @@ def _real_session_fits(record: SessionRecord, current: Dict[str, Any], edit: Edi
         return False
     if record.fingerprint is not None and record.fingerprint != edit.fingerprint():
         return False
-    if (record.invert or None) != (edit.invert or None):
+    if (record.invert or None) != (edit.invert or None) or (record.align or None) != (edit.align or None):
         return False
     return _inside(region_list(current.get("region")), edit.box(), edit)
 

@@ -1062,3 +1062,38 @@ def test_stop_during_the_inversion_drags_from_the_fit_so_far(daemon):
     inversion = client.job(client.session(done.record.session_id)["invert_job"])
     assert inversion["reason"] == "stopped" and inversion["step"] < 500
     assert (done.final["reason"], done.final["step"]) != ("stopped", 2) and done.real
+
+
+@pytest.mark.slow
+def test_an_aligned_real_layer_is_framed_by_its_landmarks_and_reused_only_with_them(daemon):
+    """A demo cat pasted off-centre into a larger layer, framed by its eye and mouth landmarks (Edit.align):
+    the daemon's session is aligned by the demo recipe; the same layer and landmarks again reuse it,
+    other landmarks make a new one; outside the edit the layer's bytes are kept."""
+    from draggan_core import registry
+    from draggan_core.checkpoint import load_generator
+    from draggan_core.demo import world
+    from draggan_core.demo.train import params_from_z
+    from draggan_core.stylegan2 import seed_to_z
+
+    client = DaemonClient(daemon, token=TOKEN)
+    cat = rgba_of(client.generate(seed=0, model="demo", psi=1.0)["image"])
+    layer = np.full((160, 200, 4), 255, np.uint8)
+    layer[..., :3] = (90, 140, 200)
+    layer[20:148, 40:168] = cat
+    z_dim = load_generator(registry.DEMO_FILE, device="cpu").z_dim
+    marks = world.landmarks(params_from_z(seed_to_z(0, z_dim))[0].numpy(), 128)
+    align = {k: [marks[k][0] + 40.0, marks[k][1] + 20.0] for k in ("left_eye", "right_eye", "mouth_left", "mouth_right")}
+    tip = marks["right_ear_tip"]
+    edit = replace(drag_of(layer, drags=(((tip[0] + 40, tip[1] + 20), (tip[0] + 36, tip[1] + 12)),), model="demo"),
+                   align=align)
+    done = workflow.run(client, None, edit)
+    session = client.session(done.record.session_id)
+    assert session["align"]["framing"] == "demo" and done.record.align == align
+    result = rgba_of(done.png)
+    assert np.array_equal(result[:, :20], layer[:, :20]) and not np.array_equal(result, layer)
+
+    again = workflow.run(client, done.record, replace(edit, pixels=layer.tobytes()))
+    assert again.record.session_id == done.record.session_id  # the same layer, framed the same way
+    moved = dict(align, left_eye=[align["left_eye"][0] - 2.0, align["left_eye"][1]])
+    other = workflow.run(client, done.record, replace(edit, align=moved))
+    assert other.record.session_id != done.record.session_id
