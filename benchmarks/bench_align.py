@@ -45,7 +45,6 @@ from draggan_core.alignment import DEMO, AlignedMapping
 from draggan_core.demo import world
 from draggan_core.demo.scenarios import SCENARIOS, make_drag
 from draggan_core.drag import DragConfig, DragSession
-from draggan_core.images import to_uint8
 from draggan_core.invert import InversionConfig, project, tune
 from draggan_core.losses import ssim
 from draggan_core.region import RegionMapping, composite, distance_to_outside, select_region
@@ -203,7 +202,8 @@ def run_layer(G, lr: float, seed: int, scenario: str, rng: np.random.Generator, 
             row[f"psnr_{stage}"], row[f"ssim_{stage}"] = quality(layer, back, where)
         reference = tuned.image()
         session = DragSession(tuned.generator, tuned.ws, config=DragConfig(learning_rate=lr))
-        session.set_points(mapping.clamp_model(mapping.to_model(handles)), mapping.clamp_model(mapping.to_model(targets)))
+        session.set_points(mapping.clamp_model(mapping.to_model(handles)),
+                           mapping.clamp_model(mapping.to_model(targets)))
         t0 = time.perf_counter()
         for step in session.run(max_steps=drag_steps):
             pass

@@ -149,7 +149,8 @@ class AlignedMapping:
         longest = MAX_BOX_FACTOR * max(layer_size)
         if min(box.width, box.height) < MIN_BOX_SIDE or max(box.width, box.height) > longest:
             raise ValueError(f"the aligned box is {box.width:.1f} x {box.height:.1f} px; its sides must be from "
-                             f"{MIN_BOX_SIDE:g} px to {longest:g} px ({MAX_BOX_FACTOR:g} times the layer's longer side)")
+                             f"{MIN_BOX_SIDE:g} px to {longest:g} px ({MAX_BOX_FACTOR:g} times the layer's "
+                             f"longer side)")
         mh, mw = model_size
         scale = min(mw / box.width, mh / box.height)
         marks = None if landmarks is None else tuple((k, (float(landmarks[k][0]), float(landmarks[k][1])))
