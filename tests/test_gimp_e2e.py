@@ -76,6 +76,7 @@ def test_gimp_plugin_end_to_end(version, daemon, tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     write_plain_picture(client, work / "plain.png", version)
+    tilted = write_tilted_cat(client, work / "tilted.png", version)
     sessions_before = client.health()["sessions"]
     install_plugin(work)
     shutil.copy(REPO / "tests/gimp/driver.py", work / "driver.py")
@@ -83,7 +84,8 @@ def test_gimp_plugin_end_to_end(version, daemon, tmp_path):
     started = time.monotonic()
     p = subprocess.run(["bash", str(REPO / "tests/gimp/gimp_chroot_run.sh"), root, str(work),
                         f"DRAGGAN_URL={daemon}", f"DRAGGAN_TOKEN={TOKEN}", f"DEAD_URL={dead_url()}",
-                        f"DRAGGAN_MODEL={MODEL}"], capture_output=True, text=True, timeout=420)
+                        f"DRAGGAN_MODEL={MODEL}", "TILTED=" + json.dumps(tilted)], capture_output=True, text=True,
+                       timeout=420)
     elapsed = time.monotonic() - started
     log = (work / "gimp.log").read_text(errors="replace") if (work / "gimp.log").exists() else ""
     print(f"GIMP {version}: gimp-console run took {elapsed:.1f} s")
@@ -189,10 +191,25 @@ def test_gimp_plugin_end_to_end(version, daemon, tmp_path):
     assert calls["real_result"]["status"] == "success", calls["real_result"]
     assert len(rep["real_result"]["layers"]) == 4 and rep["real_result"]["parasite"]["session_id"] == sid
 
+    # The plain picture framed by an oriented box (the 'align' argument): a session of its own, aligned
+    assert calls["real_box"]["status"] == "success", calls["real_box"]
+    boxed = client.session(rep["real_box"]["parasite"]["session_id"])
+    assert boxed["align"]["framing"] == "box" and boxed["align"]["box"]["angle"] == 15 and boxed["session_id"] != sid
+    assert rep["real_box"]["source_unchanged"] and rep["real_box"]["changed_pixels"] > 0
+
+    # A tilted cat framed by the path "DragGAN align" (eyes and mouth corners): the demo model's recipe
+    assert calls["tilted"]["status"] == "success", calls["tilted"]
+    aligned = client.session(rep["tilted"]["parasite"]["session_id"])
+    assert aligned["align"]["framing"] == "demo" and aligned["model"] == "demo"
+    sent = dict(zip(("left_eye", "right_eye", "mouth_left", "mouth_right"), tilted["landmarks"]))
+    assert aligned["align"]["landmarks"] == sent and rep["tilted"]["parasite"]["align"] == sent
+    assert rep["tilted"]["source_unchanged"] and rep["tilted"]["changed_pixels"] > 20
+    assert rep["tilted"]["drags_from_the_drags_path"], rep["tilted"]
+
     # One undo group per insertion, closed by the plug-in itself; no plug-in crashed
     assert "inconsistent state" not in log and "Traceback" not in log, log[-4000:]
-    health = client.health()  # the generated session (its source dragged again from its own state) and the real layer's
-    assert health["sessions"] - sessions_before == 2 and health["queue_length"] == 0 and health["jobs_running"] == 0
+    health = client.health()  # the generated session, the real layer's, the boxed one and the tilted cat's
+    assert health["sessions"] - sessions_before == 4 and health["queue_length"] == 0 and health["jobs_running"] == 0
 
 
 def write_plain_picture(client, path: Path, version: str) -> None:
@@ -207,6 +224,47 @@ def write_plain_picture(client, path: Path, version: str) -> None:
     picture = Image.new("RGB", (200, 150), (grey, grey, grey))
     picture.paste(Image.open(io.BytesIO(made["image"])).convert("RGB"), (70, 40))
     picture.save(path)
+
+
+def write_tilted_cat(client, path: Path, version: str) -> dict:
+    """A photo-like layer for alignment: the demo model's seed-0 cat turned 20 degrees, scaled 1.3x and
+    placed off-centre on a 240x200 canvas (a colour per GIMP version, so the shared daemon does not
+    reuse the other's session). Returns the same transform applied to the cat's eye and mouth
+    landmarks and to the README's drag (right ear up), in the canvas's pixels."""
+    import io
+    import math
+
+    from PIL import Image
+
+    from draggan_core import registry
+    from draggan_core.checkpoint import load_generator
+    from draggan_core.demo import world
+    from draggan_core.demo.scenarios import make_drag
+    from draggan_core.demo.train import params_from_z
+    from draggan_core.stylegan2 import seed_to_z
+
+    z_dim = load_generator(registry.DEMO_FILE, device="cpu").z_dim
+    marks = world.landmarks(params_from_z(seed_to_z(0, z_dim))[0].numpy(), 128)
+    drag = make_drag("right_ear_up", 0, z_dim, 128)
+    angle, scale, centre, placed = math.radians(20.0), 1.3, (64.0, 64.0), (130.0, 95.0)
+    cos, sin = math.cos(angle) * scale, math.sin(angle) * scale
+
+    def forward(p):  # cat pixels -> canvas pixels (turned clockwise on screen)
+        dx, dy = p[0] - centre[0], p[1] - centre[1]
+        return [round(placed[0] + cos * dx - sin * dy, 3), round(placed[1] + sin * dx + cos * dy, 3)]
+
+    det = cos * cos + sin * sin  # the inverse, for PIL (output pixel -> input pixel)
+    a, b, d, e = cos / det, sin / det, -sin / det, cos / det
+    cat = Image.open(io.BytesIO(client.generate(seed=0, model="demo", psi=1.0)["image"])).convert("RGBA")
+    turned = cat.transform((240, 200), Image.AFFINE, (a, b, centre[0] - a * placed[0] - b * placed[1],
+                                                      d, e, centre[1] - d * placed[0] - e * placed[1]),
+                           resample=Image.BICUBIC, fillcolor=(0, 0, 0, 0))
+    colour = {"3.0": (120, 170, 120), "3.2": (110, 160, 130)}[version]
+    canvas = Image.new("RGBA", (240, 200), colour + (255,))
+    canvas.alpha_composite(turned)
+    canvas.convert("RGB").save(path)
+    return {"landmarks": [forward(marks[k]) for k in ("left_eye", "right_eye", "mouth_left", "mouth_right")],
+            "drag": forward(drag.handles[0]) + forward(drag.targets[0])}
 
 
 def demo_drag() -> dict:

@@ -403,3 +403,25 @@ def test_tracked_strokes_read_back_as_the_drags_from_the_tracked_handles():
     strokes = logic.tracked_strokes([[10.5, 20.25], [3.0, 4.0]], [[30.0, 40.0], [5.0, 6.0]], 8, 4)
     assert logic.drags_from_strokes(strokes) == [((18.5, 24.25), (38.0, 44.0)), ((11.0, 8.0), (13.0, 10.0))]
     assert logic.tracked_strokes([], [], 0, 0) == []
+
+
+def test_the_align_path_gives_the_four_landmarks_in_order():
+    stroke = [v for x, y in [(10, 20), (30, 21), (14, 40), (28, 41)] for v in [x, y] * 3]
+    assert logic.align_from_strokes([stroke]) == {"left_eye": [10.0, 20.0], "right_eye": [30.0, 21.0],
+                                                  "mouth_left": [14.0, 40.0], "mouth_right": [28.0, 41.0]}
+    with pytest.raises(logic.PluginError, match="exactly four anchors.*1 stroke of 3 anchors"):
+        logic.align_from_strokes([stroke[:18]])
+    with pytest.raises(logic.PluginError, match="2 strokes of 4 \\+ 4 anchors"):
+        logic.align_from_strokes([stroke, stroke])
+
+
+def test_the_align_argument_takes_landmarks_or_a_box_and_moves_to_the_layer():
+    marks = logic.align_from_json('{"left_eye": [10, 20], "right_eye": [30, 21], "mouth_left": [14, 40], '
+                                  '"mouth_right": [28, 41]}')
+    assert logic.align_to_layer(marks, 8, 4)["mouth_right"] == [20.0, 37.0]
+    box = logic.align_from_json('{"box": {"center": [50, 60], "width": 40, "angle": -12.5}}')
+    assert logic.align_to_layer(box, 8, 4) == {"box": {"center": [42.0, 56.0], "width": 40, "angle": -12.5}}
+    for bad in ['[1, 2]', '{"left_eye": [1, 2]}', '{"box": {"width": 4}}', '{"box": {"center": [1, 2], "width": 4, '
+                '"spin": 3}}', '{"box": {"center": [1, 2], "width": true}}', 'nope']:
+        with pytest.raises(logic.PluginError, match="align"):
+            logic.align_from_json(bad)

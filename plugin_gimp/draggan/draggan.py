@@ -211,10 +211,10 @@ def _read_record(target):
 def _drag_path(image, config):
     path = config.get_property("path")
     if path is None:
-        selected = image.get_selected_paths()
+        selected = [p for p in image.get_selected_paths() if p.get_name() != logic.ALIGN_PATH_NAME]
         path = selected[0] if selected else image.get_path_by_name(logic.DRAG_PATH_NAME)
     if path is None:
-        paths = image.get_paths()
+        paths = [p for p in image.get_paths() if p.get_name() != logic.ALIGN_PATH_NAME]
         path = paths[0] if len(paths) == 1 else None
     if path is None:
         raise logic.PluginError(
@@ -223,6 +223,20 @@ def _drag_path(image, config):
             "DragGAN Drag again".format(logic.DRAG_PATH_NAME), calling=True)
     strokes = [path.stroke_get_points(sid)[1] for sid in path.get_strokes()]
     return logic.drags_from_strokes(strokes, path.get_name())
+
+
+def _alignment(image, config, offset_x, offset_y):
+    """How a layer the daemon did not make is framed for the model: the 'align' argument, else the path
+    "DragGAN align" (four anchors on the eyes and mouth corners), else None (the selection's box)."""
+    text = (config.get_property("align") or "").strip()
+    if text:
+        align = logic.align_from_json(text)
+    else:
+        path = image.get_path_by_name(logic.ALIGN_PATH_NAME)
+        if path is None:
+            return None
+        align = logic.align_from_strokes([path.stroke_get_points(sid)[1] for sid in path.get_strokes()])
+    return logic.align_to_layer(align, offset_x, offset_y)
 
 
 def _selection(image, layer, width, height):
@@ -249,7 +263,8 @@ def run_drag(procedure, run_mode, image, drawables, config, data):
             fields.append("path")  # GIMP 3.0 has no widget for a path argument
         if not _show_dialog(procedure, config, "DragGAN Drag", fields,
                             ["learning-rate", "r1", "r2", "w-layers", "points", "inversion-w-steps",
-                             "inversion-wplus-steps", "inversion-tuning-steps", "feather", "preview-every"]):
+                             "inversion-wplus-steps", "inversion-tuning-steps", "feather", "align",
+                             "preview-every"]):
             return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
         config.set_property("model", logic.model_argument(config.get_property("model-choice")))
     try:
@@ -290,7 +305,8 @@ def _drag(procedure, image, drawables, config, interactive):
                                    config.get_property("inversion-wplus-steps"),
                                    config.get_property("inversion-tuning-steps"), preview_every)
     edit = workflow.Edit(width, height, rgba, 4, drags, mask, settings,
-                         model=(config.get_property("model") or "").strip() or None, invert=invert, trusted=trusted)
+                         model=(config.get_property("model") or "").strip() or None, invert=invert, trusted=trusted,
+                         align=_alignment(image, config, ox, oy))
     client = _client(config, interactive)
     done = _run_drag(image, source, client, record, edit, interactive)
     png, final = done.png, done.final
@@ -844,6 +860,11 @@ class DragGAN(Gimp.PlugIn):
                                   "of the generator (-1: the daemon's default, 0: skip it)", -1, 2000, -1, RW)
             proc.add_int_argument("feather", "Edge _blend width", "On layers the daemon did not make: pixels over "
                                   "which the edit fades in inside the selection's edge", 0, 256, 8, RW)
+            proc.add_string_argument("align", "Alignment (_JSON)", "Layers the daemon did not make: frame the "
+                                     "subject as the model was trained, {\"left_eye\": [x, y], \"right_eye\": [x, y], "
+                                     "\"mouth_left\": [x, y], \"mouth_right\": [x, y]} (faces) or {\"box\": {\"center\": "
+                                     "[x, y], \"width\": w, \"angle\": degrees}} in image pixels (empty: the path "
+                                     "'DragGAN align', else the selection's box)", "", RW)
             proc.add_int_argument("preview-every", "Preview _update every", "Interactive runs: steps between updates of "
                                   "the preview layer (0: no preview); scripts get no preview layer", 0, 1000, 5, RW)
             proc.add_layer_return_value("layer", "Layer", "The new layer with the result", False, RW)

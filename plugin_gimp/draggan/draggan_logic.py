@@ -18,6 +18,9 @@ from draggan_client import workflow
 PARASITE = "draggan-session"  # on layers made by DragGAN and on images made by "New image from model"
 DRAG_PATH_NAME = "drags"  # the path used when none is chosen or selected
 TRACKED_PATH_NAME = "DragGAN handles (tracked)"  # after a drag: from where tracking left each handle to its target
+ALIGN_PATH_NAME = "DragGAN align"  # four anchors: left eye, right eye, left and right mouth corner
+LANDMARKS = ("left_eye", "right_eye", "mouth_left", "mouth_right")  # the daemon's names, in the path's order
+BOX_FIELDS = ("center", "width", "height", "angle")
 
 Point = Tuple[float, float]
 Drag = Tuple[Point, Point]  # (handle, target)
@@ -107,6 +110,55 @@ def tracked_strokes(handles: Sequence[Sequence[float]], targets: Sequence[Sequen
     daemon + the layer's offsets)."""
     return [stroke_points((h[0] + offset_x, h[1] + offset_y), (t[0] + offset_x, t[1] + offset_y))
             for h, t in zip(handles, targets)]
+
+
+# ----------------------------------------------------------------------------- alignment
+
+def align_from_strokes(strokes: Sequence[Sequence[float]]) -> Dict[str, Any]:
+    """The landmarks of the path "DragGAN align" (image coordinates): one stroke of four anchors, the
+    eye on the image's left, the other eye, the mouth corner on the left, the other corner."""
+    if len(strokes) != 1 or len(anchors(strokes[0])) != 4:
+        raise PluginError("the path '{}' frames the face for the model: it must be one stroke of exactly four "
+                          "anchors, clicked on the left eye, the right eye, the left mouth corner and the right "
+                          "mouth corner (left and right as seen in the image); it has {}".format(
+                              ALIGN_PATH_NAME, _anchor_counts(strokes)), calling=True)
+    return {name: [x, y] for name, (x, y) in zip(LANDMARKS, anchors(strokes[0]))}
+
+
+def align_from_json(text: str) -> Dict[str, Any]:
+    """The "align" argument (image coordinates): {"left_eye": [x, y], "right_eye": .., "mouth_left": ..,
+    "mouth_right": ..} or {"box": {"center": [x, y], "width": w, "height": h, "angle": degrees}} (height
+    and angle optional). The daemon checks the geometry; this checks the shape, to name the mistake."""
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise PluginError("'align' is not valid JSON ({})".format(e), calling=True) from None
+    example = ('write {"left_eye": [x, y], "right_eye": [x, y], "mouth_left": [x, y], "mouth_right": [x, y]} '
+               'or {"box": {"center": [x, y], "width": w, "angle": degrees}}')
+    if isinstance(value, dict) and set(value) == set(LANDMARKS) and all(_is_point(value[k]) for k in LANDMARKS):
+        return {k: [float(v) for v in value[k]] for k in LANDMARKS}
+    box = value.get("box") if isinstance(value, dict) and set(value) == {"box"} else None
+    if isinstance(box, dict) and set(box) <= set(BOX_FIELDS) and _is_point(box.get("center")) \
+            and _is_number(box.get("width")) and all(_is_number(box[k]) for k in ("height", "angle") if k in box):
+        return {"box": dict(box, center=[float(v) for v in box["center"]])}
+    raise PluginError("'align' must be the four landmarks or a box: " + example, calling=True)
+
+
+def align_to_layer(align: Dict[str, Any], offset_x: int, offset_y: int) -> Dict[str, Any]:
+    """Image coordinates -> layer pixels, for the landmarks or the box's centre."""
+    def moved(point: Sequence[float]) -> List[float]:
+        return [point[0] - offset_x, point[1] - offset_y]
+
+    if "box" in align:
+        return {"box": dict(align["box"], center=moved(align["box"]["center"]))}
+    return {k: moved(align[k]) for k in LANDMARKS}
+
+
+def _anchor_counts(strokes: Sequence[Sequence[float]]) -> str:
+    if not strokes:
+        return "no stroke"
+    return "{} stroke{} of {} anchors".format(len(strokes), "s" if len(strokes) > 1 else "",
+                                              " + ".join(str(len(cps) // 6) for cps in strokes))
 
 
 # ----------------------------------------------------------------------------- mask
@@ -265,6 +317,10 @@ def _capital(message: str) -> str:
 
 def _is_number(v: Any) -> bool:
     return not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def _is_point(v: Any) -> bool:
+    return isinstance(v, list) and len(v) == 2 and all(map(_is_number, v))
 
 
 def _quoted(name: str) -> str:

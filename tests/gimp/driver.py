@@ -58,6 +58,16 @@ def stroke(path, *anchors):
     path.stroke_new_from_points(Gimp.PathStrokeType.BEZIER, cps, False)
 
 
+def changes(result, source, before):
+    """The result layer of a drag on source: its parasite, how many pixels differ from the source's
+    before, and whether the source kept its pixels."""
+    if result is None:
+        return {}
+    after = pixels(result)
+    return {"parasite": parasite(result), "source_unchanged": pixels(source) == before,
+            "changed_pixels": sum(after[i:i + 4] != before[i:i + 4] for i in range(0, len(after), 4))}
+
+
 def layer_names(image):
     return [l.get_name() for l in image.get_layers()]
 
@@ -229,7 +239,35 @@ try:
             # the result layer: its own parasite names the session
             status, out = call("real_result", "python-fu-draggan-drag", plain, [plain.get_layers()[0]], **real)
             rep["real_result"] = {"layers": layer_names(plain), "parasite": parasite(plain.get_layers()[0])}
+            # the source framed by an oriented box (the 'align' argument) instead of the selection's box
+            Gimp.Selection.none(plain)
+            boxed = dict(real, align='{"box": {"center": [102, 72], "width": 56, "angle": 15}}',
+                         points="[[100, 70, 106, 74]]")
+            status, out = call("real_box", "python-fu-draggan-drag", plain, [player], **boxed)
+            rep["real_box"] = changes(out if status == "success" else None, player, plain_before)
         plain.delete()
+
+    # --- A tilted cat, framed by the path "DragGAN align" (left eye, right eye, mouth corners) for the
+    # demo model; the path "drags" holds the drag (the align path is never taken for the drags)
+    tilted_case = json.loads(os.environ["TILTED"])
+    cat = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(D + "/tilted.png"))
+    cat_layer = cat.get_layers()[0]
+    cat_before = pixels(cat_layer)
+    align_path = Gimp.Path.new(cat, "DragGAN align")
+    cat.insert_path(align_path, None, 0)
+    stroke(align_path, *tilted_case["landmarks"])
+    drags = Gimp.Path.new(cat, "drags")
+    cat.insert_path(drags, None, 0)
+    hx, hy, tx, ty = tilted_case["drag"]
+    stroke(drags, (hx, hy), (tx, ty))
+    cat.set_selected_paths([align_path])  # selected, yet only the alignment
+    status, out = call("tilted", "python-fu-draggan-drag", cat, [cat_layer], model="demo", steps=30,
+                       inversion_w_steps=30, inversion_wplus_steps=0, inversion_tuning_steps=20, **daemon)
+    rep["tilted"] = changes(out if status == "success" else None, cat_layer, cat_before)
+    if status == "success":
+        record = rep["tilted"]["parasite"]
+        rep["tilted"]["drags_from_the_drags_path"] = record["targets"] == [[tx, ty]]
+    cat.delete()
 except Exception:
     rep["exception"] = traceback.format_exc()
     raise
