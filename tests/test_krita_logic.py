@@ -28,11 +28,11 @@ def plugin(tmp_path_factory):
     for name in [m for m in sys.modules if m == "draggan_krita" or m.startswith("draggan_krita.")]:
         del sys.modules[name]
     import draggan_krita
-    from draggan_krita import daemon, geometry, imaging, jobspec, points, settings
+    from draggan_krita import daemon, geometry, history, imaging, jobspec, points, settings
     from draggan_krita.draggan_client import launcher, pngcodec, workflow
     yield {"pkg": draggan_krita, "geometry": geometry, "points": points, "jobspec": jobspec, "pngcodec": pngcodec,
            "settings": settings, "daemon": daemon, "imaging": imaging, "workflow": workflow,
-           "launcher": launcher}
+           "launcher": launcher, "history": history}
     sys.path.remove(str(staged))
 
 
@@ -273,6 +273,105 @@ def test_the_record_of_a_generated_picture(plugin):
     # the record is trusted for the layer it was made from (the Run's Edit of the same pixels)
     edit = js.edit_request(_pair_list(plugin, 2, 1), {}, bgra, 2, 1, None, "")
     assert edit.fingerprint() == record.fingerprint
+
+
+# -- what each layer remembers (history.py) --------------------------------------------------------------
+
+def _record(wf, state, origin=None, seed=42, handles=(), targets=()):
+    return wf.SessionRecord("s1", "http://x:1", 4, 4, origin or wf.GENERATED, model="demo", seed=seed,
+                            handles=[list(p) for p in handles], targets=[list(p) for p in targets], state_id=state)
+
+
+def test_a_result_layer_remembers_its_state_its_original_layer_and_its_tracked_handles(plugin):
+    H, wf = plugin["history"], plugin["workflow"]
+    hist = H.LayerHistory()
+    hist.remember_source("{src}", _record(wf, "st-0"), "4x4:aaaa")
+    first = hist.remember_result("{r1}", _record(wf, "st-1", wf.DRAGGED, handles=[(3, 2)], targets=[(1, 1)]),
+                                 "4x4:bbbb", "{src}")
+    second = hist.remember_result("{r2}", _record(wf, "st-2", wf.DRAGGED, handles=[(1.5, 1)], targets=[(1, 1)]),
+                                  "4x4:cccc", "{r1}")
+    assert (first.base, second.base) == ("{src}", "{src}")  # a continued result still knows the original layer
+    assert hist.record_for("{r1}").state_id == "st-1" and hist.record_for("{r1}").fingerprint == "4x4:bbbb"
+    assert hist.record_for("{src}").state_id == "st-0" and hist.record_for("{unknown}") is None
+    doc_points = [[[3.0, 3.0], [1.0, 1.0]]]
+    # the source shows the artist's points, a result layer its tracked handles
+    assert hist.shown_pairs("{src}", doc_points) == doc_points and hist.shown_pairs(None, doc_points) == doc_points
+    assert hist.shown_pairs("{r1}", doc_points) == [[[3, 2], [1, 1]]]
+    # points edited on a result layer stay with it; on any other layer they are the document's
+    assert hist.set_points("{r2}", [[(2.0, 2.0), (0.0, 1.0)], [(3.0, 0.0), None]])
+    assert not hist.set_points("{src}", doc_points) and not hist.set_points("{unknown}", doc_points)
+    again = H.LayerHistory.from_json(hist.to_json())
+    assert again.shown_pairs("{r2}", doc_points) == [[[2.0, 2.0], [0.0, 1.0]], [[3.0, 0.0], None]]
+    assert again.to_json() == hist.to_json()
+    assert again.get("{r2}").is_result and not again.get("{src}").is_result
+
+
+def test_the_layer_history_reads_damage_as_no_memory_and_stays_bounded(plugin):
+    H, wf = plugin["history"], plugin["workflow"]
+    for bad in (None, "", "nope", "[]", '{"layers": 3}', '{"layers": {"{a}": {"record": {}}}}',
+                '{"layers": {"{a}": {"record": {"session_id": "s", "url": "", "width": 1, "height": 1}, '
+                '"kind": "weird"}}}'):
+        assert H.LayerHistory.from_json(bad).entries == {}
+    good = json.loads(H.LayerHistory().to_json())
+    good["layers"]["{a}"] = H.LayerEntry(_record(wf, "st"), H.RESULT, "{b}", [[[1, 2], None]], 3).to_dict()
+    good["layers"]["{bad points}"] = dict(good["layers"]["{a}"], points=[["x"]])
+    read = H.LayerHistory.from_json(json.dumps(good))
+    assert read.get("{a}").points == [[[1.0, 2.0], None]] and read.get("{bad points}").points is None
+    hist = H.LayerHistory()
+    for i in range(H.MAX_ENTRIES + 5):
+        hist.remember_source("{%d}" % i, _record(wf, "st"), None)
+    assert len(hist.entries) == H.MAX_ENTRIES and "{0}" not in hist.entries and "{%d}" % H.MAX_ENTRIES in hist.entries
+
+
+def test_a_layers_record_is_trusted_for_its_own_pixels_only(plugin):
+    H, js, wf = plugin["history"], plugin["jobspec"], plugin["workflow"]
+    bgra = bytes(range(64))
+    hist = H.LayerHistory()
+    hist.remember_result("{r}", _record(wf, "st-1", wf.DRAGGED), js.layer_fingerprint(bgra, 4, 4), "{src}")
+    pts = _pair_list(plugin, 4, 4)
+    same = js.edit_request(pts, {}, bgra, 4, 4, None, "")
+    painted = js.edit_request(pts, {}, bytes([9]) + bgra[1:], 4, 4, None, "")
+    assert not same.trusted  # a layer's memory is checked against its pixels, never taken on trust
+    assert hist.record_for("{r}").fingerprint == same.fingerprint() != painted.fingerprint()
+
+
+def test_reset_to_original_goes_to_the_original_layer_while_it_is_there(plugin):
+    H, wf = plugin["history"], plugin["workflow"]
+    hist = H.LayerHistory()
+    hist.remember_source("{src}", _record(wf, "st-0"), None)
+    hist.remember_result("{r1}", _record(wf, "st-1", wf.DRAGGED), None, "{src}")
+    assert H.reset_target(hist, "{r1}", lambda uid: True) == ("{src}", True)
+    assert H.reset_target(hist, "{r1}", lambda uid: False) == ("{r1}", False)  # the original layer was deleted
+    assert H.reset_target(hist, "{src}", lambda uid: True) == ("{src}", False)
+    assert H.reset_target(hist, "{plain}", lambda uid: True) == ("{plain}", False)
+    text = H.reset_message(_record(wf, "st-0"), moved_to_original=True)
+    assert "forgot the drags" in text and "original layer is selected" in text and "inversion" not in text
+    real = _record(wf, "st-0", wf.REAL, seed=None)
+    assert "inversion is kept" in H.reset_message(real)
+    assert "still shows its edit" in H.reset_message(real, kept_result=True)
+
+
+def test_a_reset_of_a_session_the_daemon_lost_says_what_the_next_drag_does(plugin):
+    H, wf = plugin["history"], plugin["workflow"]
+    dragged = _record(wf, "st-3", wf.DRAGGED, handles=[(1, 1)], targets=[(2, 2)])
+    lost = H.lost_session_record(dragged)
+    assert (lost.origin, lost.state_id, lost.handles, lost.seed) == (wf.GENERATED, None, [], 42)
+    assert "generates the picture again from its seed" in H.reset_message(lost, lost=True)
+    real = H.lost_session_record(_record(wf, "st-3", wf.REAL, seed=None))
+    assert real.origin == wf.REAL and "GAN inversion" in H.reset_message(real, lost=True)
+
+
+def test_the_point_list_shows_another_layers_points(plugin):
+    P = plugin["points"]
+    pts = P.PointList(10, 10)
+    pts.place(1, 1)
+    pts.select((0, P.HANDLE))
+    seen = []
+    pts.listeners.append(lambda: seen.append(len(pts)))
+    pts.set_pairs([[[2, 3], [40, 5]], [[1, 1], None]])
+    assert pts.pairs == [[(2.0, 3.0), (9.0, 5.0)], [(1.0, 1.0), None]] and pts.selected is None and seen == [2]
+    pts.set_pairs("nonsense")
+    assert pts.pairs == []
 
 
 # -- result layers --------------------------------------------------------------------------------------

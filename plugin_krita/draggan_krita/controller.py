@@ -1,4 +1,5 @@
-"""The plug-in's model: connection, per-document points and session, the running job.
+"""The plug-in's model: connection, the selected layer's points, what each layer remembers about
+its daemon state (history.py), the running job, Reset to original.
 
 A QObject on the GUI thread. Network calls go through `daemon.py` (which wraps the shared
 client module) on the worker thread; answers come back as plain data on the GUI thread, where
@@ -11,7 +12,7 @@ import time
 
 from PyQt5.QtCore import QObject, QTimer, pyqtSignal
 
-from . import daemon, jobspec, kritadoc
+from . import daemon, history, jobspec, kritadoc
 from .draggan_client import catalogue as cat
 from .draggan_client import workflow
 from .localdaemon import LocalDaemonControl
@@ -20,7 +21,51 @@ from .settings import Settings
 from .worker import Worker
 
 POLL_MS = 250
+LAYER_POLL_MS = 300  # how often the selected layer is looked at (Krita has no signal for it)
 MAX_POLL_ERRORS = 8  # consecutive failed status polls before the job is given up
+
+
+@dataclasses.dataclass
+class Job:
+    """The running drag: where it came from (document, the layer it runs on, what the layer remembered),
+    what the daemon said so far, and the preview layer that becomes the result."""
+    GENERATED, REAL = "generated", "layer"  # kind: a picture the daemon generated, or a layer it fitted
+    START, INVERT, DRAG = "start", "invert", "drag"  # phase: finding the session, inverting, dragging
+
+    doc: object
+    source: object  # the layer the drag runs on (libkis Node)
+    source_id: object  # its uniqueId (str)
+    edit: workflow.Edit
+    record: object  # the workflow.SessionRecord it starts from, or None
+    model: object = None
+    id: object = None  # the daemon's job id (str) once started
+    phase: str = START
+    kind: str = GENERATED
+    started: object = None  # workflow.Started
+    session: object = None  # the session id
+    layer: object = None  # the preview layer, then the result layer
+    preview_step: object = None
+    stopping: bool = False
+    cancelling: bool = False
+    poll_errors: int = 0
+    inversion: object = None  # dict: how the inversion ended (text, psnr, reason, quality, job_id)
+    t0: float = dataclasses.field(default_factory=time.time)
+
+    @property
+    def w(self):
+        return self.edit.width
+
+    @property
+    def h(self):
+        return self.edit.height
+
+    @property
+    def mask(self):
+        return self.edit.mask
+
+    @property
+    def n(self):
+        return len(self.edit.drags)
 
 
 @dataclasses.dataclass
@@ -55,11 +100,12 @@ class Controller(QObject):
         self.download = None  # the running Download
         self.download_progress = None  # workflow.Progress of the last download status (kept when it ends)
         self.progress_source = "drag"  # which progress the docker shows: the one that changed last
-        self.job = None  # dict (see _new_job): id, kind (generated/layer), phase (start/invert/drag), doc, ...
+        self.job = None  # the running Job
         self.progress = None  # workflow.Progress of the running job's last status
         self.status = None  # that status (the daemon's job JSON)
         self.last_message = ("", False)
         self.last_result = None  # dict about the last finished job (tests read it)
+        self.last_reset = None  # dict about the last Reset to original (tests read it)
         self._docs = []  # [(doc, PointList)]
         self.tool = None
         self._poll_timer = QTimer(self)
@@ -71,6 +117,10 @@ class Controller(QObject):
         self._download_timer.timeout.connect(self._poll_download)
         self._download_polling = False
         self.local = LocalDaemonControl(self)
+        self._layer_timer = QTimer(self)
+        self._layer_timer.setInterval(LAYER_POLL_MS)
+        self._layer_timer.timeout.connect(self._follow_active_layer)
+        self._layer_timer.start()
 
     # -- messages --------------------------------------------------------------------------------
     def say(self, text, error=False):
@@ -249,8 +299,9 @@ class Controller(QObject):
             self.connection_changed.emit()
         self.worker.submit(daemon.catalogue, (self.client(),), got, self._failed)
 
-    # -- per-document points -----------------------------------------------------------------------
+    # -- points: the selected layer's ---------------------------------------------------------------
     def points_for(self, doc):
+        """The document's point list: it holds the points of the layer last followed (see _follow)."""
         if doc is None:
             return None
         for i, (d, pts) in enumerate(list(self._docs)):
@@ -260,23 +311,68 @@ class Controller(QObject):
             except RuntimeError:
                 self._docs.remove((d, pts))
         pts = PointList(doc.width(), doc.height())
-        text = kritadoc.read_annotation(doc, ANNOTATION_POINTS)
-        if text:
-            pts.load_json(text)
+        pts.set_pairs(self._document_pairs(doc))
         self._docs.append((doc, pts))
         return pts
 
     def current_points(self):
+        """The points of the active document's selected layer (what the overlay draws and a Run uses)."""
         try:
-            return self.points_for(kritadoc.active_document())
+            doc = kritadoc.active_document()
+            pts = self.points_for(doc)
+            if pts is not None:
+                self._follow(doc, pts)
+            return pts
         except RuntimeError:
             return None
+
+    def _document_pairs(self, doc):
+        """The artist's points of the document: what every layer but a result layer shows."""
+        pts = PointList(doc.width(), doc.height())
+        text = kritadoc.read_annotation(doc, ANNOTATION_POINTS)
+        if text:
+            pts.load_json(text)
+        return pts.pairs
+
+    def _show_layer(self, doc, pts, uid):
+        """Put the points the layer uid shows into the document's point list: a result layer's tracked
+        handles (or the points edited on it), else the artist's own."""
+        pairs = self.history(doc).shown_pairs(uid, None)
+        pts.layer = uid
+        pts.set_pairs(pairs if pairs is not None else self._document_pairs(doc))
+
+    def _follow(self, doc, pts):
+        """Switch the point list to the selected layer's points when another layer is selected (the
+        artist picked a layer, an undo removed one); the docker and the overlay are told right after."""
+        uid = kritadoc.layer_id(kritadoc.active_layer(doc))
+        if uid == pts.layer:
+            return False
+        self._show_layer(doc, pts, uid)
+        QTimer.singleShot(0, self._layer_switched)
+        return True
+
+    def _layer_switched(self):
+        self.points_changed.emit()
+        if self.tool is not None:
+            self.tool.refresh()
+
+    def _follow_active_layer(self):
+        """Timer: Krita tells nothing when the selected layer changes, so look."""
+        try:
+            self.current_points()
+        except Exception:  # noqa: BLE001 - a timer must never raise into Krita (its modal dialog)
+            import traceback
+            traceback.print_exc()
 
     def points_edited(self):
         doc = kritadoc.active_document()
         pts = self.points_for(doc)
         if doc is not None and pts is not None:
-            kritadoc.write_annotation(doc, ANNOTATION_POINTS, pts.to_json())
+            hist = self.history(doc)
+            if hist.set_points(pts.layer, pts.pairs):  # a result layer keeps its own
+                self._save_history(doc, hist)
+            else:
+                kritadoc.write_annotation(doc, ANNOTATION_POINTS, pts.to_json())
         self.points_changed.emit()
         if self.tool is not None:
             self.tool.refresh()
@@ -290,12 +386,37 @@ class Controller(QObject):
     def tool_armed_changed(self, armed):
         self.armed_changed.emit(armed)
 
+    # -- what the document and its layers remember --------------------------------------------------
     def session_record(self, doc):
+        """The document's record: its first picture (generated, or the source's inversion). A layer the
+        document has no entry for (an older document, a copy of the source) falls back to it, trusted
+        only for the pixels it was made from."""
         return workflow.SessionRecord.from_json(kritadoc.read_annotation(doc, jobspec.ANNOTATION_SESSION))
+
+    def history(self, doc):
+        return history.LayerHistory.from_json(kritadoc.read_annotation(doc, history.ANNOTATION_LAYERS))
+
+    def layer_entry(self, doc, node):
+        return self.history(doc).get(kritadoc.layer_id(node))
+
+    def layer_record(self, doc, node):
+        """The record a Run on the layer starts from: the layer's own, else the document's."""
+        entry = self.layer_entry(doc, node)
+        return entry.record if entry is not None else self.session_record(doc)
+
+    def _save_history(self, doc, hist):
+        if kritadoc.document_open(doc):
+            kritadoc.write_annotation(doc, history.ANNOTATION_LAYERS, hist.to_json())
 
     def _write_record(self, doc, record):
         if kritadoc.document_open(doc):
             kritadoc.write_annotation(doc, jobspec.ANNOTATION_SESSION, record.to_json())
+
+    def _remember_source(self, doc, uid, record, fingerprint):
+        if uid and kritadoc.document_open(doc):
+            hist = self.history(doc)
+            hist.remember_source(uid, record, fingerprint)
+            self._save_history(doc, hist)
 
     # -- new image from the model ----------------------------------------------------------------
     def new_image(self, model=None, seed=None):
@@ -326,8 +447,13 @@ class Controller(QObject):
         model, seed = answer.get("model") or self.settings.model, answer.get("seed", self.settings.seed)
         doc, node = kritadoc.new_document(w, h, "DragGAN %s seed %s" % (model, seed), bgra,
                                           "%s seed %s" % (model, seed))
-        self._write_record(doc, jobspec.generated_record(answer, self.settings.url))
+        record = jobspec.generated_record(answer, self.settings.url)
+        self._write_record(doc, record)
+        self._remember_source(doc, kritadoc.layer_id(node), record, record.fingerprint)
         self.points_for(doc)
+        if self.job is None:  # the last drag's progress belongs to another picture
+            self.progress = self.status = None
+            self.job_changed.emit()
         self.say("New image: %s, seed %s (%dx%d). Arm the Drag tool and place points." % (model, seed, w, h))
         self.points_changed.emit()
 
@@ -351,6 +477,7 @@ class Controller(QObject):
         if err is None and not kritadoc.is_paint_layer(source):
             err = "Select a paint layer to drag (the active layer is a %s)." % source.type()
         pts = self.points_for(doc)
+        self._follow(doc, pts)  # the selected layer's points, even before the timer noticed the layer
         w, h = doc.width(), doc.height()
         try:
             if err:
@@ -361,53 +488,45 @@ class Controller(QObject):
         except (jobspec.RequestError, workflow.WorkflowError) as exc:
             self.say(str(exc), True)
             return False
-        record = self.session_record(doc)
-        self.job = self._new_job(doc, source, edit, record)
+        record = self.layer_record(doc, source)
+        self.job = Job(doc, source, kritadoc.layer_id(source), edit, record,
+                       model=(record.model if record else None) or self.settings.model)
+        self.progress = self.status = None
+        self.progress_source = "drag"
+        self.say("Starting the drag (%d point pair%s)..." % (self.job.n, "" if self.job.n == 1 else "s"))
         self.job_changed.emit()
         self.worker.submit(workflow.begin, (self.client(), record, edit), self._started, self._start_failed)
         return True
-
-    def _new_job(self, doc, source, edit, record):
-        n = len(edit.drags)
-        job = {"id": None, "doc": doc, "source": source, "layer": None, "edit": edit, "record": record,
-               "started": None, "w": edit.width, "h": edit.height, "mask": edit.mask,
-               "model": (record.model if record else None) or self.settings.model, "n": n,
-               "preview_step": None, "stopping": False, "cancelling": False, "t0": time.time(), "session": None,
-               "kind": "generated", "phase": "start", "inversion": None}
-        self.progress = self.status = None
-        self.progress_source = "drag"
-        self.say("Starting the drag (%d point pair%s)..." % (n, "" if n == 1 else "s"))
-        return job
 
     def _started(self, started):
         job = self.job
         if job is None:
             return
-        job.update(started=started, session=started.session_id, phase=started.phase, id=started.job_id,
-                   kind="layer" if started.real else "generated", reused=started.reused,
-                   model=started.model or job["model"])
-        if kritadoc.document_open(job["doc"]):
-            name = "DragGAN preview (inverting)" if job["phase"] == "invert" else "DragGAN preview (running)"
-            job["layer"] = kritadoc.add_layer_above(job["doc"], job["source"], name)
-        if job["phase"] == "invert":
+        job.started, job.session, job.phase, job.id = started, started.session_id, started.phase, started.job_id
+        job.kind = Job.REAL if started.real else Job.GENERATED
+        job.model = started.model or job.model
+        if kritadoc.document_open(job.doc):
+            name = "DragGAN preview (inverting)" if job.phase == Job.INVERT else "DragGAN preview (running)"
+            job.layer = kritadoc.add_layer_above(job.doc, job.source, name)
+        if job.phase == Job.INVERT:
             self.say("Inverting the layer: the daemon fits %s into the model first%s..." % (
-                "the selection" if job["edit"].mask is not None else "the layer",
+                "the selection" if job.edit.mask is not None else "the layer",
                 " (reusing the inversion that is still running)" if started.reused else ""))
         else:
-            self.say("Dragging (%d point pair%s)..." % (job["n"], "" if job["n"] == 1 else "s"))
+            self.say("Dragging (%d point pair%s)..." % (job.n, "" if job.n == 1 else "s"))
         self._send_pending(job)
         self._poll_timer.start()
 
     def _send_pending(self, job):
         """A Stop or Cancel pressed before the daemon named the job is sent now."""
-        if job.get("cancelling"):
-            self.worker.submit(daemon.cancel, (self.client(), job["id"]), None, self._failed)
-        elif job.get("stopping"):
-            self.worker.submit(daemon.stop, (self.client(), job["id"]), None, self._failed)
+        if job.cancelling:
+            self.worker.submit(daemon.cancel, (self.client(), job.id), None, self._failed)
+        elif job.stopping:
+            self.worker.submit(daemon.stop, (self.client(), job.id), None, self._failed)
 
     def _start_failed(self, exc):
         job = self.job
-        if job is not None and job["layer"] is not None:  # a drag after the inversion: not started
+        if job is not None and job.layer is not None:  # a drag after the inversion: not started
             self._finish(None, daemon.describe_error(exc, self.settings.url))
             return
         self.job = None
@@ -420,11 +539,11 @@ class Controller(QObject):
         job = self.job
         if job is None:
             return
-        job["stopping"] = True
-        self.say("Stopping the inversion (keeping the best so far)..." if job["phase"] == "invert"
+        job.stopping = True
+        self.say("Stopping the inversion (keeping the best so far)..." if job.phase == Job.INVERT
                  else "Stopping after the current step...")
-        if job["id"] is not None:
-            self.worker.submit(daemon.stop, (self.client(), job["id"]), None, self._failed)
+        if job.id is not None:
+            self.worker.submit(daemon.stop, (self.client(), job.id), None, self._failed)
 
     def cancel(self):
         """End the job without a result: a drag's session goes back to before it; an inversion's
@@ -432,17 +551,17 @@ class Controller(QObject):
         job = self.job
         if job is None:
             return
-        job["cancelling"] = True
+        job.cancelling = True
         self.say("Cancelling...")
-        if job["id"] is not None:
-            self.worker.submit(daemon.cancel, (self.client(), job["id"]), None, self._failed)
+        if job.id is not None:
+            self.worker.submit(daemon.cancel, (self.client(), job.id), None, self._failed)
 
     def _poll_job(self):
         job = self.job
-        if job is None or job["id"] is None or self._polling:
+        if job is None or job.id is None or self._polling:
             return
         self._polling = True
-        self.worker.submit(daemon.poll, (self.client(), job["id"], job["preview_step"], job["w"], job["h"]),
+        self.worker.submit(daemon.poll, (self.client(), job.id, job.preview_step, job.w, job.h),
                            self._polled, self._poll_failed)
 
     def _poll_failed(self, exc):
@@ -450,8 +569,8 @@ class Controller(QObject):
         job = self.job
         if job is None:
             return
-        job["poll_errors"] = job.get("poll_errors", 0) + 1
-        if job["poll_errors"] < MAX_POLL_ERRORS and self._poll_timer.isActive():
+        job.poll_errors += 1
+        if job.poll_errors < MAX_POLL_ERRORS and self._poll_timer.isActive():
             return  # a slow or briefly unreachable daemon: keep polling
         self._poll_timer.stop()
         self._finish(None, daemon.describe_error(exc, self.settings.url))
@@ -461,30 +580,31 @@ class Controller(QObject):
         job = self.job
         if job is None:
             return
-        job["poll_errors"] = 0
+        job.poll_errors = 0
         status, preview = answer
         self.status, self.progress = status, workflow.progress(status)
         self.progress_source = "drag"
-        open_doc = kritadoc.document_open(job["doc"])
-        pts = self.points_for(job["doc"]) if open_doc else None
-        if pts is not None and status.get("handles") and status.get("kind", "drag") == "drag":
-            pts.set_handles([list(p) for p in status["handles"]])
-        if preview is not None and open_doc and job["layer"] is not None:
-            job["preview_step"] = preview["step"]
+        open_doc = kritadoc.document_open(job.doc)
+        pts = self.points_for(job.doc) if open_doc else None
+        if (pts is not None and pts.layer in (job.source_id, kritadoc.layer_id(job.layer)) and status.get("handles")
+                and status.get("kind", "drag") == "drag"):
+            pts.set_handles([list(p) for p in status["handles"]])  # shown while it runs, not stored
+        if preview is not None and open_doc and job.layer is not None:
+            job.preview_step = preview["step"]
             # a layer session's previews are the whole layer with the edit (or the reconstruction) in it
-            pixels = preview["bgra"] if job["kind"] == "layer" else jobspec.result_layer_pixels(preview["bgra"],
-                                                                                                job["mask"])
-            kritadoc.write_layer(job["doc"], job["layer"], pixels, job["w"], job["h"])
+            pixels = preview["bgra"] if job.kind == Job.REAL else jobspec.result_layer_pixels(preview["bgra"],
+                                                                                               job.mask)
+            kritadoc.write_layer(job.doc, job.layer, pixels, job.w, job.h)
         if self.tool is not None:
             self.tool.status_text = self.progress.text
             self.tool.refresh()
         self.job_changed.emit()
         if self.progress.finished:
             self._poll_timer.stop()
-            if job["phase"] == "invert":
+            if job.phase == Job.INVERT:
                 self._inverted(job)
             elif status.get("state") == "done":
-                self.worker.submit(daemon.finish, (self.client(), job["started"], status, job["record"], job["edit"]),
+                self.worker.submit(daemon.finish, (self.client(), job.started, status, job.record, job.edit),
                                    self._got_result, self._poll_failed)
             else:
                 self._finish(None, self.progress.text)
@@ -493,23 +613,23 @@ class Controller(QObject):
         """The inversion ended: drag now (done, also when stopped early), else give up. The layer's
         session is remembered first, so a later Run reuses the inversion even if this drag fails."""
         status, text = self.status, self.progress.text
-        job["inversion"] = {"text": text, "psnr": self.progress.psnr, "reason": status.get("reason"),
-                            "quality": (status.get("result") or {}).get("quality"), "job_id": job["id"]}
-        if status.get("state") != "done" or job.get("cancelling"):
+        job.inversion = {"text": text, "psnr": self.progress.psnr, "reason": status.get("reason"),
+                         "quality": (status.get("result") or {}).get("quality"), "job_id": job.id}
+        if status.get("state") != "done" or job.cancelling:
             self._finish(None, text)
             return
         # the source's pixels and their fitted first state: every Run on the source starts from there
-        self._write_record(job["doc"], workflow.real_record(self.settings.url,
-                                                            dataclasses.replace(job["started"], inversion=status),
-                                                            job["edit"]))
-        if not kritadoc.document_open(job["doc"]):
+        record = workflow.real_record(self.settings.url, dataclasses.replace(job.started, inversion=status), job.edit)
+        self._write_record(job.doc, record)
+        self._remember_source(job.doc, job.source_id, record, job.edit.fingerprint())
+        if not kritadoc.document_open(job.doc):
             self._finish(None, "The document was closed before the drag could start.")
             return
-        job.update(phase="drag", id=None, stopping=False, preview_step=None)
-        if job["layer"] is not None:
-            job["layer"].setName("DragGAN preview (running)")
-        self.say("%s. Dragging (%d point pair%s)..." % (text, job["n"], "" if job["n"] == 1 else "s"))
-        client, started, edit = self.client(), job["started"], job["edit"]
+        job.phase, job.id, job.stopping, job.preview_step = Job.DRAG, None, False, None
+        if job.layer is not None:
+            job.layer.setName("DragGAN preview (running)")
+        self.say("%s. Dragging (%d point pair%s)..." % (text, job.n, "" if job.n == 1 else "s"))
+        client, started, edit = self.client(), job.started, job.edit
         self.worker.submit(lambda: workflow.start_drag(client, started, edit, inversion=status), (),
                            self._drag_started, self._start_failed)
 
@@ -517,7 +637,7 @@ class Controller(QObject):
         job = self.job
         if job is None:
             return
-        job.update(started=started, id=started.job_id)
+        job.started, job.id = started, started.job_id
         self.progress = self.status = None
         self.job_changed.emit()
         self._send_pending(job)
@@ -533,43 +653,110 @@ class Controller(QObject):
             self.tool.refresh()
         if job is None:
             return
-        open_doc = kritadoc.document_open(job["doc"])
+        open_doc = kritadoc.document_open(job.doc)
         done, bgra = result if result is not None else (None, None)
         text = self.progress.text if self.progress is not None else "Done"
+        base = {"inversion": job.inversion, "session": job.session, "kind": job.kind,
+                "from_state": (self.status or {}).get("from_state"), "source_id": job.source_id}
         if error is not None or result is None:
-            if job["layer"] is not None and open_doc:
-                kritadoc.remove_layer(job["layer"])
+            if job.layer is not None and open_doc:
+                kritadoc.remove_layer(job.layer)
             cancelled = self.status is not None and self.status.get("state") == "cancelled"
-            self.last_result = {"ok": False, "error": error, "cancelled": cancelled, "inversion": job["inversion"]}
+            self.last_result = dict(base, ok=False, error=error, cancelled=cancelled)
             self.say(error or "The drag failed.", not cancelled)
-        elif job["kind"] == "layer" and not done.changed:
-            if job["layer"] is not None and open_doc:
-                kritadoc.remove_layer(job["layer"])
-            self.last_result = {"ok": True, "layer": None, "text": text, "seconds": time.time() - job["t0"],
-                                "inversion": job["inversion"], "session": job["session"], "changed": None}
+        elif job.kind == Job.REAL and not done.changed:
+            if job.layer is not None and open_doc:
+                kritadoc.remove_layer(job.layer)
+            self.last_result = dict(base, ok=True, layer=None, text=text, seconds=time.time() - job.t0, changed=None)
             self.say("%s, but no pixel changed: no layer added." % text)
         else:
-            name = jobspec.result_layer_name(job["model"], job["n"])
+            name = jobspec.result_layer_name(job.model, job.n)
             changed = done.changed
-            if job["kind"] == "layer":  # the full-size result, only its changed rectangle needs pixels
-                pixels = jobspec.changed_layer_pixels(bgra, job["w"], job["h"], changed)
+            if job.kind == Job.REAL:  # the full-size result, only its changed rectangle needs pixels
+                pixels = jobspec.changed_layer_pixels(bgra, job.w, job.h, changed)
             else:
-                pixels = jobspec.result_layer_pixels(bgra, job["mask"])
+                pixels = jobspec.result_layer_pixels(bgra, job.mask)
+            uid = None
             if open_doc:
-                layer = job["layer"] or kritadoc.add_layer_above(job["doc"], job["source"], name)
-                kritadoc.write_layer(job["doc"], layer, pixels, job["w"], job["h"])
+                layer = job.layer or kritadoc.add_layer_above(job.doc, job.source, name)
+                kritadoc.write_layer(job.doc, layer, pixels, job.w, job.h)
                 layer.setName(name)
-                job["doc"].setActiveNode(layer)
-                pts = self.points_for(job["doc"])
-                if pts is not None:
-                    kritadoc.write_annotation(job["doc"], ANNOTATION_POINTS, pts.to_json())
-            self.last_result = {"ok": True, "layer": name, "text": text, "seconds": time.time() - job["t0"],
-                                "inversion": job["inversion"], "session": job["session"], "changed": changed,
-                                "kind": job["kind"]}
+                uid = kritadoc.layer_id(layer)
+                # the layer remembers the state that made it, for the pixels it holds (as Krita reads them back)
+                hist = self.history(job.doc)
+                hist.remember_result(uid, done.record,
+                                     jobspec.layer_fingerprint(kritadoc.layer_pixels(layer, job.w, job.h), job.w,
+                                                               job.h), job.source_id)
+                self._save_history(job.doc, hist)
+                kritadoc.select_layer(job.doc, layer)
+            self.last_result = dict(base, ok=True, layer=name, layer_id=uid, text=text, seconds=time.time() - job.t0,
+                                    changed=changed, state_id=done.record.state_id)
             self.say("%s. Result layer: %s" % (text, name))
+        if open_doc:  # the live tracked handles were only shown: the selected layer's own points again
+            self._show_layer(job.doc, self.points_for(job.doc), kritadoc.layer_id(kritadoc.active_layer(job.doc)))
         self.points_changed.emit()
         self.job_changed.emit()
+
+    # -- reset to original ---------------------------------------------------------------------------
+    def reset_to_original(self):
+        """Forget the drags of the selected layer's session (a real layer keeps its inversion): the layer
+        it came from is selected (it shows the original picture) with the artist's original handles, and
+        the next drag starts from the original. Result layers stay in the document."""
+        if self.job is not None:
+            self.say("A drag is running; stop or cancel it before Reset to original.", True)
+            return False
+        doc = kritadoc.active_document()
+        if doc is None:
+            self.say("Open an image first.", True)
+            return False
+        node = kritadoc.active_layer(doc)
+        uid = kritadoc.layer_id(node)
+        entry = self.layer_entry(doc, node)
+        record = entry.record if entry is not None else self.session_record(doc)
+        if entry is None and record is not None and record.fingerprint != jobspec.layer_fingerprint(
+                kritadoc.layer_pixels(node, doc.width(), doc.height()), doc.width(), doc.height()):
+            record = None  # the document's picture, but this layer shows other pixels
+        if record is None:
+            self.say("Nothing to reset: this layer has no DragGAN picture yet (run a drag on it first).", True)
+            return False
+        self.say("Resetting to the original picture...")
+        self.worker.submit(workflow.reset, (self.client(), record),
+                           lambda new: self._reset_done(doc, uid, new, False),
+                           lambda exc: self._reset_failed(doc, uid, record, exc))
+        return True
+
+    def _reset_failed(self, doc, uid, record, exc):
+        if getattr(exc, "code", None) in workflow.GONE:  # the next drag regenerates or re-inverts anyway
+            self._reset_done(doc, uid, history.lost_session_record(record), True)
+            return
+        self.say(daemon.describe_error(exc, self.settings.url), True)
+
+    def _reset_done(self, doc, uid, record, lost):
+        if not kritadoc.document_open(doc):
+            return
+        hist = self.history(doc)
+        target_uid, moved = history.reset_target(hist, uid, lambda u: kritadoc.find_layer(doc, u) is not None)
+        target = kritadoc.find_layer(doc, target_uid)
+        if target is None:  # the layer went away meanwhile
+            self.say("The layer to reset is gone.", True)
+            return
+        kept_result = not moved and hist.get(uid) is not None and hist.get(uid).is_result
+        hist.remember_source(target_uid, record,
+                             jobspec.layer_fingerprint(kritadoc.layer_pixels(target, doc.width(), doc.height()),
+                                                       doc.width(), doc.height()))
+        self._save_history(doc, hist)
+        if moved:
+            kritadoc.select_layer(doc, target)
+        pts = self.points_for(doc)
+        if pts is not None:
+            self._show_layer(doc, pts, target_uid)  # the tracked handles go: the original ones show
+        self.last_reset = {"layer_id": target_uid, "moved": moved, "lost": lost, "state_id": record.state_id}
+        self.say(history.reset_message(record, lost=lost, moved_to_original=moved, kept_result=kept_result))
+        self.points_changed.emit()
+        if self.tool is not None:
+            self.tool.refresh()
 
     def shutdown(self):
         self._poll_timer.stop()
         self._download_timer.stop()
+        self._layer_timer.stop()

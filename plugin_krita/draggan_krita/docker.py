@@ -180,6 +180,15 @@ class DragGANDocker(DockWidget):
         row.addWidget(self.stop_btn)
         row.addWidget(self.cancel_btn)
         lay.addLayout(row)
+        row = QHBoxLayout()
+        self.reset_original_btn = QPushButton("Reset to original")
+        self.reset_original_btn.setObjectName("draggan_reset_original")
+        self.reset_original_btn.setToolTip("Forget the drags of the selected layer's picture (an inverted layer keeps "
+                                           "its inversion): its original layer is selected with your original "
+                                           "handles, and the next drag starts from the original. Result layers stay.")
+        row.addWidget(self.reset_original_btn)
+        row.addStretch(1)
+        lay.addLayout(row)
         self.progress = QProgressBar()
         self.progress.setObjectName("draggan_progress")
         self.progress.setRange(0, 100)
@@ -213,6 +222,7 @@ class DragGANDocker(DockWidget):
         self.run_btn.clicked.connect(self._run)
         self.stop_btn.clicked.connect(self.ctl.stop)
         self.cancel_btn.clicked.connect(self.ctl.cancel)
+        self.reset_original_btn.clicked.connect(self.ctl.reset_to_original)
         self.adv_toggle.toggled.connect(self.adv.setVisible)
         for w in (self.steps, self.mask_lambda, self.r1, self.r2, self.lr, self.w_layers, self.preview_every,
                   self.invert_w, self.invert_wplus, self.invert_pti):
@@ -447,14 +457,15 @@ class DragGANDocker(DockWidget):
         self.run_btn.setEnabled(not running)
         self.stop_btn.setEnabled(running)
         self.cancel_btn.setEnabled(running)
+        self.reset_original_btn.setEnabled(not running)
         self._show_download_buttons()
         pr = self.ctl.progress if running or self.ctl.progress_source == "drag" else self.ctl.download_progress
         if pr is not None:
             self.progress.setValue(int(100 * pr.fraction))
             self.progress_text.setText(pr.text)
-        elif running:
+        else:
             self.progress.setValue(0)
-            self.progress_text.setText("Starting...")
+            self.progress_text.setText("Starting..." if running else "")
 
     def _show_message(self, text, error):
         self.msg.setStyleSheet("color:#e03030;" if error else "")

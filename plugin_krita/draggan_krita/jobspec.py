@@ -89,6 +89,11 @@ def generated_record(answer, url):
     return workflow.generated_record(answer, url, answer["seed"], pixels=imaging.bgra_to_rgba(bytes(answer["bgra"])))
 
 
+def layer_fingerprint(bgra, width, height):
+    """The fingerprint of a layer's Krita BGRA pixels, as the workflow computes it for a Run on that layer."""
+    return workflow.layer_fingerprint(imaging.bgra_to_rgba(bytes(bgra)), width, height)
+
+
 def generate_request(model, seed, psi=None):
     req = {"model": model or None, "seed": int(seed)}
     if psi is not None:

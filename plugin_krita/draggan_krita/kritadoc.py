@@ -127,6 +127,37 @@ def add_layer_above(doc, source, name):
     return node
 
 
+def layer_id(node):
+    """The layer's uniqueId as text ("{...}"), saved with the .kra; None for no layer."""
+    if node is None:
+        return None
+    try:
+        return node.uniqueId().toString()
+    except RuntimeError:  # the wrapped layer is gone
+        return None
+
+
+def find_layer(doc, uid):
+    """The layer of the document with that uniqueId (undone or deleted layers are not found), else None."""
+    if not uid:
+        return None
+    todo = list(doc.rootNode().childNodes())
+    while todo:
+        node = todo.pop()
+        if layer_id(node) == uid:
+            return node
+        todo.extend(node.childNodes())
+    return None
+
+
+def active_layer(doc):
+    return doc.activeNode() if doc is not None else None
+
+
+def select_layer(doc, node):
+    doc.setActiveNode(node)
+
+
 def write_layer(doc, node, bgra, width, height):
     node.setPixelData(QByteArray(bgra), 0, 0, width, height)
     doc.refreshProjection()

@@ -20,6 +20,7 @@ class PointList(object):
         self.pairs = []  # [[handle (x, y), target (x, y) or None], ...]
         self.selected = None  # (index, role) or None
         self.listeners = []
+        self.layer = None  # the uniqueId of the layer whose points these are (the controller switches them)
 
     # -- observers -------------------------------------------------------------------------
     def changed(self):
@@ -108,6 +109,15 @@ class PointList(object):
         complete = [i for i, (h, t) in enumerate(self.pairs) if t is not None]
         for i, p in zip(complete, handles):
             self.pairs[i][0] = self._clamp(p)
+        self.changed()
+
+    def set_pairs(self, pairs):
+        """Show other points (another layer's): [[handle, target or None], ...]; bad input shows none."""
+        try:
+            self.pairs = [[self._clamp(h), self._clamp(t) if t is not None else None] for h, t in pairs or []]
+        except (TypeError, ValueError, IndexError):
+            self.pairs = []
+        self.selected = None
         self.changed()
 
     # -- persistence -----------------------------------------------------------------------

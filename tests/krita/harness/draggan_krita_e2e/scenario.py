@@ -143,7 +143,7 @@ class E2EExtension(Extension):
         while True:
             seen["texts"].add(label.text())  # also the state that fulfils until(): nothing changes before the yield
             if ctl.job:
-                seen["phases"].add(ctl.job.get("phase"))
+                seen["phases"].add(ctl.job.phase)
             if until() or time.monotonic() > end:
                 return
             yield 100
@@ -356,8 +356,8 @@ class E2EExtension(Extension):
             w(QPushButton, "draggan_run").click()
             yield 100
             check(ctl.running(), "job did not start", message=ctl.last_message)
-            yield from self.wait_for(lambda: not ctl.running() or ctl.job.get("preview_step"), 90)
-            saw_preview = ctl.running() and bool(ctl.job.get("preview_step"))
+            yield from self.wait_for(lambda: not ctl.running() or ctl.job.preview_step, 90)
+            saw_preview = ctl.running() and bool(ctl.job.preview_step)
         seen = {"texts": set(), "phases": set()}
         yield from self.follow_run(ctl, progress_label, lambda: not ctl.running(), 150, seen)
         check(not ctl.running(), "job did not finish in time", message=ctl.last_message)
@@ -408,9 +408,15 @@ class E2EExtension(Extension):
         doc2.setBatchmode(True)
         ann2 = json.loads(kritadoc.read_annotation(doc2, points_mod.ANNOTATION_POINTS) or "{}")
         info2 = ctl.session_record(doc2)
-        self.log("reopen", pairs=ann2.get("pairs"), session=info2)
+        result_id = ctl.last_result["layer_id"]
+        kept = ctl.history(doc2).get(result_id)
+        self.log("reopen", pairs=ann2.get("pairs"), session=info2, result_layer=result_id,
+                 result_entry=kept and vars(kept), found=kritadoc.find_layer(doc2, result_id) is not None)
         check(ann2.get("pairs") and len(ann2["pairs"]) == 1, "points lost on save/reopen", ann=ann2)
         check(info2 and info2.session_id == info.session_id, "session lost on save/reopen")
+        # the result layer keeps its id and its memory (its state, its tracked handles) in the .kra
+        check(kritadoc.find_layer(doc2, result_id) is not None and kept is not None and kept.is_result
+              and kept.record.state_id == ctl.last_result["state_id"], "the result layer's history lost on save/reopen")
         doc2.close()
         yield 300
 
@@ -484,6 +490,8 @@ class E2EExtension(Extension):
         check(not act.isChecked(), "action still checked after disarming")
         ctl.settings.url = DAEMON_URL
         yield from self.layer_scenario(k, win, ctl, tool, act, w, src_before, W, H)
+        from .history_scenario import history_scenario
+        yield from history_scenario(self, k, win, ctl, tool, act, dock, w)
         self.log("done")
 
     def layer_scenario(self, k, win, ctl, tool, act, w, picture, PW, PH):
@@ -562,9 +570,9 @@ class E2EExtension(Extension):
             w(QPushButton, "draggan_run").click()
             yield 100
             check(ctl.running(), "the layer run did not start", message=ctl.last_message)
-            yield from self.wait_for(lambda: not ctl.running() or (ctl.job.get("phase") == "invert" and ctl.status
+            yield from self.wait_for(lambda: not ctl.running() or (ctl.job.phase == "invert" and ctl.status
                                                                    is not None and ctl.status.get("step", 0) >= 2), 90)
-            check(ctl.running() and ctl.job["phase"] == "invert", "no inversion phase", message=ctl.last_message,
+            check(ctl.running() and ctl.job.phase == "invert", "no inversion phase", message=ctl.last_message,
                   result=ctl.last_result)
             yield 300
             invert_text = progress_label.text()
@@ -573,7 +581,7 @@ class E2EExtension(Extension):
             stop_btn.click()
             seen["texts"].add(invert_text)
             yield from self.follow_run(ctl, progress_label, lambda: not ctl.running() or (
-                ctl.job.get("phase") == "drag" and ctl.job.get("id") is not None), 90, seen)
+                ctl.job.phase == "drag" and ctl.job.id is not None), 90, seen)
         yield from self.follow_run(ctl, progress_label, lambda: not ctl.running(), 150, seen)
         texts, phases = seen["texts"], seen["phases"]
         check(not ctl.running(), "the layer run did not finish in time", message=ctl.last_message)
