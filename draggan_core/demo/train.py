@@ -58,7 +58,7 @@ def render_targets(z: torch.Tensor, size: int) -> torch.Tensor:
 def evaluate(G: Generator, n: int = 16, device: torch.device | str = "cpu") -> dict[str, float]:
     """The model card's quality: L1 and 3-scale SSIM against the world on seeds 0..n-1 at psi 1.
 
-    Images in [-1, 1]; seeds drawn as NVIDIA's tools draw them, so the numbers match `draggan generate`.
+    Images in [-1, 1]; seeds drawn as NVIDIA's tools draw them, so seed s is `draggan generate --seed s --psi 1`.
     """
     z = torch.from_numpy(np.stack([np.random.RandomState(s).randn(G.z_dim) for s in range(n)])).float()
     target = render_targets(z, G.img_resolution)
@@ -219,6 +219,7 @@ def export(trainer: Trainer, path: str | Path) -> dict[str, float]:
 
 
 def parser() -> argparse.ArgumentParser:
+    """The command line; its own function so that run_config can report a size conflict through it."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workdir", default="out/demo_train",
                    help="the run's state (weights, EMA, optimiser, RNG, log): resumed from if present")
