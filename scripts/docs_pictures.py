@@ -2,7 +2,8 @@
 """Copy the editors' end-to-end screenshots into docs/img/, and make the workflow GIFs from them.
 
 The pictures in the docs are made by the e2e tests (tests/test_krita_e2e.py writes
-out/krita-e2e/<version>/), so they show what the plug-ins really do; run the tests, then this:
+out/krita-e2e/<version>/, tests/test_gimp_e2e.py out/gimp-e2e/<version>/), so they show what the
+plug-ins really do; run the tests, then this:
 
     .venv/bin/python scripts/docs_pictures.py [--editor krita] [--out-dir out] [--skip-missing]
 
@@ -23,12 +24,16 @@ PICTURES = [
     ("krita", "krita-e2e/5.2/krita-docker-history.png", "krita-docker.png"),
     ("krita", "krita-e2e/5.2/krita-workflow-02-points.png", "krita-points.png"),
     ("krita", "krita-e2e/5.2-local/krita-daemon.png", "krita-daemon.png"),
+    ("gimp", "gimp-e2e/3.2/gimp-workflow-1-dialog.png", "gimp-dialog.png"),
+    ("gimp", "gimp-e2e/3.2/gimp-workflow-2-preview.png", "gimp-preview.png"),
+    ("gimp", "gimp-e2e/3.2/gimp-workflow-3-result.png", "gimp-result.png"),
 ]
 
 # (editor, frames under out/ (a glob, taken in name order), name in docs/img/, width in px (0: as taken),
 #  ms per frame, ms on the last)
 GIFS = [
     ("krita", "krita-e2e/5.2/krita-workflow-*.png", "krita-workflow.gif", 0, 1600, 3200),
+    ("gimp", "gimp-e2e/3.2/gimp-workflow-*.png", "gimp-workflow.gif", 0, 1800, 3200),
 ]
 
 
