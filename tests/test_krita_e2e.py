@@ -7,8 +7,9 @@ and a plain painted document, which the daemon inverts before the drag. Both use
 the demo model (tests/krita/harness/draggan_krita_e2e/history_scenario.py): undo then the same drag
 gives the first result pixel for pixel, a drag on a result layer continues it, Reset to original
 goes back to the original, a lost session is regenerated; it photographs the workflow for the docs
-(scripts/docs_pictures.py). The plug-in zip is built by scripts/package_krita.py and installed
-with Krita's own importer; the test-only harness plug-in (tests/krita/harness) runs the scenario
+(scripts/docs_pictures.py). Last, Align mode (align_scenario.py): a tilted demo cat the daemon did
+not generate, its landmarks clicked through the tool, a drag framed by the demo recipe. The plug-in
+zip is built by scripts/package_krita.py and installed with Krita's own importer; the test-only harness plug-in (tests/krita/harness) runs the scenario
 inside Krita and writes report.json (see tests/krita/run_krita.sh); where it acts while a job runs,
 it holds the job at the daemon's test gate (tests/editor_gate.py, copied into the harness). Artifacts (report, logs,
 screenshots) go to out/krita-e2e/<version>/. Warm Krita profiles are cached in
@@ -135,11 +136,60 @@ def _collect(out_dir: Path, version: str, rc: int, output: str) -> dict:
     return report
 
 
+def write_tilted_cat(url: str, path: Path, version: str) -> dict:
+    """A photo-like layer for Align mode (issue 16): the demo model's seed-0 cat turned -25 degrees, scaled
+    1.25x and placed off-centre on a 230x190 canvas (a colour per Krita version, so the shared daemon does
+    not reuse the other run's session). Returns the same transform applied to the cat's eye and mouth
+    landmarks and to the README's drag (right ear up), in the canvas's pixels (the idea of
+    tests/test_gimp_e2e.py's write_tilted_cat)."""
+    import io
+    import math
+
+    from PIL import Image
+
+    from draggan_client.client import DaemonClient
+    from draggan_core import registry
+    from draggan_core.checkpoint import load_generator
+    from draggan_core.demo import world
+    from draggan_core.demo.scenarios import make_drag
+    from draggan_core.demo.train import params_from_z
+    from draggan_core.stylegan2 import seed_to_z
+
+    z_dim = load_generator(registry.DEMO_FILE, device="cpu").z_dim
+    marks = world.landmarks(params_from_z(seed_to_z(0, z_dim))[0].numpy(), 128)
+    drag = make_drag("right_ear_up", 0, z_dim, 128)
+    angle, scale, centre, placed = math.radians(-25.0), 1.25, (64.0, 64.0), (110.0, 100.0)
+    cos, sin = math.cos(angle) * scale, math.sin(angle) * scale
+
+    def forward(p):  # cat pixels -> canvas pixels (turned clockwise on screen)
+        dx, dy = p[0] - centre[0], p[1] - centre[1]
+        return [round(placed[0] + cos * dx - sin * dy, 3), round(placed[1] + sin * dx + cos * dy, 3)]
+
+    det = cos * cos + sin * sin  # the inverse, for PIL (output pixel -> input pixel)
+    a, b, d, e = cos / det, sin / det, -sin / det, cos / det
+    cat = Image.open(io.BytesIO(DaemonClient(url).generate(seed=0, model="demo", psi=1.0)["image"])).convert("RGBA")
+    turned = cat.transform((230, 190), Image.AFFINE, (a, b, centre[0] - a * placed[0] - b * placed[1],
+                                                      d, e, centre[1] - d * placed[0] - e * placed[1]),
+                           resample=Image.BICUBIC, fillcolor=(0, 0, 0, 0))
+    colour = {"5.1": (150, 120, 170), "5.2": (140, 130, 180)}[version]
+    canvas = Image.new("RGBA", (230, 190), colour + (255,))
+    canvas.alpha_composite(turned)
+    canvas.save(path)
+    return {"landmarks": [forward(marks[k]) for k in ("left_eye", "right_eye", "mouth_left", "mouth_right")],
+            "drag": forward(drag.handles[0]) + forward(drag.targets[0])}
+
+
+def _tilted_env(url: str, run_dir: Path, inside: str, version: str) -> list[str]:
+    """The tilted cat in run_dir (seen by Krita as `inside`) for the Align part of the scenario."""
+    tilted = write_tilted_cat(url, run_dir / "tilted.png", version)
+    return ["DRAGGAN_E2E_TILTED=" + json.dumps(dict(tilted, path=inside + "/tilted.png"))]
+
+
 def _scenario_env(url: str) -> list[str]:
     # the history part drags the demo model five times on the CPU: 2 minutes on two idle cores, 5 when
-    # they are loaded (a 16-step drag took 57 s at a load of 4)
-    return ["DRAGGAN_URL=" + url, "DRAGGAN_E2E_DEAD=http://127.0.0.1:%d" % _free_port(), "KRITA_TIMEOUT=900",
-            "DRAGGAN_E2E_WATCHDOG=880"]
+    # they are loaded (a 16-step drag took 57 s at a load of 4); the Align part inverts and drags it once more
+    return ["DRAGGAN_URL=" + url, "DRAGGAN_E2E_DEAD=http://127.0.0.1:%d" % _free_port(), "KRITA_TIMEOUT=1200",
+            "DRAGGAN_E2E_WATCHDOG=1180"]
 
 
 @pytest.mark.skipif(shutil.which("krita") is None or shutil.which("Xvfb") is None or shutil.which("xdotool") is None,
@@ -147,11 +197,12 @@ def _scenario_env(url: str) -> list[str]:
 def test_krita51_host(daemon_url, tmp_path):
     run_dir, out_dir = tmp_path / "run", tmp_path / "out"
     _stage_run(run_dir)
-    env = CLEAN_ENV + ["E2E_RUN=%s" % run_dir, "PROFILE=%s" % PROFILE_51, "OUT=%s" % out_dir] + _scenario_env(daemon_url)
+    env = CLEAN_ENV + ["E2E_RUN=%s" % run_dir, "PROFILE=%s" % PROFILE_51, "OUT=%s" % out_dir] + \
+        _scenario_env(daemon_url) + _tilted_env(daemon_url, run_dir, str(run_dir), "5.1")
     t0 = time.monotonic()
     try:
         p = subprocess.run(env + ["bash", str(run_dir / "run_krita.sh")], capture_output=True, text=True,
-                           timeout=1000)
+                           timeout=1300)
     finally:
         gate.hold_at(daemon_url, None)  # a scenario that died holding the gate must not hold the next run's jobs
     report = _collect(out_dir, "5.1", p.returncode, p.stdout + p.stderr)
@@ -182,10 +233,10 @@ def test_krita52_chroot(daemon_url):
     shutil.rmtree(WORK_52 / "out", ignore_errors=True)
     cmd = [str(ROOT / "scripts" / "debian_chroot.sh"), "run", str(TRIXIE), str(WORK_52),
            "E2E_RUN=/e2e/run", "PROFILE=/e2e/profile", "OUT=/e2e/out"] + _scenario_env(daemon_url) + \
-          ["bash", "/e2e/run/run_krita.sh"]
+          _tilted_env(daemon_url, WORK_52 / "run", "/e2e/run", "5.2") + ["bash", "/e2e/run/run_krita.sh"]
     t0 = time.monotonic()
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=1100)
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=1400)
     finally:
         gate.hold_at(daemon_url, None)
         _unmount_chroot()

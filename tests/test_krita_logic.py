@@ -28,11 +28,11 @@ def plugin(tmp_path_factory):
     for name in [m for m in sys.modules if m == "draggan_krita" or m.startswith("draggan_krita.")]:
         del sys.modules[name]
     import draggan_krita
-    from draggan_krita import daemon, geometry, history, imaging, jobspec, points, settings
+    from draggan_krita import align, daemon, geometry, history, imaging, jobspec, points, settings
     from draggan_krita.draggan_client import launcher, pngcodec, workflow
     yield {"pkg": draggan_krita, "geometry": geometry, "points": points, "jobspec": jobspec, "pngcodec": pngcodec,
            "settings": settings, "daemon": daemon, "imaging": imaging, "workflow": workflow,
-           "launcher": launcher, "history": history}
+           "launcher": launcher, "history": history, "align": align}
     sys.path.remove(str(staged))
 
 
@@ -612,3 +612,99 @@ def test_wrong_token_and_missing_model_messages_through_the_real_client(plugin):
     finally:
         server.shutdown()
         server.server_close()
+
+
+# -- Align mode (issue 16): the landmarks and the square they frame --------------------------------------
+
+def _tilted_face(angle_deg, scale, centre):
+    """An upright face's eye and mouth landmarks turned angle_deg clockwise on screen, scaled, moved to centre."""
+    a = math.radians(angle_deg)
+    c, s = math.cos(a) * scale, math.sin(a) * scale
+    upright = {"left_eye": (-12.0, -6.0), "right_eye": (12.0, -6.0), "mouth_left": (-8.0, 14.0),
+               "mouth_right": (9.0, 14.5)}
+    return {k: (centre[0] + c * x - s * y, centre[1] + s * x + c * y) for k, (x, y) in upright.items()}
+
+
+@pytest.mark.parametrize("framing", ["ffhq", "demo"])
+@pytest.mark.parametrize("angle,scale", [(0.0, 1.0), (20.0, 1.3), (-35.0, 0.7), (170.0, 2.0)])
+def test_the_plugins_square_is_the_daemons_recipe(plugin, framing, angle, scale):
+    from draggan_core import alignment
+    marks = _tilted_face(angle, scale, (130.0, 95.0))
+    args = [marks[k] for k in plugin["align"].LANDMARKS]
+    box = alignment.box_from_landmarks(alignment.FRAMINGS[framing], *args)
+    mine = plugin["align"].square(framing, *args)
+    for p, q in zip(mine, box.corners()):
+        assert _close(p, q, 1e-4), (mine, box.corners())
+    assert plugin["align"].RECIPES[framing] == (alignment.FRAMINGS[framing].eye_scale,
+                                                alignment.FRAMINGS[framing].mouth_scale,
+                                                alignment.FRAMINGS[framing].centre_shift)
+
+
+def test_the_ffhq_square_by_hand(plugin):
+    # eyes 20 px apart on y=40, mouth midpoint 24 px below: half side max(2*20, 1.8*24) = 43.2, centre 2.4 below
+    sq = plugin["align"].square("ffhq", (40, 40), (60, 40), (42, 64), (58, 64))
+    assert all(_close(p, q, 1e-9) for p, q in zip(sq, [(6.8, -0.8), (93.2, -0.8), (93.2, 85.6), (6.8, 85.6)]))
+
+
+def test_the_square_refuses_what_the_daemon_refuses(plugin):
+    al = plugin["align"]
+    with pytest.raises(al.AlignError, match="mouth is not below"):
+        al.square("ffhq", (60, 40), (40, 40), (42, 64), (58, 64))  # eyes swapped
+    with pytest.raises(al.AlignError, match="1 px"):
+        al.square("demo", (40, 40), (40.5, 40), (42, 64), (58, 64))
+    with pytest.raises(al.AlignError, match="centred crop"):
+        al.square("centre", (40, 40), (60, 40), (42, 64), (58, 64))
+
+
+def test_align_mode_places_four_landmarks_in_order_and_edits_them(plugin):
+    al_mod = plugin["align"]
+    al = al_mod.Alignment(100, 80)
+    seen = []
+    al.listeners.append(lambda: seen.append(len(al)))
+    assert al.next_name() == "left_eye" and al.landmarks() is None and al.problem("demo") is None
+    for x, y in ((40, 40), (60, 40), (42, 64)):
+        al.place(x, y)
+    assert al.problem("demo").startswith("Alignment: 3 of 4") and "right mouth corner" in al.problem("demo")
+    assert al.square("demo") is None
+    assert al.place(58, 200) == (3, al_mod.LANDMARK) and al.points[3] == (58.0, 79.0)  # clamped to the image
+    assert al.place(10, 10) is None and len(al) == 4  # all four placed: a click elsewhere adds none
+    al.move((3, al_mod.LANDMARK), 58, 64)
+    assert al.landmarks() == {"left_eye": [40.0, 40.0], "right_eye": [60.0, 40.0], "mouth_left": [42.0, 64.0],
+                              "mouth_right": [58.0, 64.0]}
+    assert al.square("ffhq") is not None and al.square("centre") is None and al.problem("ffhq") is None
+    assert al.hit(59, 41, 3) == (1, al_mod.LANDMARK) and al.hit(0, 0, 3) is None
+    assert al.remove((2, al_mod.LANDMARK)) and al.points == [(40.0, 40.0), (60.0, 40.0)]  # and those after it
+    assert al.next_name() == "mouth_left" and seen
+    al.clear()
+    assert len(al) == 0 and al.selected is None
+
+
+def test_the_alignment_round_trips_through_json_and_survives_bad_input(plugin):
+    al_mod = plugin["align"]
+    al = al_mod.Alignment(100, 80)
+    al.set_landmarks({"left_eye": [40, 40], "right_eye": [60, 40], "mouth_left": [42, 64], "mouth_right": [58, 64]})
+    back = al_mod.Alignment(100, 80).load_json(al.to_json())
+    assert back.points == al.points and back.complete()
+    assert json.loads(al.to_json())["version"] == al_mod.FORMAT_VERSION
+    for bad in ("", "{", "[1, 2]", json.dumps({"points": [[1]]}), json.dumps({"points": "xy"})):
+        assert len(al_mod.Alignment(100, 80).load_json(bad)) == 0
+    assert len(al_mod.Alignment(100, 80).load_json(json.dumps({"points": [[1, 2]] * 9}))) == 4
+
+
+def test_a_run_sends_the_landmarks_only_when_they_frame_the_picture(plugin):
+    al_mod = plugin["align"]
+    al = al_mod.Alignment(100, 80)
+    assert al_mod.align_for_run(al, "demo") == (None, None) and al_mod.align_for_run(None, "demo") == (None, None)
+    al.place(40, 40)
+    with pytest.raises(al_mod.AlignError, match="1 of 4"):
+        al_mod.align_for_run(al, "demo")
+    for x, y in ((60, 40), (42, 64), (58, 64)):
+        al.place(x, y)
+    sent, note = al_mod.align_for_run(al, "demo")
+    assert sent == al.landmarks() and note is None
+    assert al_mod.align_for_run(al, None)[0] == sent  # the catalogue is not known: the daemon decides
+    sent, note = al_mod.align_for_run(al, "centre")
+    assert sent is None and "not used" in note
+    al.set_landmarks({"left_eye": [60, 40], "right_eye": [40, 40], "mouth_left": [42, 64], "mouth_right": [58, 64]})
+    with pytest.raises(al_mod.AlignError, match="mouth is not below"):
+        al_mod.align_for_run(al, "ffhq")

@@ -2,7 +2,7 @@
 
 Modules: extension/docker/canvas (Krita UI), controller (state and jobs), kritadoc (the only
 libkis access), worker (threads), daemon + client (HTTP), and pure logic that is tested outside
-Krita: geometry, points, jobspec, settings, imaging (with the carried draggan_client package).
+Krita: geometry, points, align (Align mode's landmarks), jobspec, settings, imaging (with the carried draggan_client package).
 """
 try:
     from krita import DockWidgetFactory, DockWidgetFactoryBase, Krita

@@ -4,17 +4,23 @@ and a transparent overlay widget that draws the points. GUI thread only.
 While armed, left clicks on the canvas place/select/move points, right click on a point or
 Delete removes it, Escape disarms. Everything else (pan, zoom, wheel, shortcuts) passes through.
 Press/move/release are swallowed as complete pairs so Krita's own tool never sees half a stroke.
+In Align mode the same clicks place and move the document's four landmarks (align.py) instead;
+the overlay draws them and the square the model's framing makes of them.
 """
 from PyQt5.QtCore import QEvent, QObject, QPointF, Qt, QTimer
-from PyQt5.QtGui import QColor, QPainter, QPainterPath, QPen, QBrush
+from PyQt5.QtGui import QBrush, QColor, QPainter, QPainterPath, QPen, QPolygonF
 from PyQt5.QtWidgets import QApplication, QWidget
 
 from . import kritadoc
+from .align import LANDMARKS
 from .points import HANDLE, TARGET
 
 HIT_RADIUS_PX = 10.0  # screen pixels
 HANDLE_COLOR = QColor(230, 30, 30)
 TARGET_COLOR = QColor(40, 90, 240)
+LANDMARK_COLOR = QColor(40, 200, 90)
+SQUARE_COLOR = QColor(250, 200, 40)
+LANDMARK_TAGS = dict(zip(LANDMARKS, ("L", "R", "ML", "MR")))
 
 _MOUSE = {QEvent.MouseButtonPress: "press", QEvent.MouseMove: "move", QEvent.MouseButtonRelease: "release",
           QEvent.MouseButtonDblClick: "press", QEvent.TabletPress: "press", QEvent.TabletMove: "move",
@@ -43,6 +49,7 @@ class Overlay(QWidget):
             return
         p = QPainter(self)
         p.setRenderHint(QPainter.Antialiasing)
+        self._alignment(p, t)
         for i, (h, tg) in enumerate(points.pairs):
             hx, hy = t.map(h[0], h[1])
             if tg is not None:
@@ -62,6 +69,29 @@ class Overlay(QWidget):
             p.fillRect(6, 6, 12 + 7 * len(tool.status_text), 22, QColor(0, 0, 0, 140))
             p.drawText(12, 22, tool.status_text)
         p.end()
+
+    def _alignment(self, p, t):
+        """The landmarks (green, tagged L, R, ML, MR) and the square they frame (yellow, its top edge thicker)."""
+        al = self.tool.alignment()
+        if al is None or not len(al):
+            return
+        corners = self.tool.controller.alignment_square()
+        if corners is not None:
+            pts = [QPointF(*t.map(x, y)) for x, y in corners]
+            for width, color in ((4.0, QColor(0, 0, 0, 160)), (2.0, SQUARE_COLOR)):
+                p.setPen(QPen(color, width, Qt.DashLine))
+                p.setBrush(Qt.NoBrush)
+                p.drawPolygon(QPolygonF(pts))
+                p.setPen(QPen(color, width + 2.0))
+                p.drawLine(pts[0], pts[1])  # the model picture's top
+        for i, (name, pt) in enumerate(zip(LANDMARKS, al.points)):
+            x, y = t.map(pt[0], pt[1])
+            selected = al.selected == (i, "landmark")
+            p.setPen(QPen(QColor(255, 220, 0) if selected else QColor(255, 255, 255), 2))
+            p.setBrush(QBrush(LANDMARK_COLOR))
+            p.drawEllipse(QPointF(x, y), 6.0, 6.0)
+            p.setPen(QColor(255, 255, 255))
+            p.drawText(QPointF(x + 8, y - 8), LANDMARK_TAGS[name])
 
     def _arrow(self, p, x0, y0, x1, y1):
         p.setPen(QPen(QColor(255, 255, 255), 3.5))
@@ -87,10 +117,13 @@ class Overlay(QWidget):
 class DragTool(QObject):
     """Arms/disarms the Drag tool on the active view's canvas; owns the overlay."""
 
+    POINTS, ALIGN = "points", "align"  # what clicks edit: the drag's points, or the alignment's landmarks
+
     def __init__(self, controller):
         super(DragTool, self).__init__()
         self.controller = controller
         self.armed = False
+        self.mode = self.POINTS
         self.canvas = None
         self.overlay = None
         self.view = None
@@ -109,6 +142,34 @@ class DragTool(QObject):
     def points(self):
         return self.controller.current_points()
 
+    def alignment(self):
+        return self.controller.current_alignment()
+
+    def editing(self):
+        """What the clicks edit in the current mode: the point list or the alignment."""
+        return self.alignment() if self.mode == self.ALIGN else self.points()
+
+    def _edited(self):
+        if self.mode == self.ALIGN:
+            self.controller.alignment_edited()
+        else:
+            self.controller.points_edited()
+
+    def set_mode(self, mode):
+        if mode == self.mode:
+            return
+        self.mode, self.dragging = mode, None
+        if self.armed:
+            kritadoc.floating_message(self._hint())
+        self.controller.tool_armed_changed(self.armed)
+        self.refresh()
+
+    def _hint(self):
+        if self.mode == self.ALIGN:
+            return ("DragGAN Align: click the left eye, the right eye, the left mouth corner and the right mouth "
+                    "corner (left = on the image's left). Esc leaves the tool.")
+        return "DragGAN: click to place a handle (red), then its target (blue). Esc leaves the tool."
+
     # -- arming ----------------------------------------------------------------------------
     def set_armed(self, armed):
         if armed == self.armed:
@@ -117,11 +178,11 @@ class DragTool(QObject):
         app = QApplication.instance()
         if armed:
             app.installEventFilter(self)
-            kritadoc.floating_message("DragGAN: click to place a handle (red), then its target (blue). "
-                                      "Esc leaves the tool.")
+            kritadoc.floating_message(self._hint())
         else:
             app.removeEventFilter(self)
             self.dragging = None
+            self.mode = self.POINTS  # the tool arms for points again (the docker's Align arms it for landmarks)
         self._tick = -1  # look now
         self._poll()
         self.controller.tool_armed_changed(armed)
@@ -144,8 +205,9 @@ class DragTool(QObject):
                         or not kritadoc.same_document(doc, self._doc)):
                     canvas = kritadoc.canvas_widget()
                     self._doc = doc
-            points = self.points()
-            want = canvas is not None and points is not None and (self.armed or len(points) > 0)
+            points, al = self.points(), self.alignment()
+            want = canvas is not None and points is not None and (self.armed or len(points) > 0
+                                                                  or (al is not None and len(al) > 0))
             if canvas is not self.canvas or not want:
                 if self.overlay is not None:
                     self.overlay.hide()
@@ -196,9 +258,9 @@ class DragTool(QObject):
                 if key == Qt.Key_Escape:
                     self.set_armed(False)
                 else:
-                    points = self.points()
-                    if points is not None and points.remove():
-                        self.controller.points_edited()
+                    target = self.editing()
+                    if target is not None and target.remove():
+                        self._edited()
                 return True
             return False
         kind = _MOUSE.get(et)
@@ -206,54 +268,73 @@ class DragTool(QObject):
             return False
         if et == QEvent.MouseMove and not (event.buttons() & Qt.LeftButton) and self.dragging is None:
             return False
-        points = self.points()
-        if points is None or self.transform is None:
+        if self.editing() is None or self.transform is None:
             return False
         pos = event.posF() if hasattr(event, "posF") else event.localPos()
         x, y = self.widget_to_image(pos.x(), pos.y())
-        button = event.button() if kind != "move" else Qt.NoButton
         if kind == "press":
-            if button == Qt.LeftButton:
-                radius = HIT_RADIUS_PX / max(self.transform.scale_factor(), 1e-6)
-                hit = points.hit(x, y, radius)
-                if hit is not None:
-                    points.select(hit)
-                    self.dragging = hit
-                    self.log.append(("select", x, y))
-                else:
-                    self.dragging = points.place(x, y)
-                    self.log.append(("place", x, y))
-                self.swallow_release.add(Qt.LeftButton)
-                self.controller.points_edited()
-                self.refresh()
-                return True
-            if button == Qt.RightButton:
-                radius = HIT_RADIUS_PX / max(self.transform.scale_factor(), 1e-6)
-                hit = points.hit(x, y, radius)
-                if hit is not None:
-                    points.remove(hit)
-                    self.log.append(("remove", x, y))
-                    self.swallow_release.add(Qt.RightButton)
-                    self.controller.points_edited()
-                    self.refresh()
-                    return True
-            return False
+            return self.press(x, y, event.button())
         if kind == "move":
-            if self.dragging is not None:
-                points.move(self.dragging, x, y)
+            return self.move(x, y)
+        return self.release(x, y, event.button())
+
+    # -- what a click does, in image pixels (the event filter calls these; so can tests) ---------------
+    def press(self, x, y, button=Qt.LeftButton):
+        """A press at image (x, y): left selects the point under it (to drag it) or places the next one;
+        right removes the point under it. True when the press is the tool's (swallowed)."""
+        target = self.editing()
+        if target is None or self.transform is None:
+            return False
+        radius = HIT_RADIUS_PX / max(self.transform.scale_factor(), 1e-6)
+        if button == Qt.LeftButton:
+            hit = target.hit(x, y, radius)
+            if hit is not None:
+                target.select(hit)
+                self.dragging = hit
+                self.log.append(("select", x, y))
+            else:
+                self.dragging = target.place(x, y)
+                self.log.append(("place", x, y))
+            self.swallow_release.add(Qt.LeftButton)
+            self._edited()
+            self.refresh()
+            return True
+        if button == Qt.RightButton:
+            hit = target.hit(x, y, radius)
+            if hit is not None:
+                target.remove(hit)
+                self.log.append(("remove", x, y))
+                self.swallow_release.add(Qt.RightButton)
+                self._edited()
                 self.refresh()
                 return True
-            return Qt.LeftButton in self.swallow_release
-        # release
+        return False
+
+    def move(self, x, y):
+        if self.dragging is not None:
+            target = self.editing()
+            if target is not None:
+                target.move(self.dragging, x, y)
+            self.refresh()
+            return True
+        return Qt.LeftButton in self.swallow_release
+
+    def release(self, x, y, button=Qt.LeftButton):
         if button in self.swallow_release:
             self.swallow_release.discard(button)
-            if button == Qt.LeftButton and self.dragging is not None:
-                points.move(self.dragging, x, y)
+            target = self.editing()
+            if button == Qt.LeftButton and self.dragging is not None and target is not None:
+                target.move(self.dragging, x, y)
                 self.dragging = None
-                self.controller.points_edited()
+                self._edited()
             self.refresh()
             return True
         return False
+
+    def click(self, x, y, button=Qt.LeftButton):
+        """A press and its release at image (x, y), as a mouse click on the canvas does."""
+        self.press(x, y, button)
+        return self.release(x, y, button)
 
     def shutdown(self):
         self.set_armed(False)

@@ -12,7 +12,7 @@ import time
 
 from PyQt5.QtCore import QObject, QTimer, pyqtSignal
 
-from . import daemon, history, jobspec, kritadoc
+from . import align, daemon, history, jobspec, kritadoc
 from .draggan_client import catalogue as cat
 from .draggan_client import workflow
 from .localdaemon import LocalDaemonControl
@@ -107,6 +107,7 @@ class Controller(QObject):
         self.last_result = None  # dict about the last finished job (tests read it)
         self.last_reset = None  # dict about the last Reset to original (tests read it)
         self._docs = []  # [(doc, PointList)]
+        self._aligns = []  # [(doc, align.Alignment)]: the document's landmarks (Align mode)
         self.tool = None
         self._poll_timer = QTimer(self)
         self._poll_timer.setInterval(POLL_MS)
@@ -383,6 +384,71 @@ class Controller(QObject):
             pts.clear()
             self.points_edited()
 
+    # -- alignment: the document's eye and mouth landmarks (Align mode) --------------------------------
+    def alignment_for(self, doc):
+        """The document's landmarks, read from its annotation the first time."""
+        if doc is None:
+            return None
+        for d, al in list(self._aligns):
+            try:
+                if kritadoc.same_document(d, doc):
+                    return al
+            except RuntimeError:
+                self._aligns.remove((d, al))
+        al = align.Alignment(doc.width(), doc.height())
+        text = kritadoc.read_annotation(doc, align.ANNOTATION_ALIGN)
+        if text:
+            al.load_json(text)
+        self._aligns.append((doc, al))
+        return al
+
+    def current_alignment(self):
+        try:
+            return self.alignment_for(kritadoc.active_document())
+        except RuntimeError:
+            return None
+
+    def framing(self, model=None):
+        """How the model's training pictures were framed (GET /models "framing"), or None if unknown."""
+        entry = self.model_entry(model)
+        return entry.get("framing") if isinstance(entry, dict) else None
+
+    def alignment_square(self):
+        """The square the active document's landmarks frame for the selected model (the overlay draws it)."""
+        al = self.current_alignment()
+        if al is None:
+            return None
+        return al.square(self.framing() or "ffhq")
+
+    def alignment_edited(self):
+        doc = kritadoc.active_document()
+        al = self.alignment_for(doc)
+        if doc is not None and al is not None:
+            kritadoc.write_annotation(doc, align.ANNOTATION_ALIGN, al.to_json())
+            problem = al.problem(self.framing())
+            if problem is not None and al.complete():
+                self.say(problem, True)
+        self.points_changed.emit()
+        if self.tool is not None:
+            self.tool.refresh()
+
+    def clear_alignment(self):
+        al = self.current_alignment()
+        if al is not None:
+            al.clear()
+            self.alignment_edited()
+            self.say("Alignment cleared: a Run sends the selection's box (or the whole layer) as it is.")
+
+    def set_align_mode(self, on):
+        """Arm the Drag tool in Align mode (clicks place the landmarks), or back to points."""
+        if self.tool is None:
+            return
+        if on:
+            self.tool.set_mode(self.tool.ALIGN)
+            self.tool.set_armed(True)
+        elif self.tool.mode == self.tool.ALIGN:
+            self.tool.set_armed(False)
+
     def tool_armed_changed(self, armed):
         self.armed_changed.emit(armed)
 
@@ -485,15 +551,25 @@ class Controller(QObject):
             edit = jobspec.edit_request(pts, self.settings.params, kritadoc.layer_pixels(source, w, h), w, h,
                                         kritadoc.selection_bytes(doc), self.settings.model)
             workflow.drag_request(edit)  # the handles must lie in the selection: said before anything is sent
-        except (jobspec.RequestError, workflow.WorkflowError) as exc:
+            record = self.layer_record(doc, source)
+            # the landmarks frame a real layer; a generated picture's session needs none (the workflow
+            # uses them only when it sends the layer to be fitted)
+            landmarks, note = align.align_for_run(self.alignment_for(doc),
+                                                  self.framing((record.model if record else None)
+                                                               or self.settings.model))
+        except (jobspec.RequestError, workflow.WorkflowError, align.AlignError) as exc:
             self.say(str(exc), True)
             return False
-        record = self.layer_record(doc, source)
+        if landmarks is not None:
+            edit = dataclasses.replace(edit, align=landmarks)
         self.job = Job(doc, source, kritadoc.layer_id(source), edit, record,
                        model=(record.model if record else None) or self.settings.model)
         self.progress = self.status = None
         self.progress_source = "drag"
-        self.say("Starting the drag (%d point pair%s)..." % (self.job.n, "" if self.job.n == 1 else "s"))
+        self.say("Starting the drag (%d point pair%s%s)...%s" % (
+            self.job.n, "" if self.job.n == 1 else "s",
+            ", aligned by the landmarks" if landmarks and (record is None or record.origin == workflow.REAL) else "",
+            " " + note if note else ""))
         self.job_changed.emit()
         self.worker.submit(workflow.begin, (self.client(), record, edit), self._started, self._start_failed)
         return True

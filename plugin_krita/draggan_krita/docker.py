@@ -114,6 +114,25 @@ class DragGANDocker(DockWidget):
         row.addStretch(1)
         row.addWidget(self.reset_btn)
         v.addLayout(row)
+        self.align_btn = QToolButton()
+        self.align_btn.setObjectName("draggan_align")
+        self.align_btn.setText("Align")
+        self.align_btn.setCheckable(True)
+        self.align_btn.setToolButtonStyle(Qt.ToolButtonTextOnly)
+        self.align_btn.setToolTip("Frame a photo the way the model was trained: click the left eye, the right eye, "
+                                  "the left and the right mouth corner (left = on the image's left). The square "
+                                  "shows what the model sees; drag a landmark to move it.")
+        self.align_clear_btn = QPushButton("Clear alignment")
+        self.align_clear_btn.setObjectName("draggan_align_clear")
+        row = QHBoxLayout()
+        row.addWidget(self.align_btn)
+        row.addStretch(1)
+        row.addWidget(self.align_clear_btn)
+        v.addLayout(row)
+        self.align_text = QLabel("")
+        self.align_text.setObjectName("draggan_align_text")
+        self.align_text.setWordWrap(True)
+        v.addWidget(self.align_text)
         self.point_list = QListWidget()
         self.point_list.setObjectName("draggan_points")
         self.point_list.setMaximumHeight(90)
@@ -219,6 +238,8 @@ class DragGANDocker(DockWidget):
         self.new_btn.clicked.connect(self._new_image)
         self.tool_btn.toggled.connect(self._toggle_tool)
         self.reset_btn.clicked.connect(self.ctl.reset_points)
+        self.align_btn.toggled.connect(self.ctl.set_align_mode)
+        self.align_clear_btn.clicked.connect(self.ctl.clear_alignment)
         self.run_btn.clicked.connect(self._run)
         self.stop_btn.clicked.connect(self.ctl.stop)
         self.cancel_btn.clicked.connect(self.ctl.cancel)
@@ -370,6 +391,9 @@ class DragGANDocker(DockWidget):
         self.model.lineEdit().setCursorPosition(0)  # a long label shows its start: the model's name
         self._store()
         self._show_download_buttons()
+        self._show_points()  # the alignment's square is the model's framing's
+        if self.ctl.tool is not None:
+            self.ctl.tool.refresh()
 
     def _download(self):
         self._store()
@@ -393,7 +417,10 @@ class DragGANDocker(DockWidget):
 
     def _toggle_tool(self, on):
         from .extension import get_tool
-        get_tool().set_armed(on)
+        tool = get_tool()
+        if on:
+            tool.set_mode(tool.POINTS)
+        tool.set_armed(on)
 
     # -- controller -> GUI ---------------------------------------------------------------------------
     def _show_connection(self):
@@ -451,6 +478,13 @@ class DragGANDocker(DockWidget):
         pts = self.ctl.current_points()
         if pts is not None:
             self.point_list.addItems(pts.describe())
+        al = self.ctl.current_alignment()
+        if al is None or not len(al):
+            self.align_text.setText("No alignment: the layer is sent as it is." if al is not None else "")
+        else:
+            problem = al.problem(self.ctl.framing())
+            self.align_text.setText(problem or "Aligned by %s." % "; ".join(al.describe()))
+        self.align_clear_btn.setEnabled(al is not None and len(al) > 0)
 
     def _show_job(self):
         running = self.ctl.running()
@@ -472,10 +506,16 @@ class DragGANDocker(DockWidget):
         self.msg.setText(text)
 
     def _show_armed(self, on):
+        from .extension import get_tool
+        aligning = on and get_tool().mode == get_tool().ALIGN
         self.tool_btn.blockSignals(True)
-        self.tool_btn.setChecked(on)
-        self.tool_btn.setText("Drag tool: ON" if on else "Drag tool")
+        self.tool_btn.setChecked(on and not aligning)
+        self.tool_btn.setText("Drag tool: ON" if on and not aligning else "Drag tool")
         self.tool_btn.blockSignals(False)
+        self.align_btn.blockSignals(True)
+        self.align_btn.setChecked(aligning)
+        self.align_btn.setText("Align: ON" if aligning else "Align")
+        self.align_btn.blockSignals(False)
 
     def canvasChanged(self, canvas):
         try:

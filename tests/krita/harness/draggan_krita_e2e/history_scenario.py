@@ -229,10 +229,10 @@ def history_scenario(run, k, win, ctl, tool, act, dock, w):
     yield 200
 
 
-def finished_run(run, ctl, what):
+def finished_run(run, ctl, what, timeout_s=240):
     """Wait for the Run just started to end; its last_result, which must be ok."""
     yield 100
-    yield from run.wait_for(lambda: not ctl.running(), 240)
+    yield from run.wait_for(lambda: not ctl.running(), timeout_s)
     result = ctl.last_result or {}
     check(result.get("ok") and result.get("layer_id"), "the %s drag failed" % what, result=result,
           message=ctl.last_message)

@@ -492,6 +492,9 @@ class E2EExtension(Extension):
         yield from self.layer_scenario(k, win, ctl, tool, act, w, src_before, W, H)
         from .history_scenario import history_scenario
         yield from history_scenario(self, k, win, ctl, tool, act, dock, w)
+        if os.environ.get("DRAGGAN_E2E_TILTED"):
+            from .align_scenario import align_scenario
+            yield from align_scenario(self, k, win, ctl, tool, act, w)
         self.log("done")
 
     def layer_scenario(self, k, win, ctl, tool, act, w, picture, PW, PH):
