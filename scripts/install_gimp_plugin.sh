@@ -25,7 +25,7 @@ fi
 for plugins in "${targets[@]}"; do
   dest=$plugins/draggan
   mkdir -p "$dest"
-  for f in draggan.py draggan_logic.py draggan_live.py draggan_settings.py draggan_watchdog.py; do
+  for f in draggan.py draggan_daemon_panel.py draggan_gimp.py draggan_logic.py draggan_live.py draggan_settings.py draggan_watchdog.py; do
     cp "$src/$f" "$dest/$f"
   done
   rm -rf "$dest/draggan_client" "$dest/__pycache__" "$dest/draggan_client.py" "$dest/draggan_png.py"

@@ -23,7 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 PLUGIN = REPO / "plugin_gimp" / "draggan"
 SHARED_SRC = REPO / "draggan_client"
 SHARED = "draggan_client"  # the carried package's folder name inside the plug-in
-OWN_FILES = ("draggan.py", "draggan_logic.py", "draggan_live.py", "draggan_settings.py", "draggan_watchdog.py")
+OWN_FILES = ("draggan.py", "draggan_daemon_panel.py", "draggan_gimp.py", "draggan_logic.py", "draggan_live.py",
+             "draggan_settings.py", "draggan_watchdog.py")
 
 
 def shared_names() -> list[str]:

@@ -310,14 +310,16 @@ def test_the_plugin_file_is_an_executable_python3_script():
 
 
 ALLOWED = {"os", "sys", "subprocess", "tempfile", "threading", "json", "math", "struct", "zlib", "typing",
-           "gi", "gi.repository", "draggan_logic", "draggan_live", "draggan_settings", "draggan_watchdog", "base64", "http.client", "socket", "time",
+           "gi", "gi.repository", "draggan_logic", "draggan_live", "draggan_settings", "draggan_watchdog",
+           "draggan_gimp", "draggan_daemon_panel", "base64", "http.client", "socket", "time",
            "urllib.error", "urllib.parse", "urllib.request", "dataclasses", "collections", "re", "shlex", "shutil",
            "signal"}
 CARRIED = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "draggan_client").glob("*.py"))
 
 
 @pytest.mark.parametrize("name", ["plugin_gimp/draggan/draggan.py", "plugin_gimp/draggan/draggan_logic.py",
-                                  "plugin_gimp/draggan/draggan_live.py",
+                                  "plugin_gimp/draggan/draggan_live.py", "plugin_gimp/draggan/draggan_gimp.py",
+                                  "plugin_gimp/draggan/draggan_daemon_panel.py",
                                   "plugin_gimp/draggan/draggan_settings.py", "plugin_gimp/draggan/draggan_watchdog.py",
                                   *CARRIED])
 def test_the_plugin_imports_only_the_standard_library_and_gi(name):
@@ -352,6 +354,7 @@ def test_package_and_install(tmp_path):
     with zipfile.ZipFile(next(tmp_path.glob("draggan-gimp-*.zip"))) as z:
         names = set(z.namelist())
         assert {"draggan/draggan.py", "draggan/draggan_logic.py", "draggan/draggan_live.py",
+                "draggan/draggan_gimp.py", "draggan/draggan_daemon_panel.py",
                 "draggan/draggan_settings.py", "draggan/draggan_watchdog.py"} <= names
         for name in CARRIED:  # the carried client side, unchanged
             assert z.read("draggan/" + name) == (REPO / name).read_bytes()
@@ -368,28 +371,29 @@ def test_package_and_install(tmp_path):
                 assert (dest / name).read_bytes() == (REPO / name).read_bytes()
 
 
-def dialog_labels(source: str, start: str, end: str) -> dict:
+def dialog_labels(source: str, start: str, end: str | None) -> dict:
     import re
-    part = source[source.index(start):source.index(end)]
+    part = source[source.index(start):source.index(end) if end else None]
     return dict(re.findall(r'add_\w+_argument\("([\w-]+)", "([^"]*)"', part))
 
 
 @pytest.mark.parametrize("fields, sections, ok_button", [
     (["model-choice", "steps", "mask-lambda", "keep-outside", "path", "learning-rate", "r1", "r2", "w-layers",
-      "points", "inversion-w-steps", "inversion-wplus-steps", "inversion-tuning-steps", "feather"],
-     [("def _model_choice_argument", "class DragGAN"), ("if name == DRAG_PROC:", "if name == NEW_PROC:")], ""),
+      "points", "inversion-w-steps", "inversion-wplus-steps", "inversion-tuning-steps", "feather", "align",
+      "preview-every"],
+     [("draggan.py", "def _model_choice_argument", "class DragGAN"),
+      ("draggan.py", "if name == DRAG_PROC:", "if name == NEW_PROC:")], ""),
     (["model-choice", "seed", "psi"],
-     [("def _model_choice_argument", "class DragGAN"), ("if name == NEW_PROC:", "if name == DAEMON_PROC:")], ""),
+     [("draggan.py", "def _model_choice_argument", "class DragGAN"),
+      ("draggan.py", "if name == NEW_PROC:", "if name == DAEMON_PROC:")], ""),
     (["action", "server-url", "token", "program", "project-folder", "extra-args", "keep-running", "download-choice"],
-     [("def _daemon_procedure", "# ------------------------------------------------------------------------"
-       "----- registration")], "a"),  # its OK button says _Apply
+     [("draggan_daemon_panel.py", "def daemon_procedure", None)], "a"),  # its OK button says _Apply
 ])
 def test_the_dialogs_mnemonics_are_unique(fields, sections, ok_button):
     """GIMP warns about a mnemonic used twice in a procedure dialog (its own buttons included)."""
-    source = (PLUGIN / "draggan.py").read_text()
     labels = {}
-    for start, end in sections:
-        labels.update(dialog_labels(source, start, end))
+    for name, start, end in sections:
+        labels.update(dialog_labels((PLUGIN / name).read_text(), start, end))
     shown = [labels[name] for name in fields]
     letters = [label[label.index("_") + 1].lower() for label in shown if "_" in label]
     assert len(letters) == len(shown), [label for label in shown if "_" not in label]

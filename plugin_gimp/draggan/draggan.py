@@ -8,15 +8,20 @@ in one undo step. A layer the daemon did not make (a photo) is first fitted by t
 model (GAN inversion, an invert job whose progress shows in the progress bar). Filters > DragGAN >
 New image from model... (also File > Create) makes a picture from a seed to drag on.
 
+Filters > DragGAN > Reset to original forgets a picture's drags on the daemon. Beside this file:
+draggan_daemon_panel.py (Filters > DragGAN > Daemon...), draggan_live.py (an interactive drag's
+window and preview layer), draggan_gimp.py (glue every procedure shares), draggan_logic.py (what
+needs no GIMP), draggan_settings.py, draggan_watchdog.py and the carried draggan_client/.
+
 Runs in GIMP's own Python with the standard library and gi only. The HTTP calls run on a worker
-thread that never calls GIMP; the main thread updates the progress bar and touches the image
-only after the daemon has answered, so GIMP's Cancel (which kills this process) leaves the image
-as it was, and draggan_watchdog.py cancels the job on the daemon.
+thread that never calls GIMP; the main thread shows the progress and touches the image (beyond an
+interactive run's preview layer, kept out of the undo history) only after the daemon has answered,
+so GIMP's Cancel (which kills this process) leaves the image as it was, and draggan_watchdog.py
+cancels the job on the daemon.
 """
 import os
 import sys
 import tempfile
-import threading
 
 import gi
 
@@ -25,45 +30,20 @@ gi.require_version("Gegl", "0.4")
 from gi.repository import Gegl, Gimp, Gio, GLib, GObject  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import draggan_daemon_panel as daemon_panel  # noqa: E402
+import draggan_gimp as common  # noqa: E402
 import draggan_logic as logic  # noqa: E402
 import draggan_settings as stored_settings  # noqa: E402
-from draggan_client import launcher  # noqa: E402
-from draggan_client.client import DaemonClient, DaemonError  # noqa: E402
-from draggan_client.pngcodec import PngError, png_size  # noqa: E402
 from draggan_client import workflow  # noqa: E402
+from draggan_client.client import DaemonClient, DaemonError  # noqa: E402
+from draggan_client.pngcodec import png_size  # noqa: E402
 from draggan_watchdog import Watchdog  # noqa: E402
 
 DRAG_PROC = "python-fu-draggan-drag"
 NEW_PROC = "python-fu-draggan-new-image"
 DAEMON_PROC = "python-fu-draggan-daemon"
 RESET_PROC = "python-fu-draggan-reset"
-MENU = "<Image>/Filters/DragGAN"
-RW = GObject.ParamFlags.READWRITE
-PROBE_TIMEOUT_S = 5.0  # how long a dialog waits for the daemon's model list before it opens without it
-
-
-def _error(procedure, message, calling=False):
-    status = Gimp.PDBStatusType.CALLING_ERROR if calling else Gimp.PDBStatusType.EXECUTION_ERROR
-    return procedure.new_return_values(status, GLib.Error.new_literal(Gimp.PlugIn.error_quark(), message, 0))
-
-
-def _failed(procedure, exc):
-    """End the progress bar and answer with the message the user should see for `exc`."""
-    Gimp.progress_end()
-    if isinstance(exc, logic.PluginError):
-        return _error(procedure, "DragGAN: " + exc.message, exc.calling)
-    if isinstance(exc, workflow.WorkflowError):
-        return _error(procedure, "DragGAN: " + str(exc))
-    if isinstance(exc, DaemonError):
-        return _error(procedure, "DragGAN: " + logic.friendly(exc.message, exc.code))
-    if isinstance(exc, PngError):
-        return _error(procedure, "DragGAN: " + str(exc))
-    if isinstance(exc, launcher.LauncherError):
-        return _error(procedure, "DragGAN: " + str(exc))
-    if isinstance(exc, OSError):  # e.g. the settings file cannot be written
-        return _error(procedure, "DragGAN: {} ({})".format(exc.strerror or exc, exc.filename or ""))
-    # a bug or an unexpected answer
-    return _error(procedure, "DragGAN: unexpected error ({}: {}); please report it".format(type(exc).__name__, exc))
+MENU, RW = common.MENU, common.RW  # the menu every procedure is in; argument flags
 
 
 def _gimp_minor():
@@ -73,18 +53,10 @@ def _gimp_minor():
         return (3, 0)
 
 
-def _stored():
-    """The stored settings (Filters > DragGAN > Daemon...); a damaged file is reported and read as defaults."""
-    settings, problem = stored_settings.load()
-    if problem:
-        Gimp.message("DragGAN: " + problem)
-    return settings
-
-
 def _client(config, interactive, timeout=30.0):
     """The daemon as the procedure's arguments say; an empty argument (and every interactive run, whose
     dialog has no address: GIMP would fill in an old remembered one) means the stored setting."""
-    settings = _stored()
+    settings = common.stored()
     url_arg = "" if interactive else (config.get_property("server-url") or "")
     token_arg = "" if interactive else (config.get_property("token") or "")
     try:
@@ -100,9 +72,9 @@ def _fill_model_choice(procedure, config, client, default_label):
     model the procedure used last time if the daemon still has it. An unreachable daemon leaves only the
     default entry, and its reason in the list's tooltip."""
     choice = Gimp.param_spec_choice_get_choice(procedure.find_argument("model-choice"))
-    probe = DaemonClient(client.url, token=client.token, timeout=PROBE_TIMEOUT_S)
+    probe = DaemonClient(client.url, token=client.token, timeout=common.PROBE_TIMEOUT_S)
     try:
-        catalogue = _run_in_thread(lambda state: probe.catalogue())
+        catalogue = common.run_in_thread(lambda state: probe.catalogue())
     except DaemonError as e:
         print("DragGAN: no model list from the daemon ({})".format(e), file=sys.stderr)
         catalogue = []
@@ -134,49 +106,6 @@ def _show_dialog(procedure, config, title, fields, advanced=()):
     ok = dialog.run()
     dialog.destroy()
     return ok
-
-
-def _run_in_thread(work, on_status=None, on_preview=None, pump=None):
-    """Run work(state) on a thread (no GIMP calls in there) while the main thread keeps GIMP's progress
-    bar moving; returns work's result or raises its exception. The worker hands over what the main
-    thread shows through state: "status" (to on_status) and "preview", a (png, status) pair (to
-    on_preview); pump() runs on the main thread between looks (a window's events)."""
-    state = {"status": None, "preview": None}
-    box = {}
-
-    def target():
-        try:
-            box["result"] = work(state)
-        except BaseException as e:  # handed back to the main thread
-            box["error"] = e
-
-    thread = threading.Thread(target=target, name="draggan-http", daemon=True)
-    thread.start()
-    shown = shown_preview = None
-    while thread.is_alive():
-        thread.join(0.05 if pump is not None else 0.1)
-        if pump is not None:
-            pump()
-        status = state.get("status")
-        if status is not None and on_status is not None:
-            if status is not shown:  # the worker sets a new object for each change
-                shown = status
-                on_status(status)
-        elif status is None and pump is None:
-            Gimp.progress_pulse()
-        preview = state.get("preview")
-        if preview is not None and preview is not shown_preview and on_preview is not None:
-            shown_preview = preview
-            on_preview(*preview)
-    if "error" in box:
-        raise box["error"]
-    return box["result"]
-
-
-def _show_progress(status):
-    shown = workflow.progress(status)
-    Gimp.progress_set_text("DragGAN: " + shown.text)
-    Gimp.progress_update(shown.fraction)
 
 
 def _load_png_layer(image, png, name):
@@ -256,7 +185,7 @@ def run_drag(procedure, run_mode, image, drawables, config, data):
             _fill_model_choice(procedure, config, _client(config, True),
                                "The image's model, else the daemon's default")
         except Exception as e:  # noqa: BLE001
-            return _failed(procedure, e)
+            return common.failed(procedure, e)
         Gimp.progress_end()
         fields = ["model-choice", "steps", "mask-lambda", "keep-outside"]
         if _gimp_minor() >= (3, 2):
@@ -273,7 +202,7 @@ def run_drag(procedure, run_mode, image, drawables, config, data):
         Gimp.displays_flush()
         return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
     except Exception as e:  # noqa: BLE001 - every failure becomes a message, never a crashed plug-in
-        return _failed(procedure, e)
+        return common.failed(procedure, e)
     Gimp.progress_end()
     Gimp.displays_flush()
     return Gimp.ValueArray.new_from_values([GObject.Value(Gimp.PDBStatusType, Gimp.PDBStatusType.SUCCESS),
@@ -357,9 +286,9 @@ def _run_drag(image, source, client, record, edit, interactive):
 
     if live is None:
         Gimp.progress_init("DragGAN: sending the drag to {}".format(client.url))
-        return _run_in_thread(work, _show_progress)
+        return common.run_in_thread(work, common.show_progress)
     try:
-        return _run_in_thread(work, live.show_status, live.show_preview, live.pump)
+        return common.run_in_thread(work, live.show_status, live.show_preview, live.pump)
     except workflow.WorkflowError:
         if live.cancelled:
             raise Cancelled() from None
@@ -395,7 +324,7 @@ def run_reset(procedure, run_mode, image, drawables, config, data):
     try:
         message = _reset(image, drawables, config, interactive)
     except Exception as e:  # noqa: BLE001 - every failure becomes a message, never a crashed plug-in
-        return _failed(procedure, e)
+        return common.failed(procedure, e)
     Gimp.progress_end()
     Gimp.displays_flush()
     if interactive:
@@ -413,7 +342,7 @@ def _reset(image, drawables, config, interactive):
     client = _client(config, interactive)
     Gimp.progress_init("DragGAN: resetting to the original picture")
     try:
-        new = _run_in_thread(lambda state: workflow.reset(client, record))
+        new = common.run_in_thread(lambda state: workflow.reset(client, record))
     except DaemonError as e:
         if e.code not in workflow.GONE:
             raise
@@ -460,7 +389,7 @@ def run_new_image(procedure, config, data):
             _fill_model_choice(procedure, config, client, "The daemon's default model")
             Gimp.progress_end()
     except Exception as e:  # noqa: BLE001
-        return _failed(procedure, e)
+        return common.failed(procedure, e)
     if interactive:
         if not _show_dialog(procedure, config, "DragGAN: New image from model", ["model-choice", "seed", "psi"]):
             return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
@@ -469,7 +398,7 @@ def run_new_image(procedure, config, data):
     seed, psi = config.get_property("seed"), config.get_property("psi")
     Gimp.progress_init("DragGAN: generating seed {} on {}".format(seed, client.url))
     try:
-        made = _run_in_thread(lambda state: client.generate(seed=seed, model=model, psi=psi))
+        made = common.run_in_thread(lambda state: client.generate(seed=seed, model=model, psi=psi))
         image = Gimp.Image.new(made["width"], made["height"], Gimp.ImageBaseType.RGB)
         image.undo_disable()
         layer = _load_png_layer(image, made["image"], "DragGAN {} seed {}".format(made.get("model") or "", seed))
@@ -479,308 +408,13 @@ def run_new_image(procedure, config, data):
         _attach(image, record)
         image.undo_enable()
     except Exception as e:  # noqa: BLE001 - every failure becomes a message, never a crashed plug-in
-        return _failed(procedure, e)
+        return common.failed(procedure, e)
     Gimp.progress_end()
     if interactive:
         Gimp.Display.new(image)
         Gimp.displays_flush()
     return Gimp.ValueArray.new_from_values([GObject.Value(Gimp.PDBStatusType, Gimp.PDBStatusType.SUCCESS),
                                             GObject.Value(Gimp.Image, image)])
-
-
-# ----------------------------------------------------------------------------- Daemon...
-
-SETTING_ARGS = (("server-url", "url"), ("token", "token"), ("program", "command"), ("project-folder", "project_dir"),
-                ("extra-args", "extra_args"))
-
-
-def run_daemon(procedure, config, data):
-    """Filters > DragGAN > Daemon...: the daemon's address and token for every DragGAN procedure, and the
-    local daemon: start, stop, set up, download models. Interactive: a dialog that comes back after each
-    action with the new state, until it is closed. Scripts: one action per call (the 'action' argument);
-    an empty setting argument keeps the stored value."""
-    interactive = config.get_property("run-mode") == Gimp.RunMode.INTERACTIVE
-    if interactive:
-        return _daemon_dialog(procedure, config)
-    try:
-        action = logic.check_action(config.get_property("action"))
-        settings = _stored()
-        changed = False
-        for arg, field in SETTING_ARGS:
-            value = (config.get_property(arg) or "").strip()
-            if value:
-                setattr(settings, field, _checked_setting(field, value))
-                changed = True
-        if action in ("save", "start"):
-            settings.keep_running = bool(config.get_property("keep-running"))
-            changed = True
-        if changed:
-            stored_settings.save(settings)
-        message = _daemon_action(action, settings, (config.get_property("model") or "").strip())
-        url, health, _ = _probe(settings)
-    except Exception as e:  # noqa: BLE001 - every failure becomes a message, never a crashed plug-in
-        return _failed(procedure, e)
-    Gimp.progress_end()
-    return Gimp.ValueArray.new_from_values([
-        GObject.Value(Gimp.PDBStatusType, Gimp.PDBStatusType.SUCCESS), GObject.Value(GObject.TYPE_STRING, url),
-        GObject.Value(GObject.TYPE_BOOLEAN, health is not None), GObject.Value(GObject.TYPE_STRING, message)])
-
-
-def _checked_setting(field, value):
-    if field == "url":
-        try:
-            return stored_settings.check_url(value)
-        except ValueError as e:
-            raise logic.PluginError(str(e), calling=True) from None
-    if len(value) > stored_settings.MAX_TEXT or "\0" in value:
-        raise logic.PluginError("the setting '{}' is too long".format(field), calling=True)
-    return value
-
-
-def _probe(settings):
-    """(url, health or None, error message or None) of the daemon at the stored address."""
-    url = stored_settings.effective_url("", settings)
-    client = DaemonClient(url, token=stored_settings.effective_token("", settings), timeout=PROBE_TIMEOUT_S)
-    try:
-        return url, _run_in_thread(lambda state: client.health()), None
-    except DaemonError as e:
-        return url, None, logic.friendly(e.message, e.code) if e.code != "unreachable" else None
-
-
-def _stored_client(settings, timeout=30.0):
-    return DaemonClient(stored_settings.effective_url("", settings),
-                        token=stored_settings.effective_token("", settings), timeout=timeout, work_timeout=600.0)
-
-
-def _daemon_action(action, settings, model):
-    """Do one action of the Daemon... procedure; returns what happened, in words."""
-    if action == "status":
-        return _status_text(settings, *_probe(settings))
-    if action == "save":
-        return "Saved the DragGAN settings in {}.".format(stored_settings.config_path())
-    if action == "start":
-        return _start_local(settings)
-    if action == "stop":
-        return _stop_local(settings)
-    if action == "download":
-        return _download(settings, model)
-    return _set_up(settings)
-
-
-def _status_text(settings, url, health, error):
-    """Whether the daemon answers; when the local daemon started from GIMP has ended, the end of its log."""
-    ended = health is None and settings.local_pid and not launcher.daemon_running(settings.local_pid)
-    return logic.daemon_status(url, health, error, settings.local_pid, launcher.log_file_tail() if ended else None)
-
-
-def _start_local(settings):
-    if settings.local_pid and settings.local_url:
-        client = DaemonClient(settings.local_url, timeout=PROBE_TIMEOUT_S)
-        try:
-            _run_in_thread(lambda state: client.health())
-            settings.url = settings.local_url
-            stored_settings.save(settings)
-            return "The local DragGAN daemon already runs at {} (process {}).".format(settings.local_url,
-                                                                                    settings.local_pid)
-        except DaemonError:
-            pass  # gone: start a new one
-    daemon = launcher.LocalDaemon()
-    Gimp.progress_init("DragGAN: starting the local daemon (the first start may take a minute)")
-
-    def work(state):
-        url = launcher.start_local(daemon, settings.daemon_settings(), editor_pid=os.getppid())
-        pid = daemon.pid
-        daemon.detach()  # it outlives this plug-in process (and GIMP too when "keep running" is ticked)
-        return url, pid
-
-    url, pid = _run_in_thread(work)
-    settings.url, settings.local_url, settings.local_pid = url, url, pid
-    stored_settings.save(settings)
-    Gimp.progress_end()
-    return "Started the local DragGAN daemon at {} (process {}){}.".format(
-        url, pid, "; it keeps running after GIMP quits" if settings.keep_running else "; it stops when GIMP quits")
-
-
-def _stop_local(settings):
-    pid = settings.local_pid
-    if not pid:
-        return "No local DragGAN daemon was started from GIMP."
-    stopped = _run_in_thread(lambda state: launcher.stop_detached(pid))
-    settings.local_pid, settings.local_url = 0, ""
-    stored_settings.save(settings)
-    if not stopped:
-        return "The local DragGAN daemon (process {}) was not running any more.".format(pid)
-    return "Stopped the local DragGAN daemon (process {}).".format(pid)
-
-
-def _download(settings, model):
-    if not model or model == logic.DEFAULT_MODEL:
-        raise logic.PluginError("choose the model to download (the daemon lists the ones it can download)", True)
-    client = _stored_client(settings)
-    watchdog = None
-    Gimp.progress_init("DragGAN: downloading {}".format(model))
-
-    def work(state):
-        job = client.download_model(model)
-        watchdog_box["dog"] = dog = Watchdog(client.url, client.token)  # GIMP's Cancel: the daemon keeps the part
-        dog.job(job["job_id"])
-        state["status"] = job
-        return client.wait(job["job_id"], on_progress=lambda s: state.__setitem__("status", s), poll_interval=0.5)
-
-    watchdog_box = {}
-    try:
-        final = _run_in_thread(work, _show_progress)
-    finally:
-        watchdog = watchdog_box.get("dog")
-        if watchdog is not None:
-            watchdog.done()
-    text = workflow.progress(final).text
-    if final.get("state") != "done":
-        raise logic.PluginError(text)
-    return text + "."
-
-
-def _set_up(settings):
-    if not settings.project_dir:
-        raise logic.PluginError("choose the project folder (the folder you unpacked DragGAN into) first", True)
-    setup = launcher.Bootstrap(settings.project_dir)
-    Gimp.progress_init("DragGAN: setting up the local daemon in {} (a few minutes)".format(setup.project_dir))
-
-    def work(state):
-        setup.run(lambda line: state.__setitem__("status", line))
-
-    _run_in_thread(work, lambda line: Gimp.progress_set_text("DragGAN set-up: " + line[:200]))
-    Gimp.progress_end()
-    return "The local daemon is set up in {}; start it now.".format(setup.project_dir)
-
-
-def _daemon_dialog(procedure, config):
-    """The Daemon... dialog, shown again after each action with the new state, until it is closed."""
-    gi.require_version("GimpUi", "3.0")
-    from gi.repository import GimpUi
-    GimpUi.init(procedure.get_name())
-    download = Gimp.param_spec_choice_get_choice(procedure.find_argument("download-choice"))
-    offered = set(download.list_nicks())
-    message = ""
-    while True:
-        settings = _stored()
-        url, health, error = _probe(settings)
-        Gimp.progress_end()
-        catalogue = []
-        if health is not None:
-            try:
-                catalogue = _stored_client(settings, PROBE_TIMEOUT_S).catalogue()
-            except DaemonError:
-                pass
-        choices = logic.download_choices(catalogue)
-        for number, (nick, label, help_text) in enumerate(choices, len(offered)):
-            if nick not in offered:
-                download.add(nick, number, label, help_text)
-                offered.add(nick)
-        available = {nick for nick, _, _ in choices}
-        for nick in offered - {logic.DEFAULT_MODEL}:
-            download.set_sensitive(nick, nick in available)  # downloaded meanwhile: greyed out
-        if choices:
-            config.set_property("download-choice", choices[0][0])
-        config.set_property("server-url", settings.url)
-        config.set_property("token", settings.token)
-        config.set_property("program", settings.command)
-        config.set_property("project-folder", settings.project_dir)
-        config.set_property("extra-args", settings.extra_args)
-        config.set_property("keep-running", settings.keep_running)
-        status = _status_text(settings, url, health, error)
-        if health is not None and not choices:
-            status += " Every model it can download is downloaded."
-        dialog = GimpUi.ProcedureDialog(procedure=procedure, config=config, title="DragGAN: Daemon")
-        dialog.set_ok_label("_Apply")
-        local = ["program", "project-folder", "extra-args", "keep-running"]
-        try:
-            dialog.get_label("status-label", (message + "\n\n" if message else "") + status, False, False)
-            dialog.fill_box("local-box", local)
-            dialog.get_label("local-label", "Local daemon", False, False)
-            dialog.fill_frame("local", "local-label", False, "local-box")
-            dialog.fill(["status-label", "action", "server-url", "token", "download-choice", "local"])
-        except Exception as e:  # an older or newer GimpUi without these builders: the fields flat, status apart
-            print("DragGAN: plain Daemon dialog ({})".format(e), file=sys.stderr)
-            Gimp.message("DragGAN: " + (message + "\n" if message else "") + status)
-            dialog.fill(["action", "server-url", "token", "download-choice"] + local)
-        ok = dialog.run()
-        dialog.destroy()
-        if not ok:
-            return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
-        try:
-            action = logic.check_action(config.get_property("action"))
-            settings.url = _checked_setting("url", (config.get_property("server-url") or "").strip())
-            settings.token = (config.get_property("token") or "").strip()
-            settings.command = _checked_setting("command", (config.get_property("program") or "").strip())
-            settings.project_dir = _checked_setting("project_dir",
-                                                    (config.get_property("project-folder") or "").strip())
-            settings.extra_args = _checked_setting("extra_args", (config.get_property("extra-args") or "").strip())
-            settings.keep_running = bool(config.get_property("keep-running"))
-            stored_settings.save(settings)
-            model = config.get_property("download-choice") if choices else ""
-            message = _daemon_action(action, settings, logic.model_argument(model))
-        except launcher.BootstrapCancelled:
-            message = "The set-up was cancelled."
-        except Exception as e:  # noqa: BLE001 - shown in the dialog, which opens again
-            Gimp.progress_end()
-            message = _message_of(e)
-
-
-def _message_of(exc):
-    if isinstance(exc, logic.PluginError):
-        return exc.message
-    if isinstance(exc, DaemonError):
-        return logic.friendly(exc.message, exc.code)
-    if isinstance(exc, (workflow.WorkflowError, launcher.LauncherError)):
-        return str(exc)
-    if isinstance(exc, OSError):
-        return "{} ({})".format(exc.strerror or exc, exc.filename or "")
-    return "unexpected error ({}: {}); please report it".format(type(exc).__name__, exc)
-
-
-def _daemon_procedure(plugin, name):
-    proc = Gimp.Procedure.new(plugin, name, Gimp.PDBProcType.PLUGIN, run_daemon, None)
-    proc.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.ALWAYS)
-    proc.set_menu_label("_Daemon...")
-    proc.add_menu_path(MENU)
-    proc.set_documentation(
-        "The DragGAN daemon: its address and token, start and stop the local one, download models",
-        "Stores the daemon's address and token once for DragGAN Drag and New image from model (their "
-        "'server-url' and 'token' arguments may stay empty). Actions: status (does the daemon answer), save "
-        "(the settings only), start (the local daemon, `draggan serve`, kept after this call and ending with "
-        "GIMP unless keep-running), stop (the local daemon started from GIMP), download (the catalogue model "
-        "named by 'model'; GIMP's Cancel keeps the partial file and the next download resumes), setup "
-        "(install the local daemon into the project folder). A setting argument left empty keeps the stored "
-        "value. Returns the daemon's address, whether it answers, and what happened.", name)
-    proc.set_attribution("draggan-studio", "draggan-studio contributors", "2026")
-    proc.add_enum_argument("run-mode", "Run mode", "The run mode", Gimp.RunMode, Gimp.RunMode.INTERACTIVE, RW)
-    actions = Gimp.Choice.new()
-    for number, (nick, label) in enumerate(logic.ACTIONS.items()):
-        actions.add(nick, number, label, "")
-    proc.add_choice_argument("action", "Ac_tion", "What Apply does", actions, "status", RW)
-    proc.add_string_argument("server-url", "Daemon _URL", "Address of the daemon every DragGAN procedure uses "
-                             "(empty: $DRAGGAN_URL, else http://127.0.0.1:8765); Start sets it to the local one",
-                             "", RW)
-    proc.add_string_argument("token", "Acc_ess token", "The daemon's access token (empty: none)", "", RW)
-    proc.add_string_argument("program", "Daemon _program", "The draggan program (empty: <project folder>/.venv/"
-                             "bin/draggan, else draggan on PATH)", "", RW)
-    proc.add_string_argument("project-folder", "Pro_ject folder", "The folder DragGAN was unpacked into (for "
-                             "set-up and its .venv)", "", RW)
-    proc.add_string_argument("extra-args", "E_xtra arguments", "More `draggan serve` arguments, e.g. --device cpu "
-                             "--models DIR --catalogue FILE", "", RW)
-    proc.add_boolean_argument("keep-running", "_Keep running after GIMP quits", "The local daemon outlives GIMP",
-                              False, RW)
-    proc.add_string_argument("model", "Model to download", "For 'download': a catalogue model's name", "", RW)
-    download = Gimp.Choice.new()
-    download.add(logic.DEFAULT_MODEL, 0, "(none: the daemon does not answer or has nothing to download)", "")
-    proc.add_choice_argument("download-choice", "_Model to download", "The dialog's list of models the daemon can "
-                             "download, with their size and licence (scripts: leave it and set 'model')", download,
-                             logic.DEFAULT_MODEL, RW)
-    proc.add_string_return_value("url", "URL", "The daemon's address", "", RW)
-    proc.add_boolean_return_value("answers", "Answers", "Whether the daemon answers there", False, RW)
-    proc.add_string_return_value("message", "Message", "What happened, in words", "", RW)
-    return proc
 
 
 # ----------------------------------------------------------------------------- registration
@@ -890,7 +524,7 @@ class DragGAN(Gimp.PlugIn):
             proc.add_image_return_value("image", "Image", "The new image", False, RW)
             return proc
         if name == DAEMON_PROC:
-            return _daemon_procedure(self, name)
+            return daemon_panel.daemon_procedure(self, name)
         if name == RESET_PROC:
             return _reset_procedure(self, name)
         return None
