@@ -1,5 +1,5 @@
 """The v1 HTTP API: each route parses and validates its request, hands it to the session store,
-the job queue, the worker or the downloads, and answers JSON (or PNG). See docs/api.md and openapi.py."""
+a device's job queue or worker, or the downloads, and answers JSON (or PNG). See docs/api.md and openapi.py."""
 from __future__ import annotations
 
 import base64
@@ -14,7 +14,6 @@ from .daemon import Daemon, current
 from .downloads import DOWNLOAD, DownloadJob, DownloadManager
 from .errors import ApiError
 from .jobs import CANCELLED, DONE, FAILED, Job, Worker
-from .sessions import new_id
 from .validation import check_fields, parse_drag, parse_generate, parse_json, parse_session
 
 api = Blueprint("api_v1", __name__, url_prefix="/api/v1")
@@ -32,8 +31,8 @@ def png_response(data: bytes) -> Response:
 
 def runner_of(d: Daemon, job: Job | DownloadJob) -> Worker | DownloadManager:
     """What runs the job, and so answers for its queue position, stop and cancel: downloads run on their own
-    threads, every other job on the GPU worker."""
-    return d.downloads if job.kind == DOWNLOAD else d.worker
+    threads, every other job on the worker of its session's device."""
+    return d.downloads if job.kind == DOWNLOAD else d.lanes.of(job).worker
 
 
 def status_of(job: Job | DownloadJob) -> dict:
@@ -45,16 +44,19 @@ def status_of(job: Job | DownloadJob) -> dict:
 def health():
     """Counts only: ids are the capability to see and change a client's work, so none is handed out here."""
     d = current()
-    return {"version": __version__, "api": "v1", "device": str(d.device), "models_loaded": d.catalogue.loaded_names(),
-            "queue_length": d.worker.queue_length(), "jobs_running": int(d.worker.running is not None),
-            "sessions": len(d.sessions)}
+    devices = [lane.describe(d.sessions) for lane in d.lanes.all]
+    return {"version": __version__, "api": "v1", "device": d.lanes.device_names(), "node": d.config.node,
+            "models_loaded": list(d.lanes.loaded_models()),
+            "queue_length": sum(one["queue_length"] for one in devices),
+            "jobs_running": sum(one["jobs_running"] for one in devices), "sessions": len(d.sessions),
+            "devices": devices}
 
 
 @api.get("/models")
 def models():
     """The whole catalogue, downloaded or not; a client's model menu shows those with downloaded: true."""
     d = current()
-    return {"models": d.catalogue.describe(d.downloads.active_names())}
+    return {"models": d.catalogue.describe(d.lanes.loaded_models(), d.downloads.active_names())}
 
 
 @api.post("/models/<name>/download")
@@ -72,28 +74,32 @@ def openapi_document():
 
 @api.post("/generate")
 def generate():
+    """A new session, on the device with the least work."""
     d = current()
     req = parse_generate(json_body())
-    session, png = d.worker.call(functools.partial(editing.generate, d.catalogue, d.sessions, req),
-                                 d.config.limits.call_timeout_s)
+    with d.lanes.placing(d.sessions) as lane:
+        session, png = lane.worker.call(functools.partial(editing.generate, lane, d.sessions, req),
+                                        d.config.limits.call_timeout_s)
     return {**session.describe(), "seed": req.seed, "psi": req.psi, "image": base64.b64encode(png).decode()}, 201
 
 
 @api.post("/sessions")
 def create_session():
-    """A session on a layer: a copy of a generated session (from_session), or a real image, which is
-    inverted by an 'invert' job first (or reuses the session of the same layer and settings)."""
+    """A session on a layer: a copy of a generated session (from_session, on that session's device), or a real
+    image, which is inverted by an 'invert' job first on the device with the least work (or reuses the session
+    of the same layer and settings)."""
     d = current()
     req = parse_session(json_body(), d.config.limits, d.decode_budget)
     if req.from_session is not None:
         source = d.sessions.get(req.from_session)
-        session = d.worker.call(functools.partial(editing.session_like, d.sessions, source, req.image.convert("RGB")),
-                                d.config.limits.call_timeout_s)
+        session = d.lanes.of(source).worker.call(
+            functools.partial(editing.session_like, d.sessions, source, req.image.convert("RGB")),
+            d.config.limits.call_timeout_s)
         return {**session.describe(), "reused": False, "job_id": None}, 201
-    session, job, reused = d.worker.call(
-        functools.partial(editing.start_inversion, d.catalogue, d.sessions, d.jobs, d.worker, d.device, req,
-                          request.remote_addr or ""),
-        d.config.limits.call_timeout_s)
+    with d.lanes.placing(d.sessions) as lane:
+        session, job, reused = lane.worker.call(
+            functools.partial(editing.start_inversion, lane, d.sessions, d.jobs, req, request.remote_addr or ""),
+            d.config.limits.call_timeout_s)
     return {**session.describe(), "reused": reused, "job_id": job.id if job is not None else None}, 201
 
 
@@ -107,7 +113,8 @@ def delete_session(sid: str):
     d = current()
     session = d.sessions.delete(sid)
     if session.active_job is not None:
-        d.worker.stop(d.jobs.get(session.active_job), cancel=True)
+        job = d.jobs.get(session.active_job)
+        runner_of(d, job).stop(job, cancel=True)
     return {"deleted": True, "session_id": sid}
 
 
@@ -120,14 +127,14 @@ def start_drag(sid: str):
         raise ApiError(409, "session_inverting",
                        f"session {sid} is still being inverted (job {target.invert_job}); wait until that job is "
                        f"done, or stop it to keep the best inversion so far, then drag")
-    job_id = new_id()
+    job_id = d.jobs.new_id()
     session, start = d.sessions.claim(sid, job_id, req.from_state)
     job = Job("drag", sid, req.steps,
               work=functools.partial(editing.run_drag, session, req, start, d.config.limits.max_states_per_session),
               on_end=lambda _job, _state: d.sessions.release(session), client=request.remote_addr or "",
-              targets=req.targets, handles=req.handles, id=job_id, from_state=req.from_state)
+              lane=session.lane, targets=req.targets, handles=req.handles, id=job_id, from_state=req.from_state)
     try:
-        d.worker.submit(job)
+        d.lanes.of(session).worker.submit(job)
     except ApiError:  # the queue is full: the session stays as it was
         d.sessions.release(session)
         raise
@@ -152,7 +159,7 @@ def session_image(sid: str):
     if not session.ready:
         raise ApiError(409, "session_inverting", f"session {sid} is still being inverted (job "
                                                  f"{session.invert_job}); it has no picture of its own yet")
-    png = d.worker.call(functools.partial(editing.state_png, session), d.config.limits.call_timeout_s)
+    png = d.lanes.of(session).worker.call(functools.partial(editing.state_png, session), d.config.limits.call_timeout_s)
     return png_response(png)
 
 

@@ -27,20 +27,25 @@ class Limits:
     max_points: int = 64  # handle/target pairs per drag
     max_steps: int = 2000  # optimisation steps per drag job
     max_invert_steps: int = 2000  # optimisation steps per inversion stage (w, w+, pti)
-    max_sessions: int = 16  # least recently used idle sessions beyond this are dropped; busy ones never (429)
-    max_session_bytes: int = 2 * 1024 ** 3  # estimated tensor memory of all sessions together (their states too)
+    max_sessions: int = 16  # sessions a device holds: the least recently used idle ones beyond this are dropped;
+    #                         busy ones never (429). Per device: a box with four GPUs holds four times as many
+    max_session_bytes: int = 2 * 1024 ** 3  # estimated tensor memory of one device's sessions together (their
+    #                                         states too): docs/studio.md sizes a session at 256 to 1024 px
     max_states_per_session: int = 16  # states a session keeps for drags to start from (from_state), its initial
     #                                   one included (at least 2 are kept); past it the oldest non-initial one is
     #                                   dropped (410 state_gone). One is a latent, its optimiser moments and the
     #                                   handles' templates, some 60 KB for a 512 px model, counted in the above
     max_finished_jobs: int = 32  # finished job records (with their result PNGs) kept for polling
     max_finished_job_bytes: int = 512 * 1024 ** 2  # ... and the bytes of their PNGs together
-    max_loaded_models: int = 2  # generators kept in memory
-    call_timeout_s: float = 300.0  # how long /generate or /sessions waits for the worker (clients wait longer)
-    max_queued_jobs: int = 8  # drag and invert jobs waiting for the worker, all clients together (429 queue_full)
-    max_jobs_per_client: int = 4  # queued or running jobs of one client address, so no client fills the queue
-    max_waiting_calls: int = 4  # request threads waiting for the worker (/generate, /sessions); fewer than
-    #                             DaemonConfig.threads, so status, stop and cancel always find a free thread
+    max_loaded_models: int = 2  # generators kept in memory, on each device (each has its own copies)
+    call_timeout_s: float = 300.0  # how long /generate or /sessions waits for a worker (clients wait longer)
+    max_queued_jobs: int = 8  # drag and invert jobs waiting for one device's worker, all clients together (429
+    #                           queue_full); each device has its own queue, and a session's jobs wait in its device's
+    max_jobs_per_client: int = 4  # queued or running jobs of one client address on one device, so no client fills
+    #                               a queue
+    max_waiting_calls: int = 4  # request threads waiting for one device's worker (/generate, /sessions); with
+    #                             several devices the HTTP threads grow so that these waits together stay fewer
+    #                             than them (DaemonConfig.request_threads): status, stop and cancel always find one
     max_downloads: int = 2  # model downloads running at once, each on its own thread (never the GPU worker's);
     #                         more would only split the same bandwidth
     max_queued_downloads: int = 8  # downloads waiting for one of those threads (429 download_queue_full)
@@ -70,11 +75,20 @@ class ConnectionLimits:
 class DaemonConfig:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT  # 0 picks a free port
-    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps, a comma-separated list of those (one worker each,
+    #                       'cpu,cpu' in tests) or all (every CUDA GPU): draggan_core.devices.pick_devices
+    node: str | None = None  # this daemon's name behind a load balancer, carried by its session and job ids
     models_dir: Path | None = None  # None: draggan_core.registry.models_dir()
     catalogue: Path | None = None  # a studio's catalogue file (JSON) added to the built-in registry; checked at start
     token: str | None = None  # when set, every request needs "Authorization: Bearer <token>"
-    threads: int = 8  # waitress request threads (the GPU work itself runs on one worker thread)
+    trusted_proxy: str | None = None  # a load balancer's IP address: requests from it come from the client its
+    #                                   X-Forwarded-For names (waitress's trusted_proxy), for the per-client bounds
+    threads: int = 8  # waitress request threads for one device (the GPU work runs on the devices' worker threads)
     test_gate: bool = False  # end-to-end tests only: jobs can be held at a step (backend/testgate.py)
     limits: Limits = dataclasses.field(default_factory=Limits)
     connections: ConnectionLimits = dataclasses.field(default_factory=ConnectionLimits)
+
+    def request_threads(self, devices: int) -> int:
+        """HTTP request threads for a daemon with `devices` workers: `threads`, and room for each further device's
+        waiting calls, so that however many wait for workers, `threads - max_waiting_calls` stay free."""
+        return self.threads + self.limits.max_waiting_calls * (devices - 1)

@@ -1,19 +1,19 @@
-"""The daemon's state: device, models, sessions, jobs, the worker, downloads and the decode budget, owned by one app."""
+"""The daemon's state: its devices (lanes), models, sessions, jobs, downloads and decode budget, owned by one app."""
 from __future__ import annotations
 
 import dataclasses
 import logging
 
-import torch
 from flask import current_app
 
 from draggan_core import registry
-from draggan_core.devices import pick_device
+from draggan_core.devices import pick_devices
 
 from .budget import DecodeBudget
 from .config import DaemonConfig
 from .downloads import DownloadManager
-from .jobs import JobStore, Worker
+from .jobs import JobStore
+from .lanes import Lanes
 from .models import ModelCatalogue
 from .sessions import SessionStore
 from .testgate import StepGate
@@ -24,40 +24,38 @@ log = logging.getLogger("draggan.daemon")
 @dataclasses.dataclass(eq=False)
 class Daemon:
     config: DaemonConfig
-    device: torch.device
+    lanes: Lanes  # one worker and model cache per device
     catalogue: ModelCatalogue
     sessions: SessionStore
     jobs: JobStore
-    worker: Worker
     gate: StepGate | None  # end-to-end tests only
     decode_budget: DecodeBudget
-    downloads: DownloadManager  # model downloads, on their own threads (never the worker's)
+    downloads: DownloadManager  # model downloads, on their own threads (never a device's worker)
 
     @classmethod
     def start(cls, config: DaemonConfig) -> "Daemon":
-        """Read the catalogue file (registry.CatalogueError when it is unusable), pick the device (ValueError when
-        the requested one is missing) and start the worker and download threads."""
+        """Read the catalogue file (registry.CatalogueError when it is unusable), pick the devices (ValueError when
+        a requested one is missing) and start their workers and the download threads."""
         zoo = registry.load_catalogue(config.catalogue)
         if config.catalogue is not None:
             replaced = sorted(n for n in registry.ZOO if zoo[n] is not registry.ZOO[n])
             log.info("catalogue %s: %d models of its own%s", config.catalogue,
                      sum(1 for n in zoo if n not in registry.ZOO),
                      f", replacing the built-in {', '.join(replaced)}" if replaced else "")
-        device = pick_device(config.device)
+        devices = pick_devices(config.device)
         limits = config.limits
         gate = StepGate() if config.test_gate else None
-        catalogue = ModelCatalogue(config.models_dir or registry.models_dir(), device, limits.max_loaded_models, zoo)
-        jobs = JobStore(limits.max_finished_jobs, limits.max_finished_job_bytes)
-        return cls(config, device, catalogue,
-                   SessionStore(limits.max_sessions, limits.max_session_bytes), jobs,
-                   Worker(limits.max_queued_jobs, limits.max_jobs_per_client, limits.max_waiting_calls, gate), gate,
+        catalogue = ModelCatalogue(config.models_dir or registry.models_dir(), zoo)
+        jobs = JobStore(limits.max_finished_jobs, limits.max_finished_job_bytes, config.node)
+        return cls(config, Lanes(devices, catalogue, limits, gate), catalogue,
+                   SessionStore(limits.max_sessions, limits.max_session_bytes, config.node), jobs, gate,
                    DecodeBudget(limits.max_decoded_bytes, limits.decode_wait_s),
                    DownloadManager(catalogue, jobs, limits))
 
     def close(self) -> None:
-        """Stop downloads (at once: their partial files are kept for a later resume) and the worker."""
+        """Stop downloads (at once: their partial files are kept for a later resume) and the workers."""
         self.downloads.close()
-        self.worker.close()
+        self.lanes.close()
 
 
 def current() -> Daemon:

@@ -1,6 +1,6 @@
 """Model downloads: jobs that fetch catalogue checkpoints into the models folder on their own threads.
 
-They never run on the GPU worker (backend/jobs.py): a download waits on the network, not the GPU,
+They never run on a device's worker (backend/jobs.py): a download waits on the network, not the GPU,
 and must not hold up drags. At most Limits.max_downloads run at once and max_queued_downloads
 wait; their records live in the daemon's JobStore beside drag and invert jobs, so /jobs/<id> finds
 them. A cancelled or failed download keeps its partial file, which the next download of the same
@@ -130,7 +130,8 @@ class DownloadManager:
             if len(self._queue) >= self.limits.max_queued_downloads:
                 raise busy("download_queue_full", f"{len(self._queue)} downloads are already waiting (at most "
                                                   f"{self.limits.max_queued_downloads})", retry_after=30)
-            job = DownloadJob(info.name, info.url or "", dest, info.size, info.sha256, client=client)
+            job = DownloadJob(info.name, info.url or "", dest, info.size, info.sha256, client=client,
+                              id=self.jobs.new_id())
             self.jobs.add(job)
             self._queue.append(job)
             self._cv.notify()

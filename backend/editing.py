@@ -1,10 +1,11 @@
 """What the worker thread does with the generator: make sessions, invert real images and run drag jobs.
 
-These functions run only on the worker (see jobs.py), so they may use the GPU freely. They speak
-in the client's pixels at their edges and in the model's pixels inside, through the session's
-Mapping (a generated picture at any size) or LayerMapping (a region of a real layer, fitted into
-the model's image by draggan_core.region, or an oriented quad aligned the way the model was
-trained by draggan_core.alignment, and composited back into the full layer).
+These functions run only on the worker of the session's device (see jobs.py and lanes.py), so they
+may use that device freely. They speak in the client's pixels at their edges and in the model's
+pixels inside, through the session's Mapping (a generated picture at any size) or LayerMapping (a
+region of a real layer, fitted into the model's image by draggan_core.region, or an oriented quad
+aligned the way the model was trained by draggan_core.alignment, and composited back into the
+full layer).
 """
 from __future__ import annotations
 
@@ -27,9 +28,10 @@ from draggan_core.region import RegionMapping, composite, select_region
 from . import pngread
 from .errors import ApiError, bad_request
 from .geometry import LayerMapping, Mapping, Point
-from .jobs import CANCELLED, DONE, Job
-from .models import LoadedModel, ModelCatalogue
-from .sessions import Session, SessionState, SessionStore, copy_drag, new_id
+from .jobs import CANCELLED, DONE, Job, JobStore
+from .lanes import Lane
+from .models import LoadedModel
+from .sessions import Session, SessionState, SessionStore, copy_drag
 from .validation import AlignRequest, DragRequest, GenerateRequest, SessionRequest
 
 SAME_PICTURE_TOLERANCE = 8.0  # mean absolute difference in 8-bit levels, after resizing to the model's size
@@ -42,13 +44,13 @@ def encode_png(image: Image.Image, fast: bool = False) -> bytes:
     return buf.getvalue()
 
 
-def generate(catalogue: ModelCatalogue, store: SessionStore, req: GenerateRequest) -> tuple[Session, bytes]:
-    """A new session on the image of a seed: its latent is known, so it can be dragged at once."""
-    model = catalogue.load(req.model)
+def generate(lane: Lane, store: SessionStore, req: GenerateRequest) -> tuple[Session, bytes]:
+    """A new session on the image of a seed, on `lane`'s device: its latent is known, so it can be dragged at once."""
+    model = lane.models.load(req.model)
     drag = DragSession(model.G, req.seed, config=DragConfig(learning_rate=model.entry.learning_rate),
                        truncation_psi=req.psi)
     height, width = model.size
-    session = Session(model, drag, Mapping(width, height, width, height))
+    session = Session(model, drag, Mapping(width, height, width, height), id=store.new_id(), lane=lane.index)
     session.start_states()
     store.add(session)
     return session, encode_png(to_pil(drag.image()))
@@ -74,7 +76,7 @@ def session_like(store: SessionStore, source: Session, image: Image.Image) -> Se
                        f"levels); send it without from_session to edit it through GAN inversion")
     drag = copy_drag(now.drag)
     session = Session(source.model, drag, mapping, handles=mapping.to_client(drag.handle_list()),
-                      targets=mapping.to_client(drag.target_list()))
+                      targets=mapping.to_client(drag.target_list()), id=store.new_id(), lane=source.lane)
     states = [initial.renamed([], [])]
     if now is not initial:
         states.append(now.renamed(session.handles, session.targets))
@@ -237,20 +239,21 @@ def layer_mapping(model: LoadedModel, layer_size: tuple[int, int], req: SessionR
         raise bad_request(f"cannot use that region: {e}", "bad_region") from None
 
 
-def start_inversion(catalogue: ModelCatalogue, store: SessionStore, jobs, worker, device: torch.device,
-                    req: SessionRequest, client: str) -> tuple[Session, Job | None, bool]:
-    """A session on a real layer: (session, its invert job or None, reused).
+def start_inversion(lane: Lane, store: SessionStore, jobs: JobStore, req: SessionRequest, client: str
+                    ) -> tuple[Session, Job | None, bool]:
+    """A session on a real layer, on `lane`'s device: (session, its invert job or None, reused).
 
     The layer meets the model through layer_mapping (a region or an aligned quad). A session made
     from the same layer, mapping, model and inversion settings is returned as it is (reused);
-    otherwise a new session is opened and an invert job queued for it. Runs on the worker, so two
-    equal requests cannot both start one.
+    otherwise a new session is opened and an invert job queued for it. Runs on the lane's worker, so two
+    equal requests placed on the same device cannot both start one (on several devices two that arrive
+    together may, each on its own device: both sessions work, the later one is the one found again).
     """
-    model = catalogue.load(req.model)
+    model = lane.models.load(req.model)
     layer = pngread.pixels(req.image)  # RGBA from validation; the session keeps this one full-size copy
     lh, lw = layer.shape[:2]
     region = layer_mapping(model, (lh, lw), req)
-    config, total = invert_config(model, device, req)
+    config, total = invert_config(model, lane.device, req)
     inv_key = session_key(region.crop(layer), model_identity(model), config)
     placed = json.dumps(region.to_dict(), sort_keys=True)  # the region, or the quad and its landmarks
     key = hashlib.sha256(f"{inv_key}:{placed}".encode() + hashlib.sha256(layer).digest()
@@ -263,8 +266,9 @@ def start_inversion(catalogue: ModelCatalogue, store: SessionStore, jobs, worker
     if float(valid.sum()) < 1:
         what, code = ("aligned quad", "bad_align") if region.oriented else ("region", "bad_region")
         raise bad_request(f"the {what} is fully transparent: there is nothing to edit", code)
-    job_id = new_id()
-    session = Session(model, None, LayerMapping(region), layer=layer, key=key, invert_job=job_id, active_job=job_id)
+    job_id = jobs.new_id()
+    session = Session(model, None, LayerMapping(region), layer=layer, key=key, invert_job=job_id, active_job=job_id,
+                      id=store.new_id(), lane=lane.index)
     store.add(session)
 
     def on_end(job: Job, state: str) -> None:
@@ -273,11 +277,11 @@ def start_inversion(catalogue: ModelCatalogue, store: SessionStore, jobs, worker
         else:  # cancelled or failed: the session has nothing to drag, and a new request starts afresh
             store.discard(session)
 
-    job = Job("invert", session.id, total, id=job_id, on_end=on_end, client=client,
+    job = Job("invert", session.id, total, id=job_id, on_end=on_end, client=client, lane=lane.index,
               work=lambda job, between: run_invert(session, target, valid, config, req.invert.preview_every,
                                                    job, between))
     try:
-        worker.submit(job)
+        lane.worker.submit(job)
     except ApiError:  # the queue is full: no session without its inversion
         store.discard(session)
         raise
@@ -285,7 +289,7 @@ def start_inversion(catalogue: ModelCatalogue, store: SessionStore, jobs, worker
     return session, job, False
 
 
-def jobs_get(jobs, jid: str | None) -> Job | None:
+def jobs_get(jobs: JobStore, jid: str | None) -> Job | None:
     try:
         return jobs.get(jid) if jid is not None else None
     except ApiError:

@@ -34,7 +34,14 @@ def too_large(limit: int) -> ApiError:
     return ApiError(413, "too_large", f"the request is larger than the daemon's limit of {limit} bytes")
 
 
-def not_found(what: str, ident: str) -> ApiError:
+def not_found(what: str, ident: str, node: str | None = None) -> ApiError:
+    """404 for an id this daemon does not hold. Behind a load balancer (ids carry the node name of the daemon that
+    made them) an id of another node means that daemon is down or was replaced: the message says so."""
+    maker = ident.rsplit(".", 1)[0] if "." in ident else None
+    if node is not None and maker is not None and maker != node:
+        return ApiError(404, f"unknown_{what}", f"no {what} {short(ident)} on daemon {node!r}: daemon "
+                                                f"{short(maker, 40)} made it, and it is down or out of the balancer, "
+                                                f"so its sessions and jobs are gone")
     return ApiError(404, f"unknown_{what}", f"no {what} {short(ident)} on this daemon (finished and evicted, "
                                             f"deleted, or the daemon restarted)")
 

@@ -32,14 +32,24 @@ from .errors import ApiError, printable, too_large
 log = logging.getLogger("draggan.daemon")
 
 
-def listen(app, socket_map: dict, config: DaemonConfig) -> list["DaemonHTTPServer"]:
-    """Listening sockets on config.host (two for 'localhost': ::1 and 127.0.0.1), sharing the request threads."""
+def proxy_settings(trusted_proxy: str | None) -> dict:
+    """Waitress's own handling of a load balancer: from `trusted_proxy`, the last X-Forwarded-For entry (the one
+    the balancer added) becomes the request's remote address; every other proxy header, and X-Forwarded-For
+    from anyone else, is dropped."""
+    if trusted_proxy is None:
+        return {}
+    return {"trusted_proxy": trusted_proxy, "trusted_proxy_headers": {"x-forwarded-for"}, "trusted_proxy_count": 1}
+
+
+def listen(app, socket_map: dict, config: DaemonConfig, threads: int) -> list["DaemonHTTPServer"]:
+    """Listening sockets on config.host (two for 'localhost': ::1 and 127.0.0.1), sharing `threads` request threads."""
     limits = config.connections
-    adj = Adjustments(host=config.host, port=config.port, threads=config.threads, ident="draggan",
+    adj = Adjustments(host=config.host, port=config.port, threads=threads, ident="draggan",
                       max_request_body_size=config.limits.max_body_bytes + 1,  # waitress refuses at >= (chunked)
                       max_request_header_size=limits.max_header_bytes,
                       connection_limit=2 * limits.max_connections,  # reached only while that many are answered
-                      cleanup_interval=1)  # maintenance() every second: the deadlines are seconds
+                      cleanup_interval=1,  # maintenance() every second: the deadlines are seconds
+                      **proxy_settings(config.trusted_proxy))
     threads = ThreadedTaskDispatcher()
     threads.set_thread_count(adj.threads)
     servers: list[DaemonHTTPServer] = []

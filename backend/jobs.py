@@ -1,6 +1,6 @@
-"""Jobs and the one worker thread that owns the GPU.
+"""Jobs and the worker thread that owns a device (a daemon has one per device: backend/lanes.py).
 
-Everything that touches the generator runs on the worker: long jobs (drag, invert)
+Everything that touches the device's generators runs on its worker: long jobs (drag, invert)
 from a FIFO queue, and short synchronous calls (generate, open a session) that request threads
 hand over and wait for. The worker runs pending short calls before each job and between the
 steps of a running job, so a new image is ready within one drag step even while another
@@ -45,6 +45,7 @@ class Job:
     work: Work
     on_end: Callable[["Job", str], None]  # called once with the final state, before clients can see it
     client: str = ""  # who asked (the remote address): the queue bounds the jobs of each client
+    lane: int = 0  # the device whose worker runs it: its session's (backend/lanes.py)
     targets: list[Point] = dataclasses.field(default_factory=list)
     handles: list[Point] = dataclasses.field(default_factory=list)
     id: str = dataclasses.field(default_factory=new_id)
@@ -172,10 +173,14 @@ class JobStore:
     client that just started a new job can still fetch the previous result.
     """
 
-    def __init__(self, max_finished: int, max_bytes: int):
+    def __init__(self, max_finished: int, max_bytes: int, node: str | None = None):
         self.max_finished, self.max_bytes = max_finished, max_bytes
+        self.node = node  # this daemon's name in ids (None: plain ids)
         self._jobs: collections.OrderedDict[str, Job] = collections.OrderedDict()
         self._lock = threading.Lock()
+
+    def new_id(self) -> str:
+        return new_id(self.node)
 
     def add(self, job: Job) -> None:
         with self._lock:
@@ -197,7 +202,7 @@ class JobStore:
         with self._lock:
             job = self._jobs.get(jid)
         if job is None:
-            raise not_found("job", jid)
+            raise not_found("job", jid, self.node)
         return job
 
 
@@ -211,7 +216,7 @@ class _Call:
 
 
 class Worker:
-    """The one thread that runs jobs and calls, with bounded waiting on both sides.
+    """The thread that runs one device's jobs and calls, with bounded waiting on both sides.
 
     The queue holds at most max_queued jobs and max_per_client of one client (queued or running),
     so one client cannot fill it; at most max_waiting_calls request threads may wait for a call,
@@ -220,16 +225,18 @@ class Worker:
     """
 
     def __init__(self, max_queued: int = 8, max_per_client: int = 4, max_waiting_calls: int = 4,
-                 gate: "StepGate | None" = None) -> None:
+                 gate: "StepGate | None" = None, device: torch.device | None = None, name: str = "draggan-worker"
+                 ) -> None:
         self.max_queued, self.max_per_client, self.max_waiting_calls = max_queued, max_per_client, max_waiting_calls
         self._gate = gate
+        self._device = device
         self._waiting_calls = 0
         self._queue: collections.deque[Job] = collections.deque()
         self._calls: collections.deque[_Call] = collections.deque()
         self._cv = threading.Condition()
         self._closed = False
         self.running: Job | None = None
-        self._thread = threading.Thread(target=self._loop, name="draggan-worker", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
     # ------------------------------------------------------------ request side
@@ -282,6 +289,14 @@ class Worker:
     def queue_length(self) -> int:
         return len(self._queue)
 
+    def pending_steps(self) -> int:
+        """The work ahead of a job submitted now, in optimisation steps: every queued job's budget and what is
+        left of the running one's (a device with less of it gets the next new session)."""
+        with self._cv:
+            queued = sum(job.max_steps for job in self._queue)
+            running = self.running
+        return queued + (max(0, running.max_steps - running.step) if running is not None else 0)
+
     def queue_position(self, job: Job) -> int | None:
         """1 for the next job to run; None unless queued."""
         with self._cv:
@@ -303,6 +318,12 @@ class Worker:
         return job.request(cancel)
 
     def close(self, timeout: float = 10.0) -> None:
+        self.shut()
+        self.join(timeout)
+
+    def shut(self) -> None:
+        """Refuse new work, cancel the queued jobs and calls and stop the running job at its next step; join()
+        then waits for the thread (a daemon with several devices shuts them all before waiting for any)."""
         with self._cv:
             self._closed = True
             pending, calls = list(self._queue), list(self._calls)
@@ -316,6 +337,8 @@ class Worker:
             call.done.set()
         if self.running is not None:
             self.running.request(cancel=False)
+
+    def join(self, timeout: float) -> None:
         self._thread.join(timeout)
 
     # ------------------------------------------------------------- worker side
@@ -336,6 +359,8 @@ class Worker:
             call.done.set()
 
     def _loop(self) -> None:
+        if self._device is not None and self._device.type == "cuda" and self._device.index is not None:
+            torch.cuda.set_device(self._device)  # what this thread allocates, and empty_cache(), go to its own GPU
         while True:
             with self._cv:
                 self._cv.wait_for(lambda: self._closed or self._calls or self._queue)

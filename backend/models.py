@@ -1,4 +1,4 @@
-"""The model catalogue: which generators this daemon offers, downloaded or not, and a small cache of loaded ones.
+"""The model catalogue: which generators this daemon offers, downloaded or not; and each device's cache of loaded ones.
 
 Clients name models only by the names listed here: the registry's entries (built in, plus a studio's
 catalogue file), whether their file is in the models folder yet or not, and the checkpoint files
@@ -50,17 +50,12 @@ class LoadedModel:
 
 
 class ModelCatalogue:
-    """Lists the models (the models folder is re-scanned on every call, so downloads show up at once) and loads
-    them by name."""
+    """Lists the models (the models folder is re-scanned on every call, so downloads show up at once); each device's
+    ModelCache loads them by name."""
 
-    def __init__(self, directory: Path, device: torch.device, max_loaded: int,
-                 zoo: dict[str, registry.ModelInfo] | None = None):
+    def __init__(self, directory: Path, zoo: dict[str, registry.ModelInfo] | None = None):
         self.directory = directory
-        self.device = device
-        self.max_loaded = max(1, max_loaded)
         self.zoo = dict(registry.ZOO if zoo is None else zoo)  # registry.load_catalogue's: built-in + the studio's
-        self._loaded: collections.OrderedDict[str, LoadedModel] = collections.OrderedDict()
-        self._lock = threading.Lock()
 
     def entries(self) -> dict[str, ModelEntry]:
         """Every catalogue entry, downloaded or not, and the user's own files in the models folder."""
@@ -123,30 +118,11 @@ class ModelCatalogue:
             raise ApiError(409, "not_downloadable", f"model {info.name!r} has a file name outside the models folder")
         return info, dest
 
-    def load(self, name: str | None) -> LoadedModel:
-        """The generator for a listed name, loaded on first use; call from the worker thread."""
-        entry = self.entry(name)
-        with self._lock:
-            cached = self._loaded.get(entry.name)
-            if cached is not None and cached.entry.path == entry.path:
-                self._loaded.move_to_end(entry.name)
-                return cached
-        model = LoadedModel(entry, load_generator(entry.path, device=self.device))
-        with self._lock:
-            self._loaded[entry.name] = model
-            while len(self._loaded) > self.max_loaded:
-                self._loaded.popitem(last=False)  # sessions still using it keep it alive
-        return model
-
-    def loaded_names(self) -> list[str]:
-        with self._lock:
-            return list(self._loaded)
-
-    def describe(self, downloading: frozenset[str] | set[str] = frozenset()) -> list[dict]:
+    def describe(self, loaded: dict[str, LoadedModel], downloading: frozenset[str] | set[str] = frozenset()
+                 ) -> list[dict]:
         """What a client shows in its model menu and its download list; a file's image size is known once it
-        was loaded. `downloading`: the names whose download is queued or running."""
-        with self._lock:
-            loaded = dict(self._loaded)
+        was loaded. `loaded`: the models loaded on any device, by name; `downloading`: the names whose download
+        is queued or running."""
         out = []
         for name, entry in sorted(self.entries().items()):
             info = entry.info
@@ -176,3 +152,34 @@ class ModelCatalogue:
                 "note": info.note if info else "",
             })
         return out
+
+
+class ModelCache:
+    """The generators loaded on one device: at most max_loaded, the least recently used dropped first (sessions
+    still using one keep it alive). Each device has its own, so a session's generator lives where its tensors do."""
+
+    def __init__(self, catalogue: ModelCatalogue, device: torch.device, max_loaded: int):
+        self.catalogue = catalogue
+        self.device = device
+        self.max_loaded = max(1, max_loaded)
+        self._loaded: collections.OrderedDict[str, LoadedModel] = collections.OrderedDict()
+        self._lock = threading.Lock()  # request threads read the list while the device's worker loads
+
+    def load(self, name: str | None) -> LoadedModel:
+        """The generator for a listed name, loaded on first use; call from the device's worker thread."""
+        entry = self.catalogue.entry(name)
+        with self._lock:
+            cached = self._loaded.get(entry.name)
+            if cached is not None and cached.entry.path == entry.path:
+                self._loaded.move_to_end(entry.name)
+                return cached
+        model = LoadedModel(entry, load_generator(entry.path, device=self.device))
+        with self._lock:
+            self._loaded[entry.name] = model
+            while len(self._loaded) > self.max_loaded:
+                self._loaded.popitem(last=False)
+        return model
+
+    def loaded(self) -> dict[str, LoadedModel]:
+        with self._lock:
+            return dict(self._loaded)

@@ -96,9 +96,24 @@ def schemas(limits: Limits) -> dict[str, Schema]:
     return {
         "Point": POINT,
         "Error": closed({"error": closed({"code": STRING, "message": STRING})}),
-        "Health": closed({"version": STRING, "api": {"const": "v1"}, "device": STRING,
+        "Health": closed({"version": STRING, "api": {"const": "v1"},
+                          "device": {**STRING, "description": "the devices, comma-separated ('cuda:0,cuda:1')"},
+                          "node": nullable({**STRING, "description": "the daemon's name behind a load balancer "
+                                                                     "(draggan serve --node): its ids start with it"}),
                           "models_loaded": {"type": "array", "items": STRING}, "queue_length": INTEGER,
-                          "jobs_running": INTEGER, "sessions": INTEGER}),
+                          "jobs_running": INTEGER, "sessions": INTEGER,
+                          "devices": {"type": "array", "items": ref("DeviceHealth"), "minItems": 1,
+                                      "description": "one per worker, in the order of --device; counts only"}}),
+        "DeviceHealth": closed({
+            "index": INTEGER, "device": STRING, "queue_length": INTEGER,
+            "jobs_running": {"type": "integer", "minimum": 0, "maximum": 1},
+            "queued_steps": {**INTEGER, "description": "optimisation steps ahead of a new job: the queued jobs' "
+                                                       "budgets and what is left of the running one"},
+            "sessions": INTEGER,
+            "session_bytes": {**INTEGER, "description": "the session store's estimate of its sessions' memory"},
+            "memory_allocated": nullable({**INTEGER, "description": "bytes of tensors on the GPU as torch counts "
+                                                                    "them; null off CUDA"}),
+            "models_loaded": {"type": "array", "items": STRING}}),
         "Model": closed({"name": STRING, "resolution": nullable(INTEGER), "width": nullable(INTEGER),
                          "height": nullable(INTEGER), "domain": STRING,
                          "licence": nullable(STRING), "learning_rate": NUMBER,
@@ -262,7 +277,7 @@ def paths() -> dict[str, dict]:
     job = _json("Job", "the job's status")
     any_job = _json("AnyJob", "the job's status (a drag, invert or download job)")
     return {
-        "/health": {"get": operation("daemon version, device, loaded models and queue", "200",
+        "/health": {"get": operation("daemon version, devices, loaded models and queues", "200",
                                      _json("Health", "status"), ())},
         "/models": {"get": operation("every model this daemon knows, downloaded or not, by name", "200",
                                      _json("ModelList", "the catalogue"), ())},

@@ -12,8 +12,10 @@ processes, so GIMP's daemon is tied to GIMP's own process instead).
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import os
+import re
 import secrets
 import signal
 import threading
@@ -23,7 +25,7 @@ from pathlib import Path
 from waitress import wasyncore
 
 from draggan_core import registry
-from draggan_core.devices import DEVICE_CHOICES
+from draggan_core.devices import ALL_GPUS, DEVICE_CHOICES, pick_devices
 
 from . import testgate
 from .app import close_app, create_app
@@ -36,6 +38,7 @@ TOKEN_ENV = "DRAGGAN_TOKEN"
 MIN_TOKEN_LENGTH = 16
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 LOOP_TIMEOUT_S = 1.0  # the longest the event loop sleeps without looking at its stop flag (signals wake it at once)
+NODE_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")  # an HAProxy server name without '.', which ends it in an id
 
 
 class StartupError(Exception):
@@ -67,7 +70,12 @@ def add_serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST}; any other "
                                                         f"address needs a token)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}; 0 picks a free port")
-    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    p.add_argument("--device", default="auto",
+                   help=f"{', '.join(DEVICE_CHOICES)} or cuda:N; a comma-separated list runs one worker per device "
+                        f"(cuda:0,cuda:1), '{ALL_GPUS}' one per CUDA GPU (default auto: one device)")
+    p.add_argument("--node", default=None, metavar="NAME",
+                   help="this daemon's name behind a load balancer (its server name in deploy/haproxy.cfg): session "
+                        "and job ids then start with 'NAME.', which is how the balancer routes them (docs/studio.md)")
     p.add_argument("--models", default=None, help="models folder (default: $DRAGGAN_MODELS or "
                                                   "~/.local/share/draggan/models)")
     p.add_argument("--catalogue", default=None, metavar="FILE",
@@ -80,6 +88,9 @@ def add_serve_args(p: argparse.ArgumentParser) -> None:
     given.add_argument("--token-file", default=None, metavar="PATH",
                        help="read the token from this file (read once at start; surrounding white space ignored)")
     p.add_argument("--generate-token", action="store_true", help="make a random token and print it once")
+    p.add_argument("--trusted-proxy", default=None, metavar="ADDR",
+                   help="the load balancer's IP address: requests from it count as from the client its "
+                        "X-Forwarded-For names, for the per-client bounds and the log (docs/studio.md)")
     p.add_argument("--exit-on-stdin-close", action="store_true",
                    help="wind down as on SIGTERM when standard input reaches its end (for a daemon that an "
                         "editor started and must not outlive it)")
@@ -97,12 +108,23 @@ def config_from_args(args: argparse.Namespace) -> tuple[DaemonConfig, bool]:
     check_token(args.host, token)
     if not 0 <= args.port <= 65535:
         raise StartupError(f"--port must be between 0 and 65535, got {args.port}")
+    try:
+        pick_devices(args.device)  # refused here, before anything starts; Daemon.start picks them for use
+    except ValueError as e:
+        raise StartupError(str(e)) from None
+    if args.node is not None and not NODE_NAME.fullmatch(args.node):
+        raise StartupError(f"--node must be 1 to 32 letters, digits, '-' or '_' (an HAProxy server name), got "
+                           f"{printable(args.node, 40)!r}")
+    try:
+        proxy = str(ipaddress.ip_address(args.trusted_proxy)) if args.trusted_proxy else None  # as waitress sees peers
+    except ValueError:
+        raise StartupError(f"--trusted-proxy takes an IP address, got {printable(args.trusted_proxy, 80)!r}") from None
     if args.exit_with_process is not None and args.exit_with_process <= 0:
         raise StartupError(f"--exit-with-process needs a process id above 0, got {args.exit_with_process}")
     models = Path(args.models) if args.models else registry.models_dir()
-    return DaemonConfig(host=args.host, port=args.port, device=args.device, models_dir=models,
+    return DaemonConfig(host=args.host, port=args.port, device=args.device, node=args.node, models_dir=models,
                         catalogue=Path(args.catalogue) if args.catalogue else None, token=token,
-                        test_gate=os.environ.get(testgate.ENV) == "1"), generated
+                        trusted_proxy=proxy, test_gate=os.environ.get(testgate.ENV) == "1"), generated
 
 
 class DaemonServer:
@@ -118,7 +140,8 @@ class DaemonServer:
         self._thread: threading.Thread | None = None
         self._app_closer: threading.Thread | None = None
         try:
-            self._listeners = listen(self.app, self._map, config)
+            devices = len(self.app.extensions["draggan"].lanes.all)
+            self._listeners = listen(self.app, self._map, config, config.request_threads(devices))
         except BaseException:
             close_app(self.app)
             raise
@@ -247,8 +270,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, handlers=[handler])
     server = DaemonServer(config)
     daemon = server.app.extensions["draggan"]
-    print(f"draggan daemon listening on {server.url}/api/v1 (device {daemon.device}, models {config.models_dir})",
-          flush=True)
+    node = f", node {config.node}" if config.node else ""
+    print(f"draggan daemon listening on {server.url}/api/v1 (device {daemon.lanes.device_names()}{node}, models "
+          f"{config.models_dir})", flush=True)
     if generated:
         print(f"access token (shown once, keep it): {config.token}", flush=True)
     stop_on_signals(server)

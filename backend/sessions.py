@@ -8,10 +8,12 @@ which is why the generator is reached through the session's DragSession rather t
 catalogue. Real-layer sessions are also indexed by a key (layer, region, model, inversion
 settings), so the same layer sent again finds its session.
 
-The store is bounded by count and by the estimated memory of the sessions' tensors (tuned
-generator copies and layers included), dropping the least recently used idle session first. A
-session with a queued or running job is never dropped, and neither is the one being added: when
-only busy sessions are left to drop, the new session is refused (429) instead.
+The store is bounded, on each device (a session's lane), by count and by the estimated memory of
+the sessions' tensors (tuned generator copies and layers included), dropping the least recently
+used idle session of that device first. A session with a queued or running job is never dropped,
+and neither is the one being added: when only busy sessions are left to drop, the new session is
+refused (429) instead. Session and job ids may carry the daemon's node name (`draggan serve
+--node`), which is how a load balancer in front of several daemons routes them (docs/studio.md).
 """
 from __future__ import annotations
 
@@ -40,9 +42,11 @@ ALIGN_FIELDS = ("framing", "landmarks", "box", "scale", "quad")
 DROPPED_IDS_KEPT = 256  # ids of dropped states a session remembers, to answer 410 state_gone rather than 404
 
 
-def new_id() -> str:
-    """Unguessable ids: knowing one is what lets a client see, change or stop a session or job."""
-    return secrets.token_hex(12)
+def new_id(node: str | None = None) -> str:
+    """Unguessable ids: knowing one is what lets a client see, change or stop a session or job. With a node name
+    ('box1.3fa2...') a load balancer can tell which daemon holds the session or job from the path alone."""
+    token = secrets.token_hex(12)
+    return f"{node}.{token}" if node else token
 
 
 def copy_drag(drag: DragSession) -> DragSession:
@@ -96,6 +100,7 @@ class Session:
     handles: list[Point] = dataclasses.field(default_factory=list)  # client pixels, as last tracked
     targets: list[Point] = dataclasses.field(default_factory=list)
     active_job: str | None = None
+    lane: int = 0  # the device that holds its tensors and runs its jobs (backend/lanes.py)
     bytes: int = 0
     # Sessions of real images (made by inversion): the layer as sent (uint8 RGBA, the compositing
     # base), the inversion's job and result, and its reconstruction (what "changed" is measured against).
@@ -220,15 +225,27 @@ def estimate_bytes(drag: DragSession) -> int:
 
 
 class SessionStore:
-    def __init__(self, max_sessions: int, max_bytes: int):
+    """The daemon's sessions by id, bounded per device (max_sessions, max_bytes) as the module says."""
+
+    def __init__(self, max_sessions: int, max_bytes: int, node: str | None = None):
         self.max_sessions = max_sessions
         self.max_bytes = max_bytes
+        self.node = node  # this daemon's name in ids (None: plain ids)
         self._sessions: collections.OrderedDict[str, Session] = collections.OrderedDict()
         self._by_key: dict[str, str] = {}  # reuse key -> session id, for sessions of real images
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._sessions)
+
+    def new_id(self) -> str:
+        return new_id(self.node)
+
+    def usage(self, lane: int) -> tuple[int, int]:
+        """(sessions, estimated bytes) on one device: what /health reports and new sessions are placed by."""
+        with self._lock:
+            on_lane = [s.bytes for s in self._sessions.values() if s.lane == lane]
+        return len(on_lane), sum(on_lane)
 
     def add(self, session: Session) -> Session:
         """Store a new session, dropping idle ones to make room; 429 when only busy ones are left."""
@@ -264,7 +281,7 @@ class SessionStore:
             if session is not None:
                 self._remove(sid)
         if session is None:
-            raise not_found("session", sid)
+            raise not_found("session", sid, self.node)
         return session
 
     def _remove(self, sid: str) -> Session:
@@ -296,7 +313,7 @@ class SessionStore:
     def _touch(self, sid: str) -> Session:
         session = self._sessions.get(sid)
         if session is None:
-            raise not_found("session", sid)
+            raise not_found("session", sid, self.node)
         self._sessions.move_to_end(sid)
         session.last_used = time.time()
         return session
@@ -310,22 +327,24 @@ class SessionStore:
             self._evict(keep=session)
 
     def _evict(self, room_for: Session | None = None, keep: Session | None = None) -> None:
-        """Drop least recently used idle sessions until the limits hold (with room_for added)."""
-        count = len(self._sessions) + (room_for is not None)
-        total = sum(s.bytes for s in self._sessions.values()) + (room_for.bytes if room_for else 0)
-        for sid in list(self._sessions):
+        """Drop least recently used idle sessions of the same device until its limits hold (with room_for added)."""
+        lane = (room_for or keep).lane
+        on_lane = [sid for sid, s in self._sessions.items() if s.lane == lane]
+        count = len(on_lane) + (room_for is not None)
+        total = sum(self._sessions[sid].bytes for sid in on_lane) + (room_for.bytes if room_for else 0)
+        for sid in on_lane:
             if count <= self.max_sessions and total <= self.max_bytes:
                 return
             session = self._sessions[sid]
             if session.active_job is None and session is not keep:
                 self._remove(sid)
                 count, total = count - 1, total - session.bytes
-                log.info("session %s dropped (least recently used; limits %d sessions, %d MiB)",
+                log.info("session %s dropped (least recently used; limits %d sessions, %d MiB a device)",
                          sid, self.max_sessions, self.max_bytes // 2 ** 20)
-        if room_for is not None and (count > self.max_sessions or (total > self.max_bytes and self._sessions)):
-            raise busy("sessions_full", f"the daemon holds {len(self._sessions)} sessions that all have work "
+        if room_for is not None and (count > self.max_sessions or (total > self.max_bytes and count > 1)):
+            raise busy("sessions_full", f"the daemon holds {count - 1} sessions on this device that all have work "
                                         f"queued or running (at most {self.max_sessions} sessions, "
-                                        f"{self.max_bytes // 2 ** 20} MiB)", retry_after=10)
+                                        f"{self.max_bytes // 2 ** 20} MiB a device)", retry_after=10)
 
 
 def _check_idle(session: Session) -> None:

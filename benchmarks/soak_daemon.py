@@ -1,5 +1,6 @@
 """Soak test of the daemon: N clients x M drags over real HTTP against a real `draggan serve` process,
-optionally with abuse beside them (--abuse).
+optionally with abuse beside them (--abuse), or the same drags against one worker and against several
+devices (--devices cpu,cpu), as ratios of throughput and latency.
 
 The daemon runs as its own process on a free loopback port over a tiny random generator, so its
 memory (RSS and peak) is its own and slow sockets meet the real server. Each client is a thread
@@ -10,10 +11,13 @@ beside them: slow sockets that trickle a request header, hostile requests (PNG b
 layer, 16-bit and broken PNGs, NaN and huge numbers, path-like model names, a form post, a spoofed
 Host, an announced 200 MiB body, a forged log line), random stop / cancel / delete by the normal
 clients, and a /health prober. At the end the daemon gets SIGTERM and must exit 0 within 10 s.
-Bounded in count (N x M) and time (--max-seconds: no new drag starts after it).
+Bounded in count (N x M) and time (--max-seconds: no new drag starts after it). With --devices, each
+--clients value runs twice, on a daemon with one worker (the list's first device) and on one with a worker
+per listed device, and a table compares completed jobs/s and p95 latency.
 
     .venv/bin/python benchmarks/soak_daemon.py --clients 4 --drags 10
     .venv/bin/python benchmarks/soak_daemon.py --clients 4 --drags 10 --abuse --slow-sockets 200
+    .venv/bin/python benchmarks/soak_daemon.py --devices cpu,cpu --clients 4 8 --drags 25
 """
 from __future__ import annotations
 
@@ -56,10 +60,12 @@ ROOT = Path(__file__).resolve().parents[1]
 FINAL = ("done", "failed", "cancelled")
 
 
-def write_model(directory: Path, resolution: int) -> Path:
-    """A random generator in the models folder `directory` (returned)."""
+def write_model(directory: Path, resolution: int, channels: int | None = None) -> Path:
+    """A random generator in the models folder `directory` (returned): a tiny one (32 channels at 4 px down to 4
+    at 64 px), or `channels` at every resolution (heavier steps, as real models have)."""
     torch.manual_seed(0)
-    G = Generator(GeneratorConfig(z_dim=64, w_dim=64, img_resolution=resolution, channel_base=256, channel_max=32,
+    base, most = (256, 32) if channels is None else (channels * resolution, channels)
+    G = Generator(GeneratorConfig(z_dim=64, w_dim=64, img_resolution=resolution, channel_base=base, channel_max=most,
                                   mapping_layers=2))
     native.write(G.eval(), str(directory / f"{MODEL}.safetensors"))
     return directory
@@ -94,11 +100,12 @@ class DaemonProcess:
 
 
 @contextlib.contextmanager
-def daemon_process(models: Path, torch_threads: int, log_path: Path) -> Iterator[DaemonProcess]:
+def daemon_process(models: Path, torch_threads: int, log_path: Path, device: str = "cpu") -> Iterator[DaemonProcess]:
+    """`draggan serve` on `device` (a list: a worker each), each worker's torch on `torch_threads` threads."""
     env = dict(os.environ, OMP_NUM_THREADS=str(torch_threads), MKL_NUM_THREADS=str(torch_threads))
     env.pop("DRAGGAN_TOKEN", None)
     log = open(log_path, "w")
-    proc = subprocess.Popen([sys.executable, "-m", "backend.cli", "serve", "--port", "0", "--device", "cpu",
+    proc = subprocess.Popen([sys.executable, "-m", "backend.cli", "serve", "--port", "0", "--device", device,
                              "--models", str(models)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
     daemon = None
     try:
@@ -375,10 +382,12 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-def report(args: argparse.Namespace, tally: Tally, memory: dict[str, float], wall: float, left: dict,
-           daemon: DaemonProcess, closed_slow: int) -> None:
-    print(f"clients x drags      {args.clients} x {args.drags} ({args.steps} steps, {args.resolution} px model, "
-          f"daemon torch threads {args.torch_threads}){' + abuse' if args.abuse else ''}")
+def report(run: Run) -> None:
+    args, tally, memory, wall, left, daemon = run.args, run.tally, run.memory, run.wall, run.left, run.daemon
+    channels = f", {args.channels} channels" if args.channels else ""
+    print(f"clients x drags      {args.clients} x {args.drags} ({args.steps} steps, {args.resolution} px model"
+          f"{channels}, daemon --device {args.device}, torch threads {args.torch_threads} a worker)"
+          f"{' + abuse' if args.abuse else ''}")
     completed = tally.outcomes["completed"]
     print(f"outcomes             {dict(sorted(tally.outcomes.items()))} in {wall:.1f} s "
           f"({completed / wall:.2f} completed jobs/s)")
@@ -393,7 +402,8 @@ def report(args: argparse.Namespace, tally: Tally, memory: dict[str, float], wal
         print(f"/health ms           p50 {percentile(h, 0.5) * 1000:.1f}  p95 {percentile(h, 0.95) * 1000:.1f}  "
               f"max {max(h) * 1000:.1f} ({len(h)} probes)")
     if args.abuse:
-        print(f"slow sockets         {args.slow_sockets} kept open; {closed_slow} dropped by the daemon (and reopened)")
+        print(f"slow sockets         {args.slow_sockets} kept open; {run.closed_slow} dropped by the daemon "
+              f"(and reopened)")
     print("daemon memory MiB    " + "  ".join(f"{k} {v:.0f}" for k, v in memory.items()))
     print(f"left in daemon       sessions {left.get('sessions')}, queue {left.get('queue_length')}, "
           f"running {left.get('jobs_running')}")
@@ -402,25 +412,35 @@ def report(args: argparse.Namespace, tally: Tally, memory: dict[str, float], wal
         print(f"error: {error}", file=sys.stderr)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", type=int, default=4, help="client threads (N)")
-    parser.add_argument("--drags", type=int, default=10, help="drags per client (M)")
-    parser.add_argument("--steps", type=int, default=20, help="steps per drag")
-    parser.add_argument("--resolution", type=int, default=64, help="the random model's resolution")
-    parser.add_argument("--max-seconds", type=float, default=300, help="no new drag starts after this")
-    parser.add_argument("--job-timeout", type=float, default=120, help="a job not ended by then counts as lost")
-    parser.add_argument("--torch-threads", type=int, default=1, help="the daemon's torch threads")
-    parser.add_argument("--abuse", action="store_true", help="slow sockets, hostile requests, random "
-                                                             "stop/cancel/delete and a /health prober beside")
-    parser.add_argument("--slow-sockets", type=int, default=200, help="with --abuse: slowloris connections")
-    parser.add_argument("--interrupt", type=float, default=0.3, help="with --abuse: share of drags stopped, "
-                                                                     "cancelled or deleted midway")
-    parser.add_argument("--bomb-pause", type=float, default=0.2, help="with --abuse: seconds between hostile requests")
-    args = parser.parse_args(argv)
+@dataclasses.dataclass
+class Run:
+    """One soak against one daemon: what report() prints and the comparison reads."""
+    args: argparse.Namespace  # this run's settings: one --clients value and its device list
+    tally: Tally
+    memory: dict[str, float]
+    wall: float
+    left: dict
+    daemon: DaemonProcess
+    closed_slow: int
+
+    def jobs_per_s(self) -> float:
+        return self.tally.outcomes["completed"] / self.wall
+
+    def p95(self) -> float:
+        return percentile(self.tally.latencies, 0.95)
+
+    def bad(self) -> int:
+        """Failed or lost jobs, 5xx answers and hostile requests answered badly: any of them fails the soak."""
+        return self.tally.outcomes["failed"] + self.tally.outcomes["lost"] + self.tally.count("5") + \
+            self.tally.outcomes["hostile 5xx/closed/not JSON"]
+
+
+def soak(args: argparse.Namespace) -> Run:
+    """args.clients clients x args.drags drags (and the abusers with args.abuse) against a new daemon on args.device."""
     tally, stop, closed_slow = Tally(), threading.Event(), [0]
     with tempfile.TemporaryDirectory() as tmp, \
-            daemon_process(write_model(Path(tmp), args.resolution), args.torch_threads, Path(tmp) / "daemon.log") as d:
+            daemon_process(write_model(Path(tmp), args.resolution, args.channels), args.torch_threads,
+                           Path(tmp) / "daemon.log", args.device) as d:
         memory = {"start": d.memory_mib("VmRSS")}
         one_drag(CountingClient(d.url, Tally(), "127.0.0.9"), random.Random(-1), args.resolution, args.steps,
                  args.job_timeout, 0.0)
@@ -442,10 +462,64 @@ def main(argv: list[str] | None = None) -> int:
             d.url + "/api/v1/health", timeout=30).read())
         memory["end"], memory["peak"] = d.memory_mib("VmRSS"), d.memory_mib("VmHWM")
         d.terminate()
-    report(args, tally, memory, wall, left, d, closed_slow[0])
-    bad = tally.outcomes["failed"] + tally.outcomes["lost"] + tally.count("5") + \
-        tally.outcomes["hostile 5xx/closed/not JSON"]
-    return 0 if bad == 0 and d.exit_code == 0 else 1
+    return Run(args, tally, memory, wall, left, d, closed_slow[0])
+
+
+def compare_devices(args: argparse.Namespace) -> int:
+    """For each --clients value: one worker (the first device of --devices), then a worker per listed device, on
+    the same drags; the table of completed jobs/s and p95 latency with the ratios (several workers / one)."""
+    one = args.devices.split(",")[0].strip()
+    rows = []
+    bad = 0
+    for clients in args.clients:
+        runs = []
+        for device in (one, args.devices):
+            run = soak(argparse.Namespace(**{**vars(args), "clients": clients, "device": device}))
+            print(f"--- {clients} clients, --device {device}")
+            report(run)
+            runs.append(run)
+            bad += run.bad() + (run.daemon.exit_code != 0)
+        rows.append((clients, *runs))
+    print(f"\n| clients | jobs/s: {one} | jobs/s: {args.devices} | ratio | p95 s: {one} | p95 s: {args.devices} "
+          f"| ratio |")
+    print("|---|---|---|---|---|---|---|")
+    for clients, single, several in rows:
+        print(f"| {clients} | {single.jobs_per_s():.2f} | {several.jobs_per_s():.2f} | "
+              f"{several.jobs_per_s() / single.jobs_per_s():.2f} | {single.p95():.2f} | {several.p95():.2f} | "
+              f"{several.p95() / single.p95():.2f} |")
+    return 0 if bad == 0 else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, nargs="+", default=[4],
+                        help="client threads (N); with --devices, several values run in turn")
+    parser.add_argument("--devices", default=None, metavar="LIST",
+                        help="compare a daemon with a worker per listed device (e.g. cpu,cpu) against one worker on "
+                             "the first (without it: one daemon on the CPU)")
+    parser.add_argument("--drags", type=int, default=10, help="drags per client (M)")
+    parser.add_argument("--steps", type=int, default=20, help="steps per drag")
+    parser.add_argument("--resolution", type=int, default=64, help="the random model's resolution")
+    parser.add_argument("--channels", type=int, default=None,
+                        help="the random model's channels at every resolution (default: a tiny model, whose steps "
+                             "are mostly Python overhead)")
+    parser.add_argument("--max-seconds", type=float, default=300, help="no new drag starts after this")
+    parser.add_argument("--job-timeout", type=float, default=120, help="a job not ended by then counts as lost")
+    parser.add_argument("--torch-threads", type=int, default=1, help="the daemon's torch threads")
+    parser.add_argument("--abuse", action="store_true", help="slow sockets, hostile requests, random "
+                                                             "stop/cancel/delete and a /health prober beside")
+    parser.add_argument("--slow-sockets", type=int, default=200, help="with --abuse: slowloris connections")
+    parser.add_argument("--interrupt", type=float, default=0.3, help="with --abuse: share of drags stopped, "
+                                                                     "cancelled or deleted midway")
+    parser.add_argument("--bomb-pause", type=float, default=0.2, help="with --abuse: seconds between hostile requests")
+    args = parser.parse_args(argv)
+    if args.devices is not None:
+        return compare_devices(args)
+    if len(args.clients) != 1:
+        parser.error("several --clients values need --devices (one soak takes one)")
+    run = soak(argparse.Namespace(**{**vars(args), "clients": args.clients[0], "device": "cpu"}))
+    report(run)
+    return 0 if run.bad() == 0 and run.daemon.exit_code == 0 else 1
 
 
 if __name__ == "__main__":

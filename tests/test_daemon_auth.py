@@ -1,5 +1,6 @@
 """Who may use the daemon: token rules at start-up, bearer tokens on every request, the loopback
-Host check, and `draggan serve` itself as a subprocess (free port, token printed once)."""
+Host check, the balancer whose X-Forwarded-For is believed, and `draggan serve` itself as a
+subprocess (free port, token printed once)."""
 from __future__ import annotations
 
 import argparse
@@ -122,3 +123,10 @@ def test_draggan_serve_picks_a_free_port_and_prints_the_token_once(models_dir):
         out, err = proc.communicate(timeout=30)
     assert ("".join(lines) + out + err).count(token) == 1
     assert re.search(r"GET /api/v1/health 200", err)  # one log line per request
+
+
+
+def test_the_trusted_proxy_is_an_address():
+    assert config_from_args(serve_args("--trusted-proxy", "0:0::1"))[0].trusted_proxy == "::1"
+    with pytest.raises(StartupError, match="--trusted-proxy takes an IP address"):
+        config_from_args(serve_args("--trusted-proxy", "balancer.example"))
