@@ -106,7 +106,10 @@ class DaemonClient:
                 "region": list(region) if region is not None else None,
                 "selection_bbox": list(selection_bbox) if selection_bbox is not None else None,
                 "margin": margin, "invert": invert, "align": align}
-        return self._call("POST", "/sessions", _without_none(body), timeout=self.work_timeout)
+        # the id in the query too: a load balancer routes by it to the daemon that holds the session
+        # (docs/studio.md); daemons read the body's
+        path = "/sessions" + ("?from_session=" + _quote(from_session) if from_session else "")
+        return self._call("POST", path, _without_none(body), timeout=self.work_timeout)
 
     def session(self, session_id: str) -> Dict[str, Any]:
         return self._call("GET", "/sessions/" + _quote(session_id))
