@@ -20,6 +20,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent / "gimp"))
 import editor_gate as gate  # noqa: E402
 from daemon_process import MODEL, REPO, dead_url, running_daemon, write_tiny_model  # noqa: E402
+from demo_layers import tilted_cat  # noqa: E402
 
 PLUGIN = REPO / "plugin_gimp" / "draggan"
 TOKEN = "gimp-e2e-token-0123456789"
@@ -227,44 +228,10 @@ def write_plain_picture(client, path: Path, version: str) -> None:
 
 
 def write_tilted_cat(client, path: Path, version: str) -> dict:
-    """A photo-like layer for alignment: the demo model's seed-0 cat turned 20 degrees, scaled 1.3x and
-    placed off-centre on a 240x200 canvas (a colour per GIMP version, so the shared daemon does not
-    reuse the other's session). Returns the same transform applied to the cat's eye and mouth
-    landmarks and to the README's drag (right ear up), in the canvas's pixels."""
-    import io
-    import math
-
-    from PIL import Image
-
-    from draggan_core import registry
-    from draggan_core.checkpoint import load_generator
-    from draggan_core.demo import world
-    from draggan_core.demo.scenarios import make_drag
-    from draggan_core.demo.train import params_from_z
-    from draggan_core.stylegan2 import seed_to_z
-
-    z_dim = load_generator(registry.DEMO_FILE, device="cpu").z_dim
-    marks = world.landmarks(params_from_z(seed_to_z(0, z_dim))[0].numpy(), 128)
-    drag = make_drag("right_ear_up", 0, z_dim, 128)
-    angle, scale, centre, placed = math.radians(20.0), 1.3, (64.0, 64.0), (130.0, 95.0)
-    cos, sin = math.cos(angle) * scale, math.sin(angle) * scale
-
-    def forward(p):  # cat pixels -> canvas pixels (turned clockwise on screen)
-        dx, dy = p[0] - centre[0], p[1] - centre[1]
-        return [round(placed[0] + cos * dx - sin * dy, 3), round(placed[1] + sin * dx + cos * dy, 3)]
-
-    det = cos * cos + sin * sin  # the inverse, for PIL (output pixel -> input pixel)
-    a, b, d, e = cos / det, sin / det, -sin / det, cos / det
-    cat = Image.open(io.BytesIO(client.generate(seed=0, model="demo", psi=1.0)["image"])).convert("RGBA")
-    turned = cat.transform((240, 200), Image.AFFINE, (a, b, centre[0] - a * placed[0] - b * placed[1],
-                                                      d, e, centre[1] - d * placed[0] - e * placed[1]),
-                           resample=Image.BICUBIC, fillcolor=(0, 0, 0, 0))
+    """The tilted demo cat for the alignment drag: turned 20 degrees, scaled 1.3x, off-centre on 240x200."""
     colour = {"3.0": (120, 170, 120), "3.2": (110, 160, 130)}[version]
-    canvas = Image.new("RGBA", (240, 200), colour + (255,))
-    canvas.alpha_composite(turned)
-    canvas.convert("RGB").save(path)
-    return {"landmarks": [forward(marks[k]) for k in ("left_eye", "right_eye", "mouth_left", "mouth_right")],
-            "drag": forward(drag.handles[0]) + forward(drag.targets[0])}
+    return tilted_cat(client.generate(seed=0, model="demo", psi=1.0)["image"], path, (240, 200), 20.0, 1.3,
+                      (130.0, 95.0), colour, mode="RGB")
 
 
 def demo_drag() -> dict:

@@ -41,6 +41,7 @@ from pathlib import Path
 import pytest
 
 import editor_gate as gate
+from demo_layers import tilted_cat
 from model_zoo import ModelZoo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,46 +138,12 @@ def _collect(out_dir: Path, version: str, rc: int, output: str) -> dict:
 
 
 def write_tilted_cat(url: str, path: Path, version: str) -> dict:
-    """A photo-like layer for Align mode (issue 16): the demo model's seed-0 cat turned -25 degrees, scaled
-    1.25x and placed off-centre on a 230x190 canvas (a colour per Krita version, so the shared daemon does
-    not reuse the other run's session). Returns the same transform applied to the cat's eye and mouth
-    landmarks and to the README's drag (right ear up), in the canvas's pixels (the idea of
-    tests/test_gimp_e2e.py's write_tilted_cat)."""
-    import io
-    import math
-
-    from PIL import Image
-
+    """The tilted demo cat for Align mode (issue 16): turned -25 degrees, scaled 1.25x, off-centre on 230x190."""
     from draggan_client.client import DaemonClient
-    from draggan_core import registry
-    from draggan_core.checkpoint import load_generator
-    from draggan_core.demo import world
-    from draggan_core.demo.scenarios import make_drag
-    from draggan_core.demo.train import params_from_z
-    from draggan_core.stylegan2 import seed_to_z
 
-    z_dim = load_generator(registry.DEMO_FILE, device="cpu").z_dim
-    marks = world.landmarks(params_from_z(seed_to_z(0, z_dim))[0].numpy(), 128)
-    drag = make_drag("right_ear_up", 0, z_dim, 128)
-    angle, scale, centre, placed = math.radians(-25.0), 1.25, (64.0, 64.0), (110.0, 100.0)
-    cos, sin = math.cos(angle) * scale, math.sin(angle) * scale
-
-    def forward(p):  # cat pixels -> canvas pixels (turned clockwise on screen)
-        dx, dy = p[0] - centre[0], p[1] - centre[1]
-        return [round(placed[0] + cos * dx - sin * dy, 3), round(placed[1] + sin * dx + cos * dy, 3)]
-
-    det = cos * cos + sin * sin  # the inverse, for PIL (output pixel -> input pixel)
-    a, b, d, e = cos / det, sin / det, -sin / det, cos / det
-    cat = Image.open(io.BytesIO(DaemonClient(url).generate(seed=0, model="demo", psi=1.0)["image"])).convert("RGBA")
-    turned = cat.transform((230, 190), Image.AFFINE, (a, b, centre[0] - a * placed[0] - b * placed[1],
-                                                      d, e, centre[1] - d * placed[0] - e * placed[1]),
-                           resample=Image.BICUBIC, fillcolor=(0, 0, 0, 0))
     colour = {"5.1": (150, 120, 170), "5.2": (140, 130, 180)}[version]
-    canvas = Image.new("RGBA", (230, 190), colour + (255,))
-    canvas.alpha_composite(turned)
-    canvas.save(path)
-    return {"landmarks": [forward(marks[k]) for k in ("left_eye", "right_eye", "mouth_left", "mouth_right")],
-            "drag": forward(drag.handles[0]) + forward(drag.targets[0])}
+    return tilted_cat(DaemonClient(url).generate(seed=0, model="demo", psi=1.0)["image"], path, (230, 190), -25.0,
+                      1.25, (110.0, 100.0), colour)
 
 
 def _tilted_env(url: str, run_dir: Path, inside: str, version: str) -> list[str]:

@@ -9,7 +9,7 @@ plain Python for Krita's interpreter). The landmarks are the document's, saved a
 import json
 import math
 
-from .geometry import clamp_point
+from .marks import Marks
 
 LANDMARKS = ("left_eye", "right_eye", "mouth_left", "mouth_right")
 LABELS = {"left_eye": "left eye", "right_eye": "right eye", "mouth_left": "left mouth corner",
@@ -57,24 +57,13 @@ def square(framing, left_eye, right_eye, mouth_left, mouth_right):
             for sx, sy in ((-1, -1), (1, -1), (1, 1), (-1, 1))]
 
 
-class Alignment(object):
+class Alignment(Marks):
     """The document's landmarks in click order (at most four), with the point list's editing calls
     (hit, place, select, move, remove), so the canvas tool edits either the same way."""
 
     def __init__(self, width=0, height=0):
-        self.width, self.height = width, height
+        super(Alignment, self).__init__(width, height)
         self.points = []  # [(x, y)] in LANDMARKS order
-        self.selected = None  # (index, LANDMARK) or None
-        self.listeners = []
-
-    def changed(self):
-        for fn in list(self.listeners):
-            fn()
-
-    def _clamp(self, p):
-        if self.width and self.height:
-            return clamp_point(p[0], p[1], self.width, self.height)
-        return (float(p[0]), float(p[1]))
 
     # -- queries ---------------------------------------------------------------------------
     def __len__(self):
@@ -135,10 +124,6 @@ class Alignment(object):
         self.selected = (len(self.points) - 1, LANDMARK)
         self.changed()
         return self.selected
-
-    def select(self, sel):
-        self.selected = sel
-        self.changed()
 
     def move(self, sel, x, y):
         self.points[sel[0]] = self._clamp((x, y))

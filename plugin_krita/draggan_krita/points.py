@@ -7,30 +7,18 @@ The list round-trips through JSON, stored as a document annotation so it is save
 """
 import json
 
-from .geometry import clamp_point
+from .marks import Marks
 
 HANDLE, TARGET = "handle", "target"
 ANNOTATION_POINTS = "draggan/points"
 FORMAT_VERSION = 1
 
 
-class PointList(object):
+class PointList(Marks):
     def __init__(self, width=0, height=0):
-        self.width, self.height = width, height
+        super(PointList, self).__init__(width, height)
         self.pairs = []  # [[handle (x, y), target (x, y) or None], ...]
-        self.selected = None  # (index, role) or None
-        self.listeners = []
         self.layer = None  # the uniqueId of the layer whose points these are (the controller switches them)
-
-    # -- observers -------------------------------------------------------------------------
-    def changed(self):
-        for fn in list(self.listeners):
-            fn()
-
-    def _clamp(self, p):
-        if self.width and self.height:
-            return clamp_point(p[0], p[1], self.width, self.height)
-        return (float(p[0]), float(p[1]))
 
     # -- queries ---------------------------------------------------------------------------
     def __len__(self):
@@ -75,10 +63,6 @@ class PointList(object):
         self.selected = (len(self.pairs) - 1, HANDLE)
         self.changed()
         return self.selected
-
-    def select(self, sel):
-        self.selected = sel
-        self.changed()
 
     def move(self, sel, x, y):
         i, role = sel
