@@ -15,7 +15,7 @@ import os
 from PyQt5.QtGui import QImage
 from PyQt5.QtWidgets import QLabel, QPushButton, QSpinBox, QToolButton
 
-from .history_scenario import finished_run, pixels
+from .history_scenario import finished_run, overlay_colour, pixels
 from .scenario import DAEMON_URL, check
 
 NAMES = ("left_eye", "right_eye", "mouth_left", "mouth_right")
@@ -115,11 +115,5 @@ def align_scenario(run, k, win, ctl, tool, act, w):
 
 def green_at(tool, point):
     """Whether the overlay draws a landmark (green) at the image point."""
-    ov = tool.overlay
-    if ov is None or not ov.isVisible():
-        return False
-    img = ov.grab().toImage()
-    x, y = tool.transform.map(*point)
-    s = img.width() / float(ov.width())
-    col = img.pixelColor(int(x * s), int(y * s))
-    return col.green() > 150 and col.red() < 120 and col.blue() < 150
+    col = overlay_colour(tool, point)
+    return col is not None and col.green() > 150 and col.red() < 120 and col.blue() < 150

@@ -262,16 +262,21 @@ def layer_index(doc, node):
     return ids.index(kritadoc.layer_id(node))
 
 
-def red_at(tool, point):
-    """Whether the overlay draws a handle (red) at the image point."""
+def overlay_colour(tool, point):
+    """The colour the tool's overlay shows at the image point, or None when it shows nothing."""
     ov = tool.overlay
     if ov is None or not ov.isVisible():
-        return False
+        return None
     img = ov.grab().toImage()
     x, y = tool.transform.map(*point)
     s = img.width() / float(ov.width())
-    col = img.pixelColor(int(x * s), int(y * s))
-    return col.red() > 180 and col.green() < 90 and col.blue() < 90
+    return img.pixelColor(int(x * s), int(y * s))
+
+
+def red_at(tool, point):
+    """Whether the overlay draws a handle (red) at the image point."""
+    col = overlay_colour(tool, point)
+    return col is not None and col.red() > 180 and col.green() < 90 and col.blue() < 90
 
 
 class Frames(object):
