@@ -30,9 +30,27 @@ printf '[python]\nenable_draggan_krita=true\nenable_draggan_krita_e2e=true\n' > 
 # KRITARC_EXTRA: a file of more kritarc groups (e.g. the plug-in's own settings) for this run
 [ -n "${KRITARC_EXTRA:-}" ] && cat "$KRITARC_EXTRA" >> "$XDG_CONFIG_HOME/kritarc"
 
+# A display no X server uses: the lowest from 20 whose lock file is absent here and whose abstract
+# socket no server holds. Abstract sockets are shared with the host (one network namespace), lock
+# files are not: left to -displayfd, a chroot's Xvfb took :0 while a host server held :0's abstract
+# socket, and Krita reached that server ("could not connect to display :0", a loaded editor run).
+DISPLAY_NUM=$(python3 -c '
+import os, socket
+for n in range(20, 200):
+    if os.path.exists("/tmp/.X%d-lock" % n):
+        continue
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.connect("\0/tmp/.X11-unix/X%d" % n)
+    except OSError:
+        print(n)
+        break
+    finally:
+        s.close()
+')
 rm -f "$OUT/display"
 exec 5> "$OUT/display"
-Xvfb -displayfd 5 -screen 0 1600x1000x24 -nolisten tcp > "$OUT/xvfb.log" 2>&1 &
+Xvfb ":$DISPLAY_NUM" -displayfd 5 -screen 0 1600x1000x24 -nolisten tcp > "$OUT/xvfb.log" 2>&1 &
 XVFB_PID=$!
 exec 5>&-
 # Xvfb writes its display number once it accepts clients; on a loaded machine that can take many seconds
