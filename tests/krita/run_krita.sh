@@ -34,7 +34,9 @@ printf '[python]\nenable_draggan_krita=true\nenable_draggan_krita_e2e=true\n' > 
 # socket no server holds. Abstract sockets are shared with the host (one network namespace), lock
 # files are not: left to -displayfd, a chroot's Xvfb took :0 while a host server held :0's abstract
 # socket, and Krita reached that server ("could not connect to display :0", a loaded editor run).
-DISPLAY_NUM=$(python3 -c '
+start_xvfb() {  # sets XVFB_PID and DISPLAY
+  local num
+  num=$(python3 -c '
 import os, socket
 for n in range(20, 200):
     if os.path.exists("/tmp/.X%d-lock" % n):
@@ -48,19 +50,33 @@ for n in range(20, 200):
     finally:
         s.close()
 ')
-rm -f "$OUT/display"
-exec 5> "$OUT/display"
-Xvfb ":$DISPLAY_NUM" -displayfd 5 -screen 0 1600x1000x24 -nolisten tcp > "$OUT/xvfb.log" 2>&1 &
-XVFB_PID=$!
-exec 5>&-
-# Xvfb writes its display number once it accepts clients; on a loaded machine that can take many seconds
-for i in $(seq 1200); do [ -s "$OUT/display" ] && break; sleep 0.1; done
-[ -s "$OUT/display" ] || { echo "Xvfb did not start within 120 s"; cat "$OUT/xvfb.log"; exit 2; }
-export DISPLAY=":$(head -1 "$OUT/display")"
+  rm -f "$OUT/display"
+  exec 5> "$OUT/display"
+  Xvfb ":$num" -displayfd 5 -screen 0 1600x1000x24 -nolisten tcp > "$OUT/xvfb.log" 2>&1 &
+  XVFB_PID=$!
+  exec 5>&-
+  # Xvfb writes its display number once it accepts clients; on a loaded machine that can take many seconds
+  for i in $(seq 1200); do [ -s "$OUT/display" ] && break; sleep 0.1; done
+  [ -s "$OUT/display" ] || { echo "Xvfb did not start within 120 s"; cat "$OUT/xvfb.log"; exit 2; }
+  export DISPLAY=":$(head -1 "$OUT/display")"
+}
+start_xvfb
 export DRAGGAN_E2E_OUT=$OUT/report.json PYTHONDONTWRITEBYTECODE=1
 START=$(date +%s.%N)
 krita --nosplash > "$OUT/krita.log" 2>&1 &
 KPID=$!
+# Krita 5.2 in the chroot has twice (loaded runs, the local-daemon test) ended within a second with
+# "could not connect to display" although Xvfb had reported it accepts clients; the cause is not
+# found. One more try, on a new Xvfb, for that failure only (anything else still fails at once).
+sleep 3
+if ! kill -0 $KPID 2>/dev/null && grep -q "could not connect to display" "$OUT/krita.log"; then
+  echo "krita could not connect to $DISPLAY; once more on a new Xvfb"
+  kill $XVFB_PID 2>/dev/null; wait $XVFB_PID 2>/dev/null
+  start_xvfb
+  START=$(date +%s.%N)
+  krita --nosplash > "$OUT/krita.log" 2>&1 &
+  KPID=$!
+fi
 timeout "${KRITA_TIMEOUT:-200}" tail --pid=$KPID -f /dev/null
 if kill -0 $KPID 2>/dev/null; then
   command -v import >/dev/null && import -window root "$OUT/screen.png" 2>/dev/null
