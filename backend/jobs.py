@@ -225,11 +225,13 @@ class Worker:
     """
 
     def __init__(self, max_queued: int = 8, max_per_client: int = 4, max_waiting_calls: int = 4,
-                 gate: "StepGate | None" = None, device: torch.device | None = None, name: str = "draggan-worker"
-                 ) -> None:
+                 gate: "StepGate | None" = None, device: torch.device | None = None, name: str = "draggan-worker",
+                 torch_threads: int | None = None) -> None:
         self.max_queued, self.max_per_client, self.max_waiting_calls = max_queued, max_per_client, max_waiting_calls
         self._gate = gate
         self._device = device
+        self._torch_threads = torch_threads  # None: torch's own count (one per core, or OMP_NUM_THREADS)
+        self.torch_threads: int | None = None  # what the worker's thread runs with, once it has started
         self._waiting_calls = 0
         self._queue: collections.deque[Job] = collections.deque()
         self._calls: collections.deque[_Call] = collections.deque()
@@ -361,6 +363,9 @@ class Worker:
     def _loop(self) -> None:
         if self._device is not None and self._device.type == "cuda" and self._device.index is not None:
             torch.cuda.set_device(self._device)  # what this thread allocates, and empty_cache(), go to its own GPU
+        if self._torch_threads is not None:
+            torch.set_num_threads(self._torch_threads)  # OpenMP's count is per thread: this worker's only
+        self.torch_threads = torch.get_num_threads()
         while True:
             with self._cv:
                 self._cv.wait_for(lambda: self._closed or self._calls or self._queue)

@@ -51,7 +51,21 @@ class Lane:
         return {"index": self.index, "device": str(self.device), "queue_length": self.worker.queue_length(),
                 "jobs_running": int(self.worker.running is not None), "queued_steps": self.worker.pending_steps(),
                 "sessions": count, "session_bytes": estimated, "memory_allocated": self.memory_allocated(),
+                "torch_threads": self.worker.torch_threads,
                 "models_loaded": list(self.models.loaded())}
+
+
+def cpu_threads_per_worker(devices: list[torch.device]) -> int | None:
+    """Torch threads for each CPU worker when there are several: the cores shared out between them.
+
+    Each worker left at torch's default (a thread per core) would run cores x workers threads, and
+    on a small box their spin-waits starve each other and the HTTP threads (benchmarks/README.md,
+    "Several devices": a quarter of the throughput). One CPU worker keeps torch's default.
+    """
+    n_cpu = sum(1 for d in devices if d.type == "cpu")
+    if n_cpu < 2:
+        return None
+    return max(1, torch.get_num_threads() // n_cpu)
 
 
 class Lanes:
@@ -59,9 +73,11 @@ class Lanes:
 
     def __init__(self, devices: list[torch.device], catalogue: ModelCatalogue, limits: Limits,
                  gate: StepGate | None) -> None:
+        threads = cpu_threads_per_worker(devices)
         self.all = [Lane(i, device,
                          Worker(limits.max_queued_jobs, limits.max_jobs_per_client, limits.max_waiting_calls, gate,
-                                device=device, name=f"draggan-worker-{i}"),
+                                device=device, name=f"draggan-worker-{i}",
+                                torch_threads=threads if device.type == "cpu" else None),
                          ModelCache(catalogue, device, limits.max_loaded_models))
                     for i, device in enumerate(devices)]
         self._lock = threading.Lock()

@@ -113,7 +113,10 @@ def schemas(limits: Limits) -> dict[str, Schema]:
             "session_bytes": {**INTEGER, "description": "the session store's estimate of its sessions' memory"},
             "memory_allocated": nullable({**INTEGER, "description": "bytes of tensors on the GPU as torch counts "
                                                                     "them; null off CUDA"}),
-            "models_loaded": {"type": "array", "items": STRING}}),
+            "models_loaded": {"type": "array", "items": STRING},
+            "torch_threads": nullable({**INTEGER, "description": "the CPU threads the worker's torch runs on "
+                                                                 "(several CPU workers share the cores out); null "
+                                                                 "while the worker starts"})}),
         "Model": closed({"name": STRING, "resolution": nullable(INTEGER), "width": nullable(INTEGER),
                          "height": nullable(INTEGER), "domain": STRING,
                          "licence": nullable(STRING), "learning_rate": NUMBER,

@@ -76,7 +76,8 @@ def serve_process(models_dir: Path, log_dir: Path, *args: str, env: dict[str, st
     cmd = [sys.executable, "-m", "backend.cli", "serve", "--port", "0", "--device", "cpu", "--models",
            str(models_dir), *args]
     environ = {k: v for k, v in os.environ.items() if k != "DRAGGAN_TOKEN"}
-    environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", **(env or {}))
+    environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    environ.update(env or {})  # may set the threads too
     log_dir.mkdir(parents=True, exist_ok=True)
     stderr_path = log_dir / log_name
     with open(stderr_path, "w") as stderr:

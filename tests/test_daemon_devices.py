@@ -5,6 +5,9 @@ its job. Jobs are held at a step with the daemon's test gate (tests/editor_gate.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -105,7 +108,22 @@ def test_health_reports_each_device_in_counts_never_ids(two_workers):
         assert device["session_bytes"] >= 0 and device["jobs_running"] in (0, 1)
     assert health["sessions"] == sum(per_device(client, "sessions"))
     assert sum(d["session_bytes"] > 0 for d in health["devices"]) >= 1
+    assert per_device(client, "torch_threads") == [1, 1]  # the fixture's OMP_NUM_THREADS=1, shared by two
     client.delete_session(made["session_id"])
+
+
+@pytest.mark.parametrize("devices", ["cpu,cpu", "cpu"])
+def test_cpu_workers_share_the_cores_out(devices, tmp_path: Path):
+    """Several CPU workers split the threads torch would take (one per core, at most OMP_NUM_THREADS) between
+    them; a single CPU worker keeps them all."""
+    env = {"OMP_NUM_THREADS": "8", "MKL_NUM_THREADS": "8"}
+    cores = int(subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
+                               env=dict(os.environ, **env), capture_output=True, text=True, check=True).stdout)
+    workers = len(devices.split(","))
+    with serve_process(write_model(tmp_path / "models"), tmp_path, "--device", devices, env=env) as serve:
+        client = DaemonClient(serve.url, timeout=60)
+        wait_for(lambda: None not in per_device(client, "torch_threads"), timeout=60, what="the workers started")
+        assert per_device(client, "torch_threads") == [max(1, cores // workers)] * workers
 
 
 def test_a_failure_on_one_device_fails_only_its_job(models_dir, monkeypatch):  # noqa: F811
