@@ -20,7 +20,7 @@ from draggan_core.download import Cancel, ChecksumMismatch, DownloadCancelled, D
 
 from .config import Limits
 from .errors import ApiError, busy, describe_failure
-from .jobs import CANCELLED, DONE, FAILED, FINAL_STATES, QUEUED, RUNNING, JobStore
+from .jobs import CANCELLED, DONE, FAILED, FINAL_STATES, QUEUED, RUNNING, JobClock, JobStore
 from .models import ModelCatalogue
 from .sessions import new_id
 
@@ -42,8 +42,7 @@ class DownloadJob:
     id: str = dataclasses.field(default_factory=new_id)
     state: str = QUEUED
     created: float = dataclasses.field(default_factory=time.time)
-    started: float | None = None
-    finished: float | None = None
+    clock: JobClock = dataclasses.field(default_factory=JobClock)
     bytes_done: int = 0
     bytes_total: int | None = None
     resumed_from: int | None = None  # bytes already there from an earlier download, once the transfer starts
@@ -63,23 +62,14 @@ class DownloadJob:
 
     def set_state(self, state: str, error: ApiError | None = None) -> None:
         self.state, self.error = state, error
-        now = time.time()
-        if state == RUNNING:
-            self.started = now
-        elif state in FINAL_STATES:
-            self.finished = now
+        self.clock.enter(state)
         detail = f": {error.message}" if error else ""
         log.info("job %s download of %s: %s%s (%d of %s bytes)", self.id, self.model, state, detail,
                  self.bytes_done, self.bytes_total if self.bytes_total is not None else "?")
 
-    def elapsed(self) -> float | None:
-        if self.started is None:
-            return None
-        return (self.finished or time.time()) - self.started
-
     def eta_seconds(self) -> float | None:
         """Remaining time at the rate of this transfer so far (bytes resumed from an earlier one do not count)."""
-        elapsed = self.elapsed()
+        elapsed = self.clock.elapsed()
         fetched = self.bytes_done - (self.resumed_from or 0)
         if self.state != RUNNING or not elapsed or fetched <= 0 or self.bytes_total is None:
             return None
@@ -94,7 +84,7 @@ class DownloadJob:
             "job_id": self.id, "kind": self.kind, "model": self.model, "state": self.state,
             "queue_position": queue_position, "bytes_done": self.bytes_done, "bytes_total": self.bytes_total,
             "resumed_from": self.resumed_from, "eta_seconds": self.eta_seconds(),
-            "elapsed_seconds": self.elapsed(), "error": self.error.body()["error"] if self.error else None,
+            "elapsed_seconds": self.clock.elapsed(), "error": self.error.body()["error"] if self.error else None,
         }
 
 

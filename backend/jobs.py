@@ -37,6 +37,27 @@ FINAL_STATES = (DONE, FAILED, CANCELLED)
 Work = Callable[["Job", Callable[[], None]], str]
 
 
+@dataclasses.dataclass
+class JobClock:
+    """When a job started running and when it ended, which its elapsed time and ETA are measured from.
+    Drag, invert and download jobs each keep one."""
+    started: float | None = None
+    finished: float | None = None
+
+    def enter(self, state: str) -> None:
+        now = time.time()
+        if state == RUNNING:
+            self.started = now
+        elif state in FINAL_STATES:
+            self.finished = now
+
+    def elapsed(self) -> float | None:
+        """Seconds it has run so far, or ran until it ended; None before it started."""
+        if self.started is None:
+            return None
+        return (self.finished or time.time()) - self.started
+
+
 @dataclasses.dataclass(eq=False)
 class Job:
     kind: str  # 'drag' or 'invert'
@@ -51,8 +72,7 @@ class Job:
     id: str = dataclasses.field(default_factory=new_id)
     state: str = QUEUED
     created: float = dataclasses.field(default_factory=time.time)
-    started: float | None = None
-    finished: float | None = None
+    clock: JobClock = dataclasses.field(default_factory=JobClock)
     step: int = 0
     loss: float | None = None
     distance: float | None = None
@@ -108,23 +128,14 @@ class Job:
 
     def set_state(self, state: str, reason: str | None = None, error: ApiError | None = None) -> None:
         self.state, self.reason, self.error = state, reason, error
-        now = time.time()
-        if state == RUNNING:
-            self.started = now
-        elif state in FINAL_STATES:
-            self.finished = now
+        self.clock.enter(state)
         detail = f" ({reason})" if reason else f": {error.message}" if error else ""
         log.info("job %s %s on session %s: %s%s (step %d/%d)", self.id, self.kind, self.session_id, state,
                  detail, self.step, self.max_steps)
 
-    def elapsed(self) -> float | None:
-        if self.started is None:
-            return None
-        return (self.finished or time.time()) - self.started
-
     def eta_seconds(self) -> float | None:
         """Remaining time from the step rate, capped by how fast the handles have been closing in."""
-        elapsed = self.elapsed()
+        elapsed = self.clock.elapsed()
         if self.state != RUNNING or not self.step or elapsed is None:
             return None
         remaining = self.max_steps - self.step
@@ -139,7 +150,7 @@ class Job:
             "queue_position": queue_position, "step": self.step, "max_steps": self.max_steps,
             "handles": [list(p) for p in self.handles], "targets": [list(p) for p in self.targets],
             "loss": _finite(self.loss), "distance": self.distance, "eta_seconds": self.eta_seconds(),
-            "elapsed_seconds": self.elapsed(), "reason": self.reason,
+            "elapsed_seconds": self.clock.elapsed(), "reason": self.reason,
             "error": self.error.body()["error"] if self.error else None, "preview_step": self.preview_step,
             "result": self.describe_result(), "changed": self.changed,
             "from_state": self.from_state, "state_id": self.state_id,
