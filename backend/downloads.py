@@ -20,7 +20,7 @@ from draggan_core.download import Cancel, ChecksumMismatch, DownloadCancelled, D
 
 from .config import Limits
 from .errors import ApiError, busy, describe_failure
-from .jobs import CANCELLED, DONE, FAILED, FINAL_STATES, QUEUED, RUNNING, JobClock, JobStore
+from .jobs import CANCELLED, DONE, FAILED, FINAL_STATES, QUEUED, RUNNING, JobClock, JobStore, position_in
 from .models import ModelCatalogue
 from .sessions import new_id
 
@@ -139,10 +139,7 @@ class DownloadManager:
     def queue_position(self, job: DownloadJob) -> int | None:
         """1 for the next download to start; None unless queued."""
         with self._cv:
-            for i, queued in enumerate(self._queue):
-                if queued is job:
-                    return i + 1
-        return None
+            return position_in(self._queue, job)
 
     def stop(self, job: DownloadJob, cancel: bool = True) -> bool:
         """Cancel the download (a stop is the same: a download has no partial result to keep other than its

@@ -17,7 +17,7 @@ import logging
 import math
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import torch
 
@@ -35,6 +35,15 @@ FINAL_STATES = (DONE, FAILED, CANCELLED)
 
 # work(job, between_steps) runs on the worker and returns the final state (DONE or CANCELLED).
 Work = Callable[["Job", Callable[[], None]], str]
+
+
+def position_in(queue: Iterable[object], job: object) -> int | None:
+    """The job's place in a queue, 1 first; None when it is not there. By identity: a job record equals
+    no other."""
+    for place, queued in enumerate(queue, 1):
+        if queued is job:
+            return place
+    return None
 
 
 @dataclasses.dataclass
@@ -313,10 +322,7 @@ class Worker:
     def queue_position(self, job: Job) -> int | None:
         """1 for the next job to run; None unless queued."""
         with self._cv:
-            for i, queued in enumerate(self._queue):
-                if queued is job:
-                    return i + 1
-        return None
+            return position_in(self._queue, job)
 
     def stop(self, job: Job, cancel: bool) -> bool:
         """Stop (keep the edit so far) or cancel (undo it); False when the job's outcome is already decided.
