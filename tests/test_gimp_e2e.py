@@ -253,7 +253,8 @@ GUI_PACKAGES = ["xvfb", "xauth", "xdotool", "imagemagick", "fonts-dejavu-core", 
 # screenshots kept in out/gimp-e2e/<version>/ (cut to GIMP's window) for docs/img (scripts/docs_pictures.py):
 # the README's drag on the demo model, as an artist sees it
 SCREENSHOTS = {"dialog.png": "gimp-workflow-1-dialog.png", "preview.png": "gimp-workflow-2-preview.png",
-               "after_drag.png": "gimp-workflow-3-result.png", "stopped.png": "gimp-stopped.png"}
+               "after_drag.png": "gimp-workflow-3-result.png", "stopped.png": "gimp-stopped.png",
+               "fit_preview.png": "gimp-fit-preview.png"}
 
 
 def keep_screenshots(work: Path, version: str) -> None:
@@ -271,7 +272,9 @@ def keep_screenshots(work: Path, version: str) -> None:
 def test_gimp_dialog_undo_and_cancel(version, daemon, tmp_path):
     """The real GUI under Xvfb: DragGAN Drag's dialog opens (INTERACTIVE, values from the plug-in's
     defaults: $DRAGGAN_URL and $DRAGGAN_TOKEN), OK runs the drag, and one Ctrl+Z in the image window
-    takes away the whole insertion (the layer and the session parasite). Then GIMP's Cancel button,
+    takes away the whole insertion (the layer and the session parasite). A drag held at the gate shows
+    its preview layer and Stop and keep ends it; a plain layer's drag held during its inversion shows the
+    fit so far, and "Drag now with this fit" drags from it. Then GIMP's Cancel button,
     clicked during a drag, stops the job on the daemon, and clicked during a plain layer's
     inversion, stops the invert job (the daemon drops that session). Both jobs are held at the
     daemon's test gate until Cancel has been clicked (tests/editor_gate.py)."""
@@ -315,8 +318,8 @@ def test_gimp_dialog_undo_and_cancel(version, daemon, tmp_path):
     # the same drag on the source again: the first result, pixel-equal (not a doubled edit)
     assert rep["repeat_status"] == "success" and rep["repeat_equal"], rep
     # The interactive drag held at the gate: its preview layer stood above the source while it waited ...
-    seen = json.loads((work / "observed.json").read_text())["seen"]
-    assert seen is not None, (work / "observed.json").read_text()
+    seen = json.loads((work / "stop_observed.json").read_text())["seen"]
+    assert seen is not None, (work / "stop_observed.json").read_text()
     assert seen["preview"] == "DragGAN preview (step 5)" and seen["position"] == 0 and seen["visible"], seen
     assert seen["size"] == seen["size_below"] and seen["offsets"] == seen["offsets_below"], seen
     assert seen["differs_from_below"] > 0, seen  # five steps of the drag
@@ -327,6 +330,18 @@ def test_gimp_dialog_undo_and_cancel(version, daemon, tmp_path):
     stopped_session = DaemonClient(daemon, token=TOKEN).session(rep["stop_parasite"]["session_id"])
     assert rep["stop_parasite"]["state_id"] == stopped_session["state_id"]
     assert rep["stop_tracked"] == [[h, t] for h, t in zip(stopped_session["handles"], stopped_session["targets"])]
+    # The plain layer's drag held during its inversion: the fit so far stood above the layer as the preview,
+    # and "Drag now with this fit" ended the fitting there; the drag then ran from that fit
+    fit_seen = json.loads((work / "fit_observed.json").read_text())["seen"]
+    assert fit_seen is not None, (work / "fit_observed.json").read_text()
+    assert fit_seen["preview"] == "DragGAN preview (fit)" and fit_seen["visible"], fit_seen
+    assert fit_seen["size"] == fit_seen["size_below"] and fit_seen["offsets"] == fit_seen["offsets_below"], fit_seen
+    assert fit_seen["differs_from_below"] > 0, fit_seen
+    assert rep["fit_status"] == GIMP_SUCCESS, rep
+    assert len(rep["fit_layers"]) == 2 and rep["fit_layers"][0].startswith("DragGAN drag"), rep
+    fit_client = DaemonClient(daemon, token=TOKEN)
+    inversion = fit_client.job(fit_client.session(rep["fit_parasite"]["session_id"])["invert_job"])
+    assert inversion["reason"] == "stopped" and inversion["step"] < inversion["max_steps"], inversion
     # GIMP's Cancel button killed the plug-in mid-drag: nothing added, and its watchdog cancelled the
     # job on the daemon (a finished job would have moved the session's handles)
     assert rep["cancelled"], rep

@@ -4,9 +4,11 @@
 # must take away the whole insertion (layer, tracked path and session parasite); the same drag on
 # the source then gives the same picture. Then an interactive drag held at the daemon's test gate:
 # gui_inside.sh looks at the image from a second python-fu-eval (the preview layer must be there)
-# and presses the drag window's Stop and keep. Then, during a drag, and again during a plain layer's
-# inversion, gui_inside.sh clicks GIMP's Cancel button in the status bar; both jobs wait at the
-# test gate (editor_gate.py) until the click has cancelled them. Writes $E2E_DIR/gui_report.json.
+# and presses the drag window's Stop and keep. Then the same on a plain layer during its inversion:
+# the fit so far is the preview, and "Drag now with this fit" starts the drag from it. Then, during
+# a drag, and again during a plain layer's inversion, gui_inside.sh clicks GIMP's Cancel button in
+# the status bar; both jobs wait at the test gate (editor_gate.py) until the click has cancelled
+# them. Writes $E2E_DIR/gui_report.json.
 import json
 import os
 import sys
@@ -94,7 +96,12 @@ def new_image(seed, model=os.environ["DRAGGAN_MODEL"], psi=0.7, strokes=(((24, 2
     """A DragGAN image of the seed, shown in a window at 200 % (gui_inside.sh zooms), with the path
     "drags" (one stroke per drag, shown) selected."""
     status, res = run_procedure("python-fu-draggan-new-image", token=TOKEN, model=model, seed=seed, psi=psi)
-    image = res.index(1)
+    return shown_with_strokes(res.index(1), strokes)
+
+
+def shown_with_strokes(image, strokes):
+    """The image in a window at 200 % (gui_inside.sh zooms), with the path "drags" (one stroke per
+    drag, shown) selected."""
     for shown in DISPLAYS:  # one image at a time on screen: the pictures show this one
         shown.delete()
     DISPLAYS[:] = [Gimp.Display.new(image)]
@@ -114,6 +121,12 @@ def new_image(seed, model=os.environ["DRAGGAN_MODEL"], psi=0.7, strokes=(((24, 2
 
 def demo_image():
     return new_image(DEMO["seed"], DEMO["model"], DEMO["psi"], DEMO["strokes"])
+
+
+def plain_image():
+    """plain.png (a picture the daemon did not make), shown, with a drag on the cat in it."""
+    image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(D + "/plain.png"))
+    return shown_with_strokes(image, (((100, 70), (110, 75)),))
 
 
 try:
@@ -158,6 +171,19 @@ try:
     rep["stop_parasite"] = parasite(stopped.get_layers()[0])
     rep["stop_tracked"] = tracked(stopped)
 
+    # An interactive drag on a plain layer, its inversion held at the test gate after 5 steps: the fit
+    # so far stands as a preview layer (gui_inside.sh looks), and "Drag now with this fit" ends the
+    # fitting there; the drag then starts from that fit (gui_inside.sh opens the gate for it)
+    if os.path.exists(D + "/plain.png"):
+        fitted = plain_image()
+        open(D + "/fit_phase", "w").close()
+        with gate.holding(URL, TOKEN, step=5):
+            res = interactive_drag(fitted, fitted.get_layers()[0])
+        rep["fit_status"] = int(res.index(0))
+        rep["fit_message"] = None if res.index(0) == Gimp.PDBStatusType.SUCCESS else str(res.index(1))
+        rep["fit_layers"] = names(fitted)
+        rep["fit_parasite"] = parasite(fitted)
+
     # GIMP's Cancel (clicked by gui_inside.sh) kills the plug-in during a drag on a new image
     other = new_image(12)
     rep["cancel_session"] = parasite(other)["session_id"]
@@ -165,9 +191,7 @@ try:
 
     # ... and during a plain layer's inversion (a picture the daemon did not make)
     if os.path.exists(D + "/plain.png"):
-        plain = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(D + "/plain.png"))
-        Gimp.Display.new(plain)
-        Gimp.displays_flush()
+        plain = plain_image()
         cancelled_run(plain, "invert_", points="[[100, 70, 110, 75]]", model=os.environ["DRAGGAN_MODEL"],
                       **{"inversion-w-steps": 2000, "inversion-wplus-steps": 0, "inversion-tuning-steps": 0})
 except Exception:

@@ -88,6 +88,19 @@ press_ok() {  # SHOT: wait for DragGAN Drag's dialog, screenshot it to SHOT, pre
   import -window root "$OUT/$1"
   xdotool windowfocus --sync "$WID"; sleep 0.3; xdotool key Return  # no window manager: windowfocus
 }
+observe() {  # NAME: look at the images until a preview layer is seen (or 60 looks); the last look goes to $OUT/NAME
+  local i
+  for i in $(seq 1 60); do
+    rm -f "$OUT/observed.json"
+    timeout 60 gimp --batch-interpreter=python-fu-eval -b "exec(open('$E2E_DIR/gui_observer.py').read())" \
+      >>"$OUT/observer.log" 2>&1
+    for _ in $(seq 1 100); do [ -e "$OUT/observed.json" ] && break; sleep 0.1; done  # the look may end after gimp -b
+    grep -q '"seen": {' "$OUT/observed.json" 2>/dev/null && break
+    sleep 1
+  done
+  echo "observer: $i look(s)"
+  [ -e "$OUT/observed.json" ] && mv "$OUT/observed.json" "$OUT/$1"
+}
 stop_and_keep() {  # the drag held at the gate: look at the image, then press Stop and keep
   local LW=
   for _ in $(seq 1 120); do [ -e "$OUT/stop_phase" ] && break; sleep 0.5; done
@@ -100,9 +113,7 @@ stop_and_keep() {  # the drag held at the gate: look at the image, then press St
   done
   echo "drag window at step 5: ${LW:-none}"
   [ -n "$LW" ] && xdotool getwindowgeometry "$LW"
-  timeout 90 gimp --batch-interpreter=python-fu-eval -b "exec(open('$E2E_DIR/gui_observer.py').read())" \
-    >"$OUT/observer.log" 2>&1
-  echo "observer rc=$?"
+  observe stop_observed.json
   [ -n "$LW" ] && xdotool windowraise "$LW"  # no window manager here to keep the drag's window on top
   sleep 0.3
   import -window root "$OUT/preview.png"
@@ -113,6 +124,31 @@ stop_and_keep() {  # the drag held at the gate: look at the image, then press St
   gate wait-released 30 || { echo "the job is still held after Stop: opening the gate"; gate open; }
   sleep 2
   import -window root "$OUT/stopped.png"
+}
+fit_now() {  # a plain layer's drag held at the gate during its inversion: look at the fit, then "Drag now with this fit"
+  local LW=
+  for _ in $(seq 1 120); do [ -e "$OUT/fit_phase" ] && break; sleep 0.5; done
+  press_ok fit_dialog.png || return 1
+  gate wait-held 120 || echo "no job reached the test gate"
+  for _ in $(seq 1 120); do  # the window's title follows the inversion's progress
+    LW=$(xdotool search --name '^DragGAN: Fitting' 2>/dev/null | head -1)
+    [ -n "$LW" ] && break
+    sleep 0.5
+  done
+  echo "fitting window: ${LW:-none}"
+  observe fit_observed.json
+  [ -n "$LW" ] && xdotool windowraise "$LW"
+  sleep 0.3
+  import -window root "$OUT/fit_preview.png"
+  if [ -n "$LW" ]; then
+    xdotool windowfocus --sync "$LW"; sleep 0.3; xdotool key alt+d
+    echo "pressed Drag now with this fit"
+    for _ in $(seq 1 120); do  # the fitting ends and the drag starts (it waits at the gate's step too)
+      xdotool search --name '^DragGAN: Fitting' >/dev/null 2>&1 || break
+      sleep 0.5
+    done
+  fi
+  gate open  # the drag goes on
 }
 WID=
 press_ok dialog.png
@@ -128,6 +164,7 @@ if [ -n "$WID" ]; then
   sleep 1
   import -window root "$OUT/after_undo.png"
   stop_and_keep
+  [ -e "$OUT/plain.png" ] && fit_now
   # Cancel during a drag on a second image, then during a plain layer's inversion on a third (the
   # driver skips that one without plain.png)
   click_cancel cancel_phase ""

@@ -2,9 +2,11 @@
 # a second `gimp -b`, which hands this to the running GIMP over D-Bus, so it runs while the driver
 # waits for an interactive DragGAN Drag held at the daemon's test gate. What the artist sees in the
 # image at that moment (the preview layer above the source) goes to $E2E_DIR/observed.json.
+# One look, no waiting: while a batch command runs, a plug-in's own call into GIMP that started
+# before it waits for it (GIMP's nested main loops), so a waiting observer would hold up the very
+# preview it waits for. gui_inside.sh looks again until it sees one.
 import json
 import os
-import time
 
 OUT = os.environ["E2E_DIR"] + "/observed.json"
 
@@ -30,11 +32,7 @@ def look():
     return None
 
 
-seen = None
-deadline = time.time() + 60  # the plug-in shows the preview once it has fetched it: a moment after the step
-while seen is None and time.time() < deadline:
-    seen = look()
-    if seen is None:
-        time.sleep(0.2)
-with open(OUT, "w") as f:
+seen = look()
+with open(OUT + ".partial", "w") as f:
     json.dump({"seen": seen, "images": [[l.get_name() for l in i.get_layers()] for i in Gimp.get_images()]}, f)
+os.replace(OUT + ".partial", OUT)  # whole, for gui_inside.sh to read
