@@ -568,6 +568,29 @@ def finished_job(status: Dict[str, Any]) -> Dict[str, Any]:
     raise WorkflowError("The {} failed on the daemon: {}".format(what, error.get("message") or "no reason given"))
 
 
+# ----------------------------------------------------------------------------- naming the layers
+
+PREVIEW_LAYER = "DragGAN preview"  # both editors' preview layers are named so, then what they show
+
+
+def preview_layer_name(status: Dict[str, Any]) -> str:
+    """The preview layer's name for a job's status: a real layer's fit so far while it is inverted, else the
+    drag's step. Both editors name their layers alike, so the artist and the docs speak of one thing."""
+    if status.get("kind") == "invert":
+        return PREVIEW_LAYER + " (fit)"
+    return "{} (step {})".format(PREVIEW_LAYER, status.get("preview_step") or status.get("step") or 0)
+
+
+def result_layer_name(final: Dict[str, Any], psnr: Optional[float] = None) -> str:
+    """The result layer's name: how the drag ended, and for a real layer how closely the model reproduced
+    it (psnr, dB), so a layer list tells the edits apart."""
+    reasons = {"reached": "targets reached", "max_steps": "step limit", "stalled": "stalled", "stopped": "stopped"}
+    extra = ", model fit {:.1f} dB".format(psnr) if psnr is not None else ""
+    return "DragGAN drag ({} steps, {}{})".format(final.get("step", 0),
+                                                  reasons.get(final.get("reason"), final.get("reason") or "done"),
+                                                  extra)
+
+
 @dataclass
 class Progress:
     """What an editor shows for one job status: a fraction for its bar and a sentence."""

@@ -135,15 +135,6 @@ def test_the_dialogs_inversion_settings():
     assert logic.invert_settings(5, 7, 0) == {"preview_every": 0, "steps_w": 5, "steps_wplus": 7, "steps_pti": 0}
 
 
-def test_the_result_layers_name():
-    done = {"state": "done", "step": 12, "reason": "reached"}
-    assert logic.layer_name(done) == "DragGAN drag (12 steps, targets reached)"
-    assert logic.layer_name({"step": 3, "reason": "max_steps"}, 27.04) == \
-        "DragGAN drag (3 steps, step limit, model fit 27.0 dB)"
-    assert logic.layer_name({"step": 5, "reason": "stalled"}) == "DragGAN drag (5 steps, stalled)"
-    assert logic.layer_name({}) == "DragGAN drag (0 steps, done)"
-
-
 def test_messages_say_what_to_do():
     unreachable = logic.friendly("cannot reach the DragGAN daemon at x", "unreachable")
     assert "Filters > DragGAN > Daemon..." in unreachable and "`draggan serve`" in unreachable

@@ -400,11 +400,8 @@ def test_changed_layer_pixels_keep_only_the_changed_rectangle(plugin):
     assert out[-4:] == result[-4:] and out[:-4] == bytes(4 * w * h - 4)
 
 
-def test_names_and_requests(plugin):
+def test_requests(plugin):
     js = plugin["jobspec"]
-    assert js.result_layer_name("ffhq", 1) == "DragGAN: ffhq 1 point"
-    assert js.result_layer_name("ffhq", 3) == "DragGAN: ffhq 3 points"
-    assert js.result_layer_name("", 2) == "DragGAN: model 2 points"
     assert js.generate_request("", 5) == {"model": None, "seed": 5}
     assert js.generate_request("tiny", 5.0, 0.7) == {"model": "tiny", "seed": 5, "psi": 0.7}
 

@@ -639,6 +639,19 @@ def test_region_list():
 
 # ----------------------------------------------------------------------------- answers in words
 
+def test_the_layers_names():
+    """Both editors' preview and result layers."""
+    assert workflow.result_layer_name({"state": "done", "step": 12, "reason": "reached"}) == \
+        "DragGAN drag (12 steps, targets reached)"
+    assert workflow.result_layer_name({"step": 3, "reason": "max_steps"}, 27.04) == \
+        "DragGAN drag (3 steps, step limit, model fit 27.0 dB)"
+    assert workflow.result_layer_name({"step": 5, "reason": "stalled"}) == "DragGAN drag (5 steps, stalled)"
+    assert workflow.result_layer_name({}) == "DragGAN drag (0 steps, done)"
+    assert workflow.preview_layer_name({"kind": "drag", "step": 7, "preview_step": 5}) == "DragGAN preview (step 5)"
+    assert workflow.preview_layer_name({"kind": "drag"}) == "DragGAN preview (step 0)"
+    assert workflow.preview_layer_name({"kind": "invert", "step": 40, "preview_step": 40}) == "DragGAN preview (fit)"
+
+
 def test_progress_of_a_drag():
     p = workflow.progress({"state": "queued", "queue_position": 2})
     assert (p.fraction, p.text, p.finished) == (0.0, "Waiting for the daemon (place 2 in the queue)...", False)

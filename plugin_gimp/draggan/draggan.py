@@ -247,7 +247,7 @@ def _drag(procedure, image, drawables, config, interactive):
     keep_outside = config.get_property("keep-outside") and mask is not None
     image.undo_group_start()
     try:
-        layer = _load_png_layer(image, png, logic.layer_name(final, done.psnr))
+        layer = _load_png_layer(image, png, workflow.result_layer_name(final, done.psnr))
         image.insert_layer(layer, source.get_parent(), image.get_item_position(source))
         layer.set_offsets(ox, oy)
         if keep_outside:

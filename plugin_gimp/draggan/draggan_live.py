@@ -26,7 +26,6 @@ from gi.repository import Gimp, GimpUi, Gtk  # noqa: E402
 from draggan_client import workflow  # noqa: E402
 
 TITLE = "DragGAN: "  # every title of the window starts so (tests find the window by it)
-PREVIEW_NAME = "DragGAN preview"
 
 
 class LiveDrag:
@@ -101,9 +100,7 @@ class LiveDrag:
 
     def show_preview(self, png, status):
         """Replace the preview layer with this picture (the source layer's size, at its place)."""
-        step = status.get("preview_step") or status.get("step") or 0
-        kind = "fit" if status.get("kind") == "invert" else "step {}".format(step)
-        layer = self.load_layer(png, "{} ({})".format(PREVIEW_NAME, kind))
+        layer = self.load_layer(png, workflow.preview_layer_name(status))
         _, ox, oy = self.source.get_offsets()
         self.image.undo_freeze()
         try:

@@ -204,15 +204,6 @@ def drag_settings(steps: int, mask_lambda: float, learning_rate: float = 0.0, r1
                                  w_layers=int(w_layers), feather=feather)
 
 
-def layer_name(status: Dict[str, Any], psnr: Optional[float] = None) -> str:
-    """The result layer's name; psnr: how closely the model reproduced a real layer (dB), if known."""
-    reasons = {"reached": "targets reached", "max_steps": "step limit", "stalled": "stalled", "stopped": "stopped"}
-    extra = ", model fit {:.1f} dB".format(psnr) if psnr is not None else ""
-    return "DragGAN drag ({} steps, {}{})".format(status.get("step", 0),
-                                                  reasons.get(status.get("reason"), status.get("reason") or "done"),
-                                                  extra)
-
-
 RESET_DONE = ("Reset to the original picture: the daemon forgot the drags (a plain layer's fit is kept). Dragging "
               "the source starts from the original; a result layer still goes on from its own edit.")
 RESET_SESSION_GONE = ("The daemon no longer has this picture's session (it was restarted or dropped it), so there "

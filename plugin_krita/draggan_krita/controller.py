@@ -582,8 +582,8 @@ class Controller(QObject):
         job.kind = Job.REAL if started.real else Job.GENERATED
         job.model = started.model or job.model
         if kritadoc.document_open(job.doc):
-            name = "DragGAN preview (inverting)" if job.phase == Job.INVERT else "DragGAN preview (running)"
-            job.layer = kritadoc.add_layer_above(job.doc, job.source, name)
+            kind = "invert" if job.phase == Job.INVERT else "drag"
+            job.layer = kritadoc.add_layer_above(job.doc, job.source, workflow.preview_layer_name({"kind": kind}))
         if job.phase == Job.INVERT:
             self.say("Inverting the layer: the daemon fits %s into the model first%s..." % (
                 "the selection" if job.edit.mask is not None else "the layer",
@@ -671,6 +671,7 @@ class Controller(QObject):
             pixels = preview["bgra"] if job.kind == Job.REAL else jobspec.result_layer_pixels(preview["bgra"],
                                                                                                job.mask)
             kritadoc.write_layer(job.doc, job.layer, pixels, job.w, job.h)
+            job.layer.setName(workflow.preview_layer_name(status))  # no undo step: libkis renames in place
         if self.tool is not None:
             self.tool.status_text = self.progress.text
             self.tool.refresh()
@@ -703,7 +704,7 @@ class Controller(QObject):
             return
         job.phase, job.id, job.stopping, job.preview_step = Job.DRAG, None, False, None
         if job.layer is not None:
-            job.layer.setName("DragGAN preview (running)")
+            job.layer.setName(workflow.preview_layer_name({"kind": "drag"}))
         self.say("%s. Dragging (%d point pair%s)..." % (text, job.n, "" if job.n == 1 else "s"))
         client, started, edit = self.client(), job.started, job.edit
         self.worker.submit(lambda: workflow.start_drag(client, started, edit, inversion=status), (),
@@ -746,7 +747,7 @@ class Controller(QObject):
             self.last_result = dict(base, ok=True, layer=None, text=text, seconds=time.time() - job.t0, changed=None)
             self.say("%s, but no pixel changed: no layer added." % text)
         else:
-            name = jobspec.result_layer_name(job.model, job.n)
+            name = workflow.result_layer_name(done.final, done.psnr)
             changed = done.changed
             if job.kind == Job.REAL:  # the full-size result, only its changed rectangle needs pixels
                 pixels = jobspec.changed_layer_pixels(bgra, job.w, job.h, changed)

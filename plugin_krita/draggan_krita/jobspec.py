@@ -132,6 +132,3 @@ def result_layer_pixels(result_bgra, mask=None):
     out[3::4] = bytes((a * m + 127) // 255 for a, m in zip(alpha, mask))
     return bytes(out)
 
-
-def result_layer_name(model, n_points):
-    return "DragGAN: %s %d point%s" % (model or "model", n_points, "" if n_points == 1 else "s")

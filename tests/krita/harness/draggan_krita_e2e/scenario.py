@@ -370,7 +370,8 @@ class E2EExtension(Extension):
         doc.refreshProjection()
         doc.waitForDone()
         names = [n.name() for n in doc.topLevelNodes() if n.type() != "selectionmask"]
-        expected = jobspec.result_layer_name(model, 1)
+        expected = ctl.last_result["layer"]  # the shared client's result_layer_name (tests/test_workflow.py)
+        check(expected.startswith("DragGAN drag (") and "steps" in expected, "result layer name", name=expected)
         result = doc.nodeByName(expected)
         check(result is not None, "no result layer", layers=names)
         check(names.index(expected) == names.index(source.name()) + 1, "result not right above source",
@@ -447,7 +448,8 @@ class E2EExtension(Extension):
         check(ctl.last_result and ctl.last_result.get("ok") and "stopped" in ctl.last_result["text"],
               "stopped run did not keep its result", result=ctl.last_result)
         check(ctl.status["step"] < 200, "stop did not stop early", step=ctl.status["step"])
-        check(expected in names2, "no result layer after Stop", layers=names2)
+        stopped = ctl.last_result["layer"]
+        check("stopped" in stopped and stopped in names2, "no result layer after Stop", layers=names2)
         k.action("edit_undo").trigger()
         yield 500
 
@@ -596,7 +598,7 @@ class E2EExtension(Extension):
         inv = res_info.get("inversion") or {}
         check("Fitting the model to the layer" in invert_text and "PSNR" in invert_text, "no inversion progress shown",
               text=invert_text)
-        check("DragGAN preview (inverting)" in layers_inverting, "no preview layer while inverting",
+        check("DragGAN preview (fit)" in layers_inverting, "no preview layer while inverting",
               layers=layers_inverting)
         check(inv.get("reason") == "stopped" and inv.get("psnr"), "Stop did not end the inversion early", inv=inv)
         check("drag" in phases, "no drag after the inversion", phases=sorted(p for p in phases if p))
