@@ -27,6 +27,7 @@ PICTURES = [
     ("gimp", "gimp-e2e/3.2/gimp-workflow-1-dialog.png", "gimp-dialog.png"),
     ("gimp", "gimp-e2e/3.2/gimp-workflow-2-preview.png", "gimp-preview.png"),
     ("gimp", "gimp-e2e/3.2/gimp-workflow-3-result.png", "gimp-result.png"),
+    ("gimp", "gimp-e2e/3.2/gimp-fit-preview.png", "gimp-fit.png"),
 ]
 
 # (editor, frames under out/ (a glob, taken in name order), name in docs/img/, width in px (0: as taken),
