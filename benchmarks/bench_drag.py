@@ -16,10 +16,11 @@ Levers, combined with '+' (e.g. bf16+compile):
   channels-last        every convolution's input in channels-last memory order
   nonfused             ops.modulated_conv2d's non-fused form (activations scaled instead of weights)
   compile              torch.compile of the synthesis (first step: compile time; inductor caches on disk)
+  cuda-graphs          the truncated synthesis' forward and backward replayed as CUDA graphs (CUDA only)
 
 Models: 'demo'; 'random-<res>' (channel base 16384, at most 256 channels, z/w 256); 'random-<res>-c<max>'
 (channel base 32768, at most <max> channels); 'official-<res>' (NVIDIA's config f: base 32768, at most 512
-channels, z/w 512; 30 M parameters at 512 px); a registry name or a path.
+channels, z/w 512, conv clamp 256; 30 M parameters at 512 px); a registry name or a path.
 
     python benchmarks/bench_drag.py                                   # demo, random-256, random-512: reference vs fp32
     python benchmarks/bench_drag.py --official-config --lever fp32 --lever bf16 --threads 1 2
@@ -47,7 +48,7 @@ DRAGS = [
     ([(0.50, 0.70)], [(0.50, 0.80)]),
 ]
 OFFICIAL_MODELS = ["official-512", "random-256-c128", "demo"]
-MODIFIERS = ("reference", "all-grads", "autocast", "channels-last", "nonfused", "compile")
+MODIFIERS = ("reference", "all-grads", "autocast", "channels-last", "nonfused", "compile", "cuda-graphs")
 
 
 def random_model(name: str):
@@ -56,7 +57,7 @@ def random_model(name: str):
     kind, res, *rest = name.split("-")
     torch.manual_seed(0)
     if kind == "official":
-        cfg = GeneratorConfig(img_resolution=int(res), channel_base=32768, channel_max=512)
+        cfg = GeneratorConfig(img_resolution=int(res), channel_base=32768, channel_max=512, conv_clamp=256)
     elif rest:
         cfg = GeneratorConfig(img_resolution=int(res), channel_base=32768, channel_max=int(rest[0].lstrip("c")),
                               z_dim=256, w_dim=256)
@@ -99,7 +100,28 @@ def apply_modifiers(G, mods: set[str], device: str) -> None:
         ops._conv = lambda x, *a, **k: conv(x.contiguous(memory_format=torch.channels_last), *a, **k)
     if "compile" in mods:
         forward = torch.compile(forward, dynamic=False)
+    if "cuda-graphs" in mods:
+        if not device.startswith("cuda"):
+            raise ValueError("the cuda-graphs lever needs a CUDA device")
+        forward = graphed(forward)
     G.synthesis.forward = forward
+
+
+def graphed(forward):
+    """forward, but each truncated call with gradients (the drag steps) replays CUDA graphs captured on
+    the first such call for its keyword arguments; other calls (templates, images) run as they are."""
+    graphs = {}
+
+    def call(ws, **kwargs):
+        k = kwargs.get("stop_at_block")
+        if k is None or not torch.is_grad_enabled() or not ws.requires_grad:
+            return forward(ws, **kwargs)
+        key = tuple(sorted(kwargs.items(), key=str))
+        if key not in graphs:
+            sample = ws.detach().clone().requires_grad_(True)
+            graphs[key] = torch.cuda.make_graphed_callables(lambda w: forward(w, **kwargs)[1][k], (sample,))
+        return None, [None] * k + [graphs[key](ws)]
+    return call
 
 
 def run_one(model: str, lever: str, device: str, steps: int, drags: int, threads: int, queue) -> None:
