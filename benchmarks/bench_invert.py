@@ -7,7 +7,8 @@ reconstruction on valid pixels, seconds, and the tuned copy's extra memory.
 
 Models: 'random-<res>' is a small random-initialised checkpoint (written to our safetensors format
 and loaded back); 'demo' is draggan_core/demo/demo_model.safetensors, skipped when it is not there
-(it is produced by draggan_core.demo.train); anything else is a checkpoint path or registry name.
+(it is produced by draggan_core.demo.train); 'official-<res>' is NVIDIA's config f with random weights
+(benchmarks/bench_drag.py); anything else is a checkpoint path or registry name.
 
     python benchmarks/bench_invert.py                              # random-64 and demo (if present)
     python benchmarks/bench_invert.py --model random-128 --images 3 --w-steps 200 --pti-steps 100
@@ -50,6 +51,9 @@ def load(model: str, device: str):
     from draggan_core.registry import DEMO_FILE
     if model.startswith("random-"):
         return random_checkpoint(int(model.split("-")[1])).to(device)
+    if model.startswith("official-"):
+        from bench_drag import random_model  # NVIDIA's config f, random weights
+        return random_model(model).to(device)
     if model == "demo":
         if not DEMO_FILE.is_file():
             return None
