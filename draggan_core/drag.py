@@ -297,7 +297,9 @@ class DragSession:
         ws = torch.cat([self.w_opt, self.w_fixed], dim=1)
         dense = self.config.path == "reference"
         # Rows past w_opt are constants: grad_rows spares backward their (unread) weight gradients.
-        kwargs = dict(noise_mode="const", grad_rows=self.w_opt.shape[1],
+        # The non-fused modulated convolution shares one weight instead of forming a modulated copy
+        # per layer and step: 1.1-1.2x faster steps on a CPU (benchmarks/README.md, issue 19).
+        kwargs = dict(noise_mode="const", grad_rows=self.w_opt.shape[1], fused_modconv=False,
                       dtype=precision.synthesis_dtype(self.config.precision, self.device))
         if full:
             img, feats = self.G.synthesis(ws, return_features=True, **kwargs)
