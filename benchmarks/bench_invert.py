@@ -17,6 +17,9 @@ and loaded back); 'demo' is draggan_core/demo/demo_model.safetensors, skipped wh
 --curve adds, per image, the best PSNR reached by each elapsed time and the time to reach each
 PSNR level, in wall seconds and in this process's CPU seconds (the steadier measure on a busy
 machine with one thread); the clock starts before the Inverter is built (its w_avg estimate counts).
+A W or W+ step's PSNR is of the render with the noise maps being optimised, which the result
+discards (InversionConfig.keep_noise): the result's PSNR is the stage rows' and each PTI step's.
+So the curve also gives when each stage began.
 """
 from __future__ import annotations
 
@@ -113,6 +116,11 @@ def curve_table(title: str, curve: list[tuple[str, float, float, float]]) -> str
         reached.append(f"{level} dB: " + (f"{first[1]:.1f} s wall / {first[2]:.1f} s CPU ({first[0]})" if first
                                           else "not reached"))
     lines.append(f"# {title}: time to PSNR: " + "; ".join(reached))
+    starts = {}
+    for stage, w, c, _ in curve:
+        starts.setdefault(stage, (w, c))
+    lines.append(f"# {title}: first step of each stage at: " + "; ".join(
+        f"{stage} {w:.1f} s wall / {c:.1f} s CPU" for stage, (w, c) in starts.items()))
     return "\n".join(lines)
 
 
