@@ -12,9 +12,10 @@ Levers, combined with '+' (e.g. bf16+compile):
   fp32, bf16, fp16     DragConfig.precision (fp16: CUDA only); a lever without one is fp32
   reference            DragConfig(path='reference'): full render, map resized to the image (the published loop)
   all-grads            the synthesis without grad_rows (every block's weight gradients, as before issue 19)
+  fused                the fused modulated convolution (per-step modulated weights, as before issue 19)
   autocast             torch.autocast(bf16) around the synthesis instead of a bf16 activation type
   channels-last        every convolution's input in channels-last memory order
-  nonfused             ops.modulated_conv2d's non-fused form (activations scaled instead of weights)
+  nonfused             ops.modulated_conv2d's non-fused form (the drag loop's own choice since issue 19)
   compile              torch.compile of the synthesis (first step: compile time; inductor caches on disk)
   cuda-graphs          the truncated synthesis' forward and backward replayed as CUDA graphs (CUDA only)
 
@@ -23,7 +24,7 @@ Models: 'demo'; 'random-<res>' (channel base 16384, at most 256 channels, z/w 25
 channels, z/w 512, conv clamp 256; 30 M parameters at 512 px); a registry name or a path.
 
     python benchmarks/bench_drag.py                                   # demo, random-256, random-512: reference vs fp32
-    python benchmarks/bench_drag.py --official-config --lever fp32 --lever bf16 --threads 1 2
+    python benchmarks/bench_drag.py --official-config --lever all-grads+fused --lever fp32 --lever bf16 --threads 1
     python benchmarks/bench_drag.py --model official-512 --device cuda --lever fp32 --lever fp16 --steps 50
 """
 from __future__ import annotations
@@ -48,7 +49,7 @@ DRAGS = [
     ([(0.50, 0.70)], [(0.50, 0.80)]),
 ]
 OFFICIAL_MODELS = ["official-512", "random-256-c128", "demo"]
-MODIFIERS = ("reference", "all-grads", "autocast", "channels-last", "nonfused", "compile", "cuda-graphs")
+MODIFIERS = ("reference", "all-grads", "fused", "autocast", "channels-last", "nonfused", "compile", "cuda-graphs")
 
 
 def random_model(name: str):
@@ -91,8 +92,9 @@ def apply_modifiers(G, mods: set[str], device: str) -> None:
     forward = G.synthesis.forward
     if "all-grads" in mods:
         forward = functools.partial(lambda f, *a, grad_rows=None, **k: f(*a, **k), forward)
-    if "nonfused" in mods:
-        forward = functools.partial(lambda f, *a, **k: f(*a, **{**k, "fused_modconv": False}), forward)
+    if mods & {"fused", "nonfused"}:
+        fused = "fused" in mods
+        forward = functools.partial(lambda f, *a, **k: f(*a, **{**k, "fused_modconv": fused}), forward)
     if "autocast" in mods:
         forward = torch.autocast(torch.device(device).type, dtype=torch.bfloat16)(forward)
     if "channels-last" in mods:
