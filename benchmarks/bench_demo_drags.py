@@ -11,11 +11,13 @@ landmarks of the seed's image to where the procedural world puts them after the 
   the generator's image of the edited parameters, inside the region around the dragged points
   (the bounding box of handles and targets grown by 12 px), with "no edit" as the baseline.
 
-    python benchmarks/bench_demo_drags.py --seeds 10 [--steps 200] [--scenario open_mouth ...] [--lr 0.002] [--json out.json]
+    python benchmarks/bench_demo_drags.py --seeds 10 [--steps 200] [--scenario open_mouth ...] [--lr 0.002]
+        [--precision bf16] [--json out.json]
 """
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import statistics
 import sys
@@ -23,6 +25,7 @@ import time
 
 import numpy as np
 import torch
+from PIL import Image
 
 from draggan_core import load_generator, registry
 from draggan_core.demo import world
@@ -30,6 +33,7 @@ from draggan_core.demo.scenarios import SCENARIOS, make_drag
 from draggan_core.drag import DragConfig, DragSession
 from draggan_core.images import to_uint8
 from draggan_core.losses import ssim
+from draggan_core.precision import PRECISIONS
 
 
 def region(drag, size: int, margin: int = 12) -> tuple[slice, slice]:
@@ -51,7 +55,8 @@ def landmark_error(image: np.ndarray, drag, names: tuple[str, ...], init: np.nda
     return float(np.mean([np.hypot(*(np.subtract(marks[n], t))) for n, t in zip(names, drag.targets)]))
 
 
-def run(G, lr: float, scenarios: list[str], seeds: int, steps: int, fit: bool) -> list[dict]:
+def run(G, lr: float, scenarios: list[str], seeds: int, steps: int, fit: bool, precision: str = "fp32",
+        images: str | None = None) -> list[dict]:
     rows = []
     for name in scenarios:
         scenario = SCENARIOS[name]
@@ -64,7 +69,7 @@ def run(G, lr: float, scenarios: list[str], seeds: int, steps: int, fit: bool) -
             with torch.no_grad():
                 w1 = G.mapping(drag.z_before, None)
                 target_img = G.synthesis(G.mapping(drag.z_after, None))
-            s = DragSession(G, w1, config=DragConfig(learning_rate=lr))
+            s = DragSession(G, w1, config=DragConfig(learning_rate=lr, precision=precision))
             s.set_points(drag.handles, drag.targets)
             before = s.image()
             t0 = time.perf_counter()
@@ -77,8 +82,12 @@ def run(G, lr: float, scenarios: list[str], seeds: int, steps: int, fit: bool) -
             mse_edit, ssim_edit = compare(after, target_img, box)
             mse_none, ssim_none = compare(before, target_img, box)
             row = {"scenario": name, "seed": seed, "reached": step.reason == "reached", "steps": step.step,
+                   "handles": step.handles,
                    "seconds": time.perf_counter() - t0, "final_distance": float(dist), "mse_edit": mse_edit,
                    "ssim_edit": ssim_edit, "mse_none": mse_none, "ssim_none": ssim_none}
+            if images:
+                row["image"] = os.path.join(images, f"{name}-{seed}.png")
+                Image.fromarray(to_uint8(after)).save(row["image"])
             if fit:
                 row["content_error_after"] = landmark_error(to_uint8(after), drag, scenario.landmarks,
                                                             drag.params_before)
@@ -106,6 +115,28 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def compare_runs(path_a: str, path_b: str) -> str:
+    """Both runs' tables, then how far run b's drags ended from run a's: tracked handles (px) and, where
+    both saved images, the 8-bit result images (mean and max absolute difference, share of pixels > 8)."""
+    runs = []
+    for path in (path_a, path_b):
+        with open(path) as f:
+            runs.append(json.load(f))
+    a = {(r["scenario"], r["seed"]): r for r in runs[0]}
+    pairs = [(a[(r["scenario"], r["seed"])], r) for r in runs[1] if (r["scenario"], r["seed"]) in a]
+    handle_px = [float(np.abs(np.subtract(x["handles"], y["handles"])).max()) for x, y in pairs]
+    lines = [f"## {path_a}", table(runs[0]), f"## {path_b}", table(runs[1]), "",
+             f"{len(pairs)} drags in both; largest handle difference per drag: median {np.median(handle_px):.1f} px, "
+             f"max {max(handle_px):.1f} px, {sum(h <= 1 for h in handle_px)}/{len(pairs)} within 1 px"]
+    diffs = [np.abs(np.asarray(Image.open(x["image"]), np.int16) - np.asarray(Image.open(y["image"]), np.int16))
+             for x, y in pairs if "image" in x and "image" in y]
+    if diffs:
+        lines.append(f"result images (8-bit): mean |diff| {np.mean([d.mean() for d in diffs]):.2f}, "
+                     f"max {max(int(d.max()) for d in diffs)}, pixels > 8 apart "
+                     f"{np.mean([(d.max(axis=2) > 8).mean() for d in diffs]):.1%}")
+    return "\n".join(lines)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=registry.DEMO_MODEL)
@@ -114,12 +145,21 @@ def main() -> int:
     ap.add_argument("--no-fit", action="store_true", help="skip the (slower) world-parameter fit of results")
     ap.add_argument("--scenario", action="append", choices=list(SCENARIOS), help="only these (default: all)")
     ap.add_argument("--lr", type=float, default=None, help="drag learning rate (default: the model's registry value)")
+    ap.add_argument("--precision", default="fp32", choices=PRECISIONS, help="the drag steps' synthesis type")
+    ap.add_argument("--images", default=None, help="save each drag's result here as <scenario>-<seed>.png")
+    ap.add_argument("--compare", nargs=2, metavar="JSON", help="only compare two earlier runs' --json (and images)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
+    if args.compare:
+        print(compare_runs(*args.compare))
+        return 0
+    if args.images:
+        os.makedirs(args.images, exist_ok=True)
     path, info = registry.resolve(args.model)
     G = load_generator(path)
     lr = args.lr or registry.default_learning_rate(info)
-    rows = run(G, lr, args.scenario or list(SCENARIOS), args.seeds, args.steps, fit=not args.no_fit)
+    rows = run(G, lr, args.scenario or list(SCENARIOS), args.seeds, args.steps, fit=not args.no_fit,
+               precision=args.precision, images=args.images)
     print(table(rows))
     if args.json:
         with open(args.json, "w") as f:

@@ -7,10 +7,19 @@ reconstruction on valid pixels, seconds, and the tuned copy's extra memory.
 
 Models: 'random-<res>' is a small random-initialised checkpoint (written to our safetensors format
 and loaded back); 'demo' is draggan_core/demo/demo_model.safetensors, skipped when it is not there
-(it is produced by draggan_core.demo.train); anything else is a checkpoint path or registry name.
+(it is produced by draggan_core.demo.train); 'official-<res>' is NVIDIA's config f with random weights
+(benchmarks/bench_drag.py); anything else is a checkpoint path or registry name.
 
     python benchmarks/bench_invert.py                              # random-64 and demo (if present)
     python benchmarks/bench_invert.py --model random-128 --images 3 --w-steps 200 --pti-steps 100
+    python benchmarks/bench_invert.py --model demo --images 1 --curve     # + time-to-PSNR per image
+
+--curve adds, per image, the best PSNR reached by each elapsed time and the time to reach each
+PSNR level, in wall seconds and in this process's CPU seconds (the steadier measure on a busy
+machine with one thread); the clock starts before the Inverter is built (its w_avg estimate counts).
+A W or W+ step's PSNR is of the render with the noise maps being optimised, which the result
+discards (InversionConfig.keep_noise): the result's PSNR is the stage rows' and each PTI step's.
+So the curve also gives when each stage began.
 """
 from __future__ import annotations
 
@@ -45,6 +54,9 @@ def load(model: str, device: str):
     from draggan_core.registry import DEMO_FILE
     if model.startswith("random-"):
         return random_checkpoint(int(model.split("-")[1])).to(device)
+    if model.startswith("official-"):
+        from bench_drag import random_model  # NVIDIA's config f, random weights
+        return random_model(model).to(device)
     if model == "demo":
         if not DEMO_FILE.is_file():
             return None
@@ -67,9 +79,12 @@ def bench_model(name: str, G, args) -> list[dict]:
     for seed in range(args.images):
         with torch.no_grad():
             target = to_uint8(G.synthesis(ws_from_seed(G, 100 + seed, 0.7), noise_mode="const"))
+        wall0, cpu0 = time.perf_counter(), time.process_time()
         inv = Inverter(G, target, None, cfg)
-        for _ in inv.run():
-            pass
+        curve = [(step.stage, time.perf_counter() - wall0, time.process_time() - cpu0, step.psnr)
+                 for step in inv.run()]
+        if args.curve:
+            print(curve_table(f"{name} seed {100 + seed}", curve))
         res = inv.result()
         extra = res.extra_bytes
         for stage, q in res.quality.items():
@@ -87,6 +102,28 @@ def bench_model(name: str, G, args) -> list[dict]:
     return rows
 
 
+CURVE_SECONDS = (1, 2, 5, 10, 20, 40, 80)
+CURVE_PSNR = (25, 30, 35, 40, 45)
+
+
+def curve_table(title: str, curve: list[tuple[str, float, float, float]]) -> str:
+    """Best PSNR so far at fixed wall times, and the wall / CPU seconds (stage) when each level was first reached."""
+    lines = [f"# {title}: best PSNR (dB) by wall time: " + ", ".join(
+        f"{t} s: {max((p for _, w, _, p in curve if w <= t), default=float('nan')):.1f}" for t in CURVE_SECONDS)]
+    reached = []
+    for level in CURVE_PSNR:
+        first = next(((stage, w, c) for stage, w, c, p in curve if p >= level), None)
+        reached.append(f"{level} dB: " + (f"{first[1]:.1f} s wall / {first[2]:.1f} s CPU ({first[0]})" if first
+                                          else "not reached"))
+    lines.append(f"# {title}: time to PSNR: " + "; ".join(reached))
+    starts = {}
+    for stage, w, c, _ in curve:
+        starts.setdefault(stage, (w, c))
+    lines.append(f"# {title}: first step of each stage at: " + "; ".join(
+        f"{stage} {w:.1f} s wall / {c:.1f} s CPU" for stage, (w, c) in starts.items()))
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", action="append", help="random-<res>, demo, a path or registry name (repeatable)")
@@ -95,6 +132,7 @@ def main(argv=None) -> int:
     p.add_argument("--wplus-steps", type=int, default=None)
     p.add_argument("--pti-steps", type=int, default=None)
     p.add_argument("--no-early-stop", action="store_true", help="run every PTI step (no PSNR target)")
+    p.add_argument("--curve", action="store_true", help="print each image's time-to-PSNR curve")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)

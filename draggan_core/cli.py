@@ -23,6 +23,7 @@ from .drag import DragConfig, DragSession
 from .images import to_pil
 from .latents import load_latent, save_latent
 from .overlay import draw_points, save_gif
+from .precision import PRECISIONS
 from .stylegan2 import ws_from_seed
 
 EXPECTED_ERRORS = (CheckpointError, registry.UnknownModelError, DownloadError, OSError, ValueError)
@@ -79,7 +80,7 @@ def cmd_drag(args: argparse.Namespace) -> int:
     G, info = load_model(args)
     handles, targets = parse_points(args.points)
     cfg = DragConfig(learning_rate=args.lr or registry.default_learning_rate(info), w_layers=args.w_layers,
-                     mask_lambda=args.mask_lambda, r1=args.r1, r2=args.r2, path=args.path)
+                     mask_lambda=args.mask_lambda, r1=args.r1, r2=args.r2, path=args.path, precision=args.precision)
     start = load_latent(args.latent) if args.latent else args.seed
     session = DragSession(G, start, config=cfg, truncation_psi=args.psi)
     session.set_points(handles, targets)
@@ -184,6 +185,9 @@ def build_parser(*extensions: Callable[[Any], None]) -> argparse.ArgumentParser:
     p.add_argument("--r1", type=float, default=None)
     p.add_argument("--r2", type=int, default=None)
     p.add_argument("--path", choices=("fast", "reference"), default="fast")
+    p.add_argument("--precision", choices=PRECISIONS, default=DragConfig.precision,
+                   help="number type of the drag steps' synthesis (bf16: faster on CPUs with AVX-512 BF16; "
+                        "fp16: CUDA only; benchmarks/README.md)")
     p.add_argument("--out", required=True, help="result PNG")
     p.add_argument("--trajectory", default=None, help="JSON record of every step")
     p.add_argument("--video", default=None, help="animated GIF of the edit with the points drawn")

@@ -192,10 +192,15 @@ class SynthesisBlock(nn.Module):
             self.skip = SkipLayer(in_channels, out_channels)
 
     def forward(self, x: torch.Tensor | None, img: torch.Tensor | None, ws: torch.Tensor, noise_mode: str = "const",
-                force_fp32: bool = False, need_rgb: bool = True,
-                fused_modconv: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """ws holds this block's rows: [conv0,] conv1, torgb. Returns (features x, image)."""
-        dtype = torch.float16 if self.use_fp16 and not force_fp32 and ws.device.type == "cuda" else torch.float32
+                force_fp32: bool = False, need_rgb: bool = True, fused_modconv: bool = True,
+                dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """ws holds this block's rows: [conv0,] conv1, torgb. Returns (features x, image).
+
+        dtype: the activations' type; None chooses as NVIDIA's code does (fp16 for the top
+        num_fp16_res blocks on CUDA unless force_fp32, else fp32).
+        """
+        if dtype is None:
+            dtype = torch.float16 if self.use_fp16 and not force_fp32 and ws.device.type == "cuda" else torch.float32
         w_iter = iter(ws.unbind(dim=1))
         if self.in_channels == 0:
             x = self.const.to(dtype).unsqueeze(0).repeat(ws.shape[0], 1, 1, 1)
@@ -262,13 +267,19 @@ class SynthesisNetwork(nn.Module):
         return [getattr(self, f"b{r}") for r in self.block_resolutions]
 
     def forward(self, ws: torch.Tensor, noise_mode: str = "const", force_fp32: bool = False,
-                return_features: bool = False, stop_at_block: int | None = None, fused_modconv: bool = True):
+                return_features: bool = False, stop_at_block: int | None = None, fused_modconv: bool = True,
+                grad_rows: int | None = None, dtype: torch.dtype | None = None):
         """Render images from ws [N, num_ws, w_dim].
 
         With return_features=True also returns the list of block outputs x (before toRGB), one per
         block. stop_at_block=k stops after block k and returns (None, features[:k+1]): the drag loop
         needs only the features, so it skips the image and the higher blocks. fused_modconv=False
         is the faster form for training batches (see ops.modulated_conv2d).
+
+        grad_rows=n: only ws rows [0, n) may need gradients. A block whose rows all lie past them
+        gets them detached, so backward skips its modulated weights' gradients, which nobody reads
+        (the drag loop optimises the first rows only; they cost as much as the input gradients).
+        dtype: every block's activation type (see SynthesisBlock.forward; draggan_core.precision).
         """
         if ws.shape[1] != self.num_ws:
             raise ValueError(f"ws must have {self.num_ws} rows, got {ws.shape[1]}")
@@ -279,10 +290,12 @@ class SynthesisNetwork(nn.Module):
         blocks = self.blocks()
         for k, block in enumerate(blocks):
             block_ws = ws[:, w_idx: w_idx + block.num_conv + block.num_torgb]
+            if grad_rows is not None and w_idx >= grad_rows:
+                block_ws = block_ws.detach()
             w_idx += block.num_conv
             last_needed = stop_at_block is not None and k == stop_at_block
             x, img = block(x, img, block_ws, noise_mode=noise_mode, force_fp32=force_fp32,
-                           need_rgb=stop_at_block is None, fused_modconv=fused_modconv)
+                           need_rgb=stop_at_block is None, fused_modconv=fused_modconv, dtype=dtype)
             features.append(x)
             if last_needed:
                 return None, features
