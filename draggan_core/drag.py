@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from .features import IDENTITY, FeatureGeometry
+from .presets import PRESETS
 from .stylegan2 import Generator, ws_from_seed
 
 Point = tuple[float, float]
@@ -54,6 +55,13 @@ class DragConfig:
             raise ValueError("track_metric must be 'l1' or 'l2'")
         if self.learning_rate <= 0 or self.w_layers < 1 or self.mask_lambda < 0:
             raise ValueError("learning_rate must be > 0, w_layers >= 1, mask_lambda >= 0")
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> "DragConfig":
+        """A named preset (presets.PRESETS: 'paper', 'studio'), with some fields overridden."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})
 
 
 @dataclasses.dataclass
@@ -297,6 +305,11 @@ class DragSession:
         else:
             img, feats = self.G.synthesis(ws, noise_mode="const", stop_at_block=self.block)
         return FeatureField(feats[self.block], self.size, dense=dense, geometry=self.geometry), img
+
+    @torch.no_grad()
+    def field(self) -> FeatureField:
+        """The current latent's feature field (what tracking searches), e.g. to inspect matches."""
+        return self._features(full=False)[0]
 
     def set_points(self, handles: Sequence[Sequence[float]], targets: Sequence[Sequence[float]]) -> None:
         """Set handle and target points (image pixels). Unmoved tracked handles keep their templates."""
