@@ -140,14 +140,33 @@ def drag_rows(task: tuple) -> list[dict]:
 
 
 def run(model: str, presets: list[str], lr: float, scenarios: list[str], seeds: int, steps: int, fit: bool,
-        workers: int = 1) -> list[dict]:
-    tasks = [(model, name, seed, presets, lr, steps, fit) for name in scenarios for seed in range(seeds)]
-    if workers <= 1:
-        results = [drag_rows(t) for t in tasks]
-    else:
-        with mp.get_context("spawn").Pool(workers) as pool:
-            results = pool.map(drag_rows, tasks, chunksize=1)
-    return [row for rows in results for row in rows]
+        workers: int = 1, out: str | None = None) -> list[dict]:
+    """Every drag with every preset; rows are appended to `out` (JSON lines) as they finish.
+
+    Seeds go in the outer loop, so a run cut short still covers every scenario.
+    """
+    tasks = [(model, name, seed, presets, lr, steps, fit) for seed in range(seeds) for name in scenarios]
+    rows = []
+    with open(out or "/dev/null", "w") as sink:
+        if workers <= 1:
+            results = map(drag_rows, tasks)
+        else:
+            pool = mp.get_context("spawn").Pool(workers)
+            results = pool.imap(drag_rows, tasks)
+        for task_rows in results:
+            rows += task_rows
+            for row in task_rows:
+                sink.write(json.dumps(row) + "\n")
+            sink.flush()
+        if workers > 1:
+            pool.close()
+    return rows
+
+
+def read_rows(path: str) -> list[dict]:
+    """The rows of a --json file (JSON lines)."""
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
 
 
 def table(rows: list[dict]) -> str:
@@ -185,21 +204,17 @@ def main() -> int:
     ap.add_argument("--scenario", action="append", choices=list(SCENARIOS), help="only these (default: all)")
     ap.add_argument("--lr", type=float, default=None, help="drag learning rate (default: the model's registry value)")
     ap.add_argument("--workers", type=int, default=1, help="drags in parallel, one torch thread each")
-    ap.add_argument("--json", default=None)
-    ap.add_argument("--table", default=None, metavar="JSON", help="print the table of an earlier --json and exit")
+    ap.add_argument("--json", default=None, help="write every row here as it finishes (JSON lines)")
+    ap.add_argument("--table", default=None, metavar="JSON", help="print the table of a --json file and exit")
     args = ap.parse_args()
     if args.table:
-        with open(args.table) as f:
-            print(table(json.load(f)))
+        print(table(read_rows(args.table)))
         return 0
     _, info = registry.resolve(args.model)
     lr = args.lr or registry.default_learning_rate(info)
     rows = run(args.model, args.preset or ["studio"], lr, args.scenario or list(SCENARIOS), args.seeds, args.steps,
-               fit=not args.no_fit, workers=args.workers)
+               fit=not args.no_fit, workers=args.workers, out=args.json)
     print(table(rows))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f)
     return 0
 
 

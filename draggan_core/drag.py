@@ -26,8 +26,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .feature_layers import layered_field
 from .features import IDENTITY, FeatureGeometry
 from .presets import PRESETS
+from .tracking import adapt_templates, best_candidates, track_anchored, window_distances
 from .stylegan2 import Generator, ws_from_seed
 
 Point = tuple[float, float]
@@ -46,6 +48,9 @@ class DragConfig:
     stop_distance: float | None = None  # None: 1 px for up to 5 points, else 2 px, times max(1, H / 512)
     stall_steps: int = 60  # stop when the handles got no closer in this many steps (0: never)
     track_metric: str = "l2"  # 'l2' (the published code) or 'l1' (the paper's formula)
+    coarse_blocks: int = 0  # also track and supervise on this many coarser blocks (feature_layers.py); 0: published
+    stall_restarts: int = 0  # on a stall, restart Adam (moments cleared) this many times before stopping
+    template_adapt: float = 0.0  # per step, adapted template += rate * (tracked feature - it); 0: published
     path: str = "fast"  # 'fast' or 'reference'
 
     def __post_init__(self) -> None:
@@ -55,6 +60,10 @@ class DragConfig:
             raise ValueError("track_metric must be 'l1' or 'l2'")
         if self.learning_rate <= 0 or self.w_layers < 1 or self.mask_lambda < 0:
             raise ValueError("learning_rate must be > 0, w_layers >= 1, mask_lambda >= 0")
+        if self.coarse_blocks < 0 or self.stall_restarts < 0:
+            raise ValueError("coarse_blocks and stall_restarts must be >= 0")
+        if not 0 <= self.template_adapt <= 1:
+            raise ValueError("template_adapt must be in [0, 1]")
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "DragConfig":
@@ -116,11 +125,6 @@ def disk_offsets(radius: float) -> torch.Tensor:
     ys, xs = torch.meshgrid(torch.arange(-r, r + 1), torch.arange(-r, r + 1), indexing="ij")
     keep = xs ** 2 + ys ** 2 <= radius ** 2
     return torch.stack([xs[keep], ys[keep]], dim=1).to(torch.float32)
-
-
-def square_offsets(r: int) -> torch.Tensor:
-    ys, xs = torch.meshgrid(torch.arange(-r, r + 1), torch.arange(-r, r + 1), indexing="ij")
-    return torch.stack([xs.reshape(-1), ys.reshape(-1)], dim=1).to(torch.float32)
 
 
 class FeatureField:
@@ -195,17 +199,7 @@ def track_points(field: FeatureField, handles: torch.Tensor, templates: torch.Te
     All handles are searched in one batched lookup. Candidates outside the image are excluded;
     ties go to the first candidate in raster order.
     """
-    H, W = field.size
-    offsets = square_offsets(r2).to(handles.device)
-    cand = handles.round()[:, None, :] + offsets[None]  # [N, K, 2]
-    n, k = cand.shape[:2]
-    feats = field.sample(cand.reshape(-1, 2)).reshape(n, k, -1)
-    diff = feats - templates[:, None, :]
-    dist = diff.norm(dim=-1) if metric == "l2" else diff.abs().sum(dim=-1)
-    inside = (cand[..., 0] >= 0) & (cand[..., 0] <= W - 1) & (cand[..., 1] >= 0) & (cand[..., 1] <= H - 1)
-    dist = dist.masked_fill(~inside, float("inf"))
-    best = dist.argmin(dim=1)
-    return cand[torch.arange(n, device=handles.device), best]
+    return best_candidates(*window_distances(field, handles, templates, r2, metric))
 
 
 def _as_points(points: Sequence[Sequence[float]], name: str) -> list[Point]:
@@ -277,7 +271,8 @@ class DragSession:
         self.disk = disk_offsets(self.r1).to(self.device)
         self.handles = torch.zeros(0, 2, device=self.device)
         self.targets = torch.zeros(0, 2, device=self.device)
-        self.templates: torch.Tensor | None = None
+        self.templates: torch.Tensor | None = None  # each handle's feature when it was set
+        self.adapted: torch.Tensor | None = None  # the same, adapted as tracking goes (config.template_adapt)
         self.fixed: torch.Tensor | None = None
         self.fixed_reference: FeatureField | None = None
         self.steps_done = 0
@@ -304,7 +299,11 @@ class DragSession:
             img, feats = self.G.synthesis(ws, noise_mode="const", return_features=True)
         else:
             img, feats = self.G.synthesis(ws, noise_mode="const", stop_at_block=self.block)
-        return FeatureField(feats[self.block], self.size, dense=dense, geometry=self.geometry), img
+        field = FeatureField(feats[self.block], self.size, dense=dense, geometry=self.geometry)
+        if self.config.coarse_blocks:
+            field = layered_field(field, feats, self.block, self.config.coarse_blocks,
+                                  lambda k: feature_geometry(self.G, k))
+        return field, img
 
     @torch.no_grad()
     def field(self) -> FeatureField:
@@ -324,12 +323,13 @@ class DragSession:
         with torch.no_grad():
             field, _ = self._features(full=False)
             fresh = field.sample(new_h)
-        templates = fresh.clone()
+        templates, adapted = fresh.clone(), fresh.clone()
         if self.templates is not None:
             for i in range(min(len(hs), len(self.handles))):
                 if (new_h[i] - self.handles[i]).norm() <= 0.5:
-                    templates[i] = self.templates[i]
+                    templates[i], adapted[i] = self.templates[i], self.adapted[i]
         self.handles, self.targets, self.templates = new_h, torch.tensor(ts, device=self.device), templates
+        self.adapted = adapted
 
     def set_mask(self, mask: np.ndarray | torch.Tensor | None) -> None:
         """Editable region [H, W] (bool, or 0..1 / 0..255 for soft edges); None = everything editable."""
@@ -349,6 +349,11 @@ class DragSession:
         with torch.no_grad():
             self.fixed_reference, _ = self._features(full=False)
         self.fixed = fixed
+
+    def _restart_optimizer(self) -> None:
+        """A fresh Adam at the current lr: after a stall its moments hold the old direction's history."""
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.optimizer = torch.optim.Adam([self.w_opt], lr=lr)
 
     def set_learning_rate(self, lr: float) -> None:
         """Change the step size without losing Adam's moments."""
@@ -382,11 +387,12 @@ class DragSession:
         stop_at = self.stop_distance()
         start = time.perf_counter()
         stall = _StallCounter(self.config.stall_steps)
+        restarts = 0
         reference = self.config.path == "reference"
         for i in range(max_steps):
             field, img = self._features(full=reference)
             with torch.no_grad():
-                self.handles = track_points(field, self.handles, self.templates, self.r2, self.config.track_metric)
+                self.handles = self._track(field)
             loss = self.loss(field)
             max_dist, loss_value, handles = self._summary(loss)
             reason = "reached" if max_dist <= stop_at else None
@@ -396,7 +402,12 @@ class DragSession:
                 self.optimizer.step()
                 self.steps_done += 1
                 if stall.update(max_dist):
-                    reason = "stalled"
+                    if restarts < self.config.stall_restarts:
+                        restarts += 1
+                        self._restart_optimizer()
+                        stall = _StallCounter(self.config.stall_steps)
+                    else:
+                        reason = "stalled"
                 elif i == max_steps - 1:
                     reason = "max_steps"
                 elif should_stop is not None and should_stop():
@@ -410,6 +421,15 @@ class DragSession:
                            reason=reason, preview=preview)
             if reason is not None:
                 return
+
+    def _track(self, field: FeatureField) -> torch.Tensor:
+        """The published search against the initial templates, or the anchored adaptive one (template_adapt > 0)."""
+        rate, metric = self.config.template_adapt, self.config.track_metric
+        if not rate:
+            return track_points(field, self.handles, self.templates, self.r2, metric)
+        handles = track_anchored(field, self.handles, self.templates, self.adapted, self.r2, metric)
+        self.adapted = adapt_templates(self.adapted, field.sample(handles), rate)
+        return handles
 
     def _summary(self, loss: torch.Tensor) -> tuple[float, float, list[Point]]:
         """Largest distance, loss and handle positions in one device-to-host copy (one sync per step)."""

@@ -1,32 +1,75 @@
-"""Point tracking beyond the published nearest-neighbour search: match quality and its safeguards.
+"""Point tracking: the nearest-neighbour search in a window, its anchored adaptive form, and match margins.
 
-match_margins says how unambiguous each handle's match is (best against second-best feature
-distance in the tracking window); the benchmark's diagnosis uses it to tell a handle that jumped to
-a similar feature from one that was tracked faithfully.
+The published tracker compares every candidate with the handle's *initial* feature: it never
+drifts, but a part that changes look as it moves (an ear that turns, a mouth that opens) can
+match a look-alike better than itself. An anchored adaptive template also compares with a slowly
+updated copy of the feature where the handle was tracked, and sums both distances, so the
+original still holds it. match_margins says how unambiguous each match is (best against
+second-best distance), for the benchmark's failure diagnosis.
 """
 from __future__ import annotations
 
 import torch
 
-from .drag import FeatureField, square_offsets
+
+def square_offsets(r: int) -> torch.Tensor:
+    """Integer (dx, dy) offsets of the square [-r, r]^2, in raster order."""
+    ys, xs = torch.meshgrid(torch.arange(-r, r + 1), torch.arange(-r, r + 1), indexing="ij")
+    return torch.stack([xs.reshape(-1), ys.reshape(-1)], dim=1).to(torch.float32)
 
 
-def window_distances(field: FeatureField, handles: torch.Tensor, templates: torch.Tensor, r2: int,
-                     metric: str = "l2") -> tuple[torch.Tensor, torch.Tensor]:
-    """Candidates [N, K, 2] within +-r2 of each rounded handle and their feature distances [N, K] to the templates.
+def window(field, handles: torch.Tensor, r2: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Candidates [N, K, 2] within +-r2 of each rounded handle and their features [N, K, C].
 
-    Candidates outside the image get distance inf.
+    field is a drag.FeatureField (anything with size and sample).
     """
-    H, W = field.size
     cand = handles.round()[:, None, :] + square_offsets(r2).to(handles.device)[None]
     n, k = cand.shape[:2]
-    diff = field.sample(cand.reshape(-1, 2)).reshape(n, k, -1) - templates[:, None, :]
-    dist = diff.norm(dim=-1) if metric == "l2" else diff.abs().sum(dim=-1)
+    return cand, field.sample(cand.reshape(-1, 2)).reshape(n, k, -1)
+
+
+def feature_distance(feats: torch.Tensor, templates: torch.Tensor, metric: str) -> torch.Tensor:
+    """[N, K] distances of candidate features [N, K, C] to templates [N, C] ('l2' or 'l1')."""
+    diff = feats - templates[:, None, :]
+    return diff.norm(dim=-1) if metric == "l2" else diff.abs().sum(dim=-1)
+
+
+def outside_excluded(dist: torch.Tensor, cand: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Distances with candidates outside the image set to inf."""
+    H, W = size
     inside = (cand[..., 0] >= 0) & (cand[..., 0] <= W - 1) & (cand[..., 1] >= 0) & (cand[..., 1] <= H - 1)
-    return cand, dist.masked_fill(~inside, float("inf"))
+    return dist.masked_fill(~inside, float("inf"))
 
 
-def match_margins(field: FeatureField, handles: torch.Tensor, templates: torch.Tensor, r2: int) -> torch.Tensor:
+def window_distances(field, handles: torch.Tensor, templates: torch.Tensor, r2: int,
+                     metric: str = "l2") -> tuple[torch.Tensor, torch.Tensor]:
+    """Candidates [N, K, 2] and their distances [N, K] to the templates; inf outside the image."""
+    cand, feats = window(field, handles, r2)
+    return cand, outside_excluded(feature_distance(feats, templates, metric), cand, field.size)
+
+
+def best_candidates(cand: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
+    """Per handle the candidate of least distance; ties go to the first in raster order."""
+    return cand[torch.arange(len(cand), device=cand.device), dist.argmin(dim=1)]
+
+
+def track_anchored(field, handles: torch.Tensor, templates: torch.Tensor, adapted: torch.Tensor, r2: int,
+                   metric: str = "l2") -> torch.Tensor:
+    """New handle positions by the summed distance to the initial and to the adapted template.
+
+    With adapted == templates this is the published tracker (twice the distance, same argmin).
+    """
+    cand, feats = window(field, handles, r2)
+    dist = feature_distance(feats, templates, metric) + feature_distance(feats, adapted, metric)
+    return best_candidates(cand, outside_excluded(dist, cand, field.size))
+
+
+def adapt_templates(adapted: torch.Tensor, tracked: torch.Tensor, rate: float) -> torch.Tensor:
+    """Move the adapted templates a fraction `rate` towards the features found at the tracked handles."""
+    return adapted + rate * (tracked - adapted)
+
+
+def match_margins(field, handles: torch.Tensor, templates: torch.Tensor, r2: int) -> torch.Tensor:
     """Per handle, (second - best) / second feature distance in its window, second-best taken > 1 px from the best.
 
     0 means another, separate place matches as well (the tracker may jump there); near 1 means one

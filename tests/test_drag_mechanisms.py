@@ -1,0 +1,102 @@
+"""The drag mechanisms beyond the published algorithm (issue 17), on synthetic feature maps and a tiny generator."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import make_generator
+from draggan_core.drag import DragConfig, DragSession, FeatureField, track_points
+from draggan_core.feature_layers import layered_field
+from draggan_core.features import IDENTITY
+from draggan_core.presets import PRESETS
+from draggan_core.tracking import adapt_templates, match_margins, track_anchored
+
+
+def field_of(fmap):
+    return FeatureField(fmap, tuple(fmap.shape[2:]))
+
+
+def test_layered_field_appends_coarse_blocks_scaled_to_the_fine_blocks_weight():
+    torch.manual_seed(0)
+    fine, coarse = torch.randn(1, 4, 16, 16), 5 * torch.randn(1, 8, 8, 8)
+    field = layered_field(field_of(fine), [coarse, fine], block=1, n_coarse=1, geometry=lambda k: IDENTITY)
+    xy = torch.tensor([[3.0, 4.0], [15.0, 0.0]])
+    out = field.sample(xy)
+    assert torch.allclose(out[:, :4], field_of(fine).sample(xy))
+    up = F.interpolate(coarse, size=(16, 16), mode="bilinear", align_corners=False)[0, :, xy[:, 1].long(), xy[:, 0].long()].t()
+    scale = fine.square().sum(1).mean().sqrt() / coarse.square().sum(1).mean().sqrt()
+    assert torch.allclose(out[:, 4:], up * scale, atol=1e-5)
+    assert layered_field(field_of(fine), [coarse, fine], block=0, n_coarse=3, geometry=lambda k: IDENTITY).sample(
+        xy).shape == (2, 4)  # no block before the first: the fine field alone
+
+
+def test_coarse_context_tells_apart_places_the_fine_block_sees_as_twins():
+    """Two pixels with the same fine feature: fine-only tracking takes the first in raster order, the wrong one."""
+    torch.manual_seed(1)
+    fine = torch.randn(1, 6, 20, 20)
+    fine[0, :, 8, 6] = fine[0, :, 8, 12]  # twins at (6, 8) and (12, 8)
+    yy, xx = torch.meshgrid(torch.arange(10.0), torch.arange(10.0), indexing="ij")
+    coarse = torch.stack([xx, yy])[None]  # a smooth "where am I" map, as coarse blocks carry
+    template_fine = fine[0, :, 8, 12]
+    start = torch.tensor([[9.0, 8.0]])
+    assert track_points(field_of(fine), start, template_fine[None], r2=4).tolist() == [[6.0, 8.0]]
+    both = layered_field(field_of(fine), [coarse, fine], 1, 1, lambda k: IDENTITY)
+    template = both.sample(torch.tensor([[12.0, 8.0]]))
+    assert track_points(both, start, template, r2=4).tolist() == [[12.0, 8.0]]
+    assert float(match_margins(both, start, template, 4)) > float(match_margins(field_of(fine), start,
+                                                                                template_fine[None], 4))
+
+
+def test_match_margin_is_zero_for_twins_and_high_for_a_unique_match():
+    fmap = torch.zeros(1, 3, 12, 12)
+    fmap[0, 0, 5, 5] = 1
+    unique = match_margins(field_of(fmap), torch.tensor([[5.0, 5.0]]), torch.tensor([[1.0, 0, 0]]), 3)
+    fmap[0, 0, 5, 8] = 1
+    twins = match_margins(field_of(fmap), torch.tensor([[5.0, 5.0]]), torch.tensor([[1.0, 0, 0]]), 3)
+    assert float(unique) == 1.0 and float(twins) == 0.0
+
+
+def test_anchored_tracking_with_unadapted_templates_is_the_published_tracker():
+    torch.manual_seed(4)
+    fmap = torch.randn(1, 8, 20, 20)
+    starts = torch.tensor([[5.0, 5.0], [15.0, 12.0]])
+    templates = torch.stack([fmap[0, :, 7, 4], fmap[0, :, 10, 17]]) + 0.1
+    assert torch.equal(track_anchored(field_of(fmap), starts, templates, templates, 4),
+                       track_points(field_of(fmap), starts, templates, 4))
+
+
+def test_an_adapted_template_follows_a_part_that_changed_look():
+    """The part (now at x=7) drifted along channel 1; a look-alike at x=3 is nearer the initial feature."""
+    fmap = torch.zeros(1, 4, 11, 11)
+    fmap[0, :, 5, 7] = torch.tensor([1.0, 1.0, 0, 0])  # the part, changed
+    fmap[0, :, 5, 3] = torch.tensor([1.0, 0, 0.9, 0])  # a look-alike
+    initial = torch.tensor([[1.0, 0, 0, 0]])
+    start = torch.tensor([[5.0, 5.0]])
+    assert track_points(field_of(fmap), start, initial, 3).tolist() == [[3.0, 5.0]]
+    adapted = adapt_templates(initial, torch.tensor([[1.0, 1.0, 0, 0]]), 0.8)
+    assert torch.allclose(adapted, torch.tensor([[1.0, 0.8, 0, 0]]))
+    assert track_anchored(field_of(fmap), start, initial, adapted, 3).tolist() == [[7.0, 5.0]]
+
+
+@pytest.fixture(scope="module")
+def G():
+    return make_generator(seed=5, img_resolution=64, channel_base=2048, channel_max=48, z_dim=32, w_dim=32)
+
+
+@pytest.mark.parametrize("restarts", [0, 2])
+def test_a_stall_restarts_adam_before_it_ends_the_drag(G, restarts):
+    s = DragSession(G, 3, config=DragConfig(learning_rate=1e-12, stall_steps=3, stall_restarts=restarts))
+    s.set_points([(20, 20)], [(40, 20)])
+    first = s.optimizer
+    steps = list(s.run(max_steps=50))
+    assert steps[-1].reason == "stalled" and len(steps) == (3 + 1) * (restarts + 1)  # +1: the first step sets the best
+    assert (s.optimizer is first) == (restarts == 0)
+
+
+def test_presets():
+    assert DragConfig.preset("paper") == DragConfig(**PRESETS["paper"])
+    assert DragConfig.preset("paper", learning_rate=2e-3).learning_rate == 2e-3
+    assert DragConfig.preset("studio") == DragConfig()  # the defaults are the studio preset
+    with pytest.raises(ValueError, match="unknown preset"):
+        DragConfig.preset("nope")
