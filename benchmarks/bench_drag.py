@@ -8,6 +8,7 @@ CUDA) belongs to that run alone.
 
     python benchmarks/bench_drag.py                       # demo model + random 256 and 512 generators
     python benchmarks/bench_drag.py --model path.pkl --device cuda --steps 100
+    python benchmarks/bench_drag.py --presets paper,studio --model demo --model random-512   # DragConfig presets, fast path
 """
 from __future__ import annotations
 
@@ -44,8 +45,16 @@ def load(model: str, device: str):
     return load_generator(path, device=device)
 
 
+def config_for(variant: str):
+    """'reference' / 'fast' are the two paths with the defaults; any other name is a DragConfig preset."""
+    from draggan_core.drag import DragConfig
+    if variant in ("reference", "fast"):
+        return DragConfig(path=variant, stall_steps=0)
+    return DragConfig.preset(variant, stall_steps=0)
+
+
 def run_one(model: str, path: str, device: str, steps: int, queue) -> None:
-    from draggan_core.drag import DragConfig, DragSession
+    from draggan_core.drag import DragSession
     torch.set_num_threads(torch.get_num_threads())
     G = load(model, device)
     H, W = G.img_size
@@ -54,7 +63,7 @@ def run_one(model: str, path: str, device: str, steps: int, queue) -> None:
         torch.cuda.reset_peak_memory_stats()
     records = []
     for seed, (hs, ts) in enumerate(DRAGS):
-        s = DragSession(G, seed, config=DragConfig(path=path, stall_steps=0))
+        s = DragSession(G, seed, config=config_for(path))
         s.set_points([(x * (W - 1), y * (H - 1)) for x, y in hs], [(x * (W - 1), y * (H - 1)) for x, y in ts])
         t0 = time.perf_counter()
         last = None
@@ -92,9 +101,14 @@ def main() -> int:
     ap.add_argument("--model", action="append", help="registry name, path, 'demo' or random-<res>")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--presets", default=None, metavar="A,B",
+                    help="compare these two DragConfig presets (ratio A/B) instead of the reference and fast paths")
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args()
     models = args.model or ["demo", "random-256", "random-512"]
+    variants = args.presets.split(",") if args.presets else ["reference", "fast"]
+    if len(variants) != 2:
+        ap.error("--presets takes two names")
     print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
           f"device {args.device}" + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else ""))
     print("| model | path | ms/step | steps to converge | final distance (px) | peak memory (MiB) |")
@@ -102,13 +116,14 @@ def main() -> int:
     results = []
     for model in models:
         row = {}
-        for path in ("reference", "fast"):
+        for path in variants:
             s = summarise(measure(model, path, args.device, args.steps))
             row[path] = s
             print(f"| {model} | {path} | {s['ms_per_step']:.1f} | {s['steps']} | {s['final_px']} | {s['peak_mib']:.0f} |")
-        speed = row["reference"]["ms_per_step"] / row["fast"]["ms_per_step"]
-        mem = row["reference"]["peak_mib"] / max(row["fast"]["peak_mib"], 1e-9)
-        print(f"| {model} | **ratio ref/fast** | **{speed:.2f}x faster** | | | **{mem:.2f}x less** |")
+        a, b = variants
+        speed = row[a]["ms_per_step"] / row[b]["ms_per_step"]
+        mem = row[a]["peak_mib"] / max(row[b]["peak_mib"], 1e-9)
+        print(f"| {model} | **ratio {a}/{b}** | **{speed:.2f}x** | | | **{mem:.2f}x** |")
         results.append({"model": model, **row, "speedup": speed, "memory_ratio": mem})
     if args.json:
         with open(args.json, "w") as f:

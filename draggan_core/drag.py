@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from .feature_layers import layered_field
 from .features import IDENTITY, FeatureGeometry
 from .presets import PRESETS
+from .supervision import auto_fixed_region
 from .tracking import adapt_templates, best_candidates, track_anchored, window_distances
 from .stylegan2 import Generator, ws_from_seed
 
@@ -51,6 +52,8 @@ class DragConfig:
     coarse_blocks: int = 0  # also track and supervise on this many coarser blocks (feature_layers.py); 0: published
     stall_restarts: int = 0  # on a stall, restart Adam (moments cleared) this many times before stopping
     template_adapt: float = 0.0  # per step, adapted template += rate * (tracked feature - it); 0: published
+    motion_step: float = 1.0  # pixels of motion the loss asks for per step (capped at the distance left); 1: published
+    auto_region: float = 0.0  # without a user mask, hold features far from the drag with this weight (supervision.py)
     path: str = "fast"  # 'fast' or 'reference'
 
     def __post_init__(self) -> None:
@@ -62,6 +65,10 @@ class DragConfig:
             raise ValueError("learning_rate must be > 0, w_layers >= 1, mask_lambda >= 0")
         if self.coarse_blocks < 0 or self.stall_restarts < 0:
             raise ValueError("coarse_blocks and stall_restarts must be >= 0")
+        if self.auto_region < 0:
+            raise ValueError("auto_region must be >= 0")
+        if self.motion_step < 1:
+            raise ValueError("motion_step must be >= 1")
         if not 0 <= self.template_adapt <= 1:
             raise ValueError("template_adapt must be in [0, 1]")
 
@@ -172,18 +179,19 @@ class FeatureField:
 
 
 def motion_loss(field: FeatureField, handles: torch.Tensor, targets: torch.Tensor, offsets: torch.Tensor,
-                min_distance: float = 1.0) -> torch.Tensor:
+                min_distance: float = 1.0, step: float = 1.0) -> torch.Tensor:
     """Sum over handles of mean |sg(F(q)) - F(q + d)| over the disk q around the handle, d = unit(t - p).
 
     Only the shifted samples carry gradient, so the content at q is pulled to q + d. Handles within
-    min_distance of their target are not supervised.
+    min_distance of their target are not supervised. step > 1 asks for that many pixels of motion
+    per step (never past the target); the published loss asks for one.
     """
     delta = targets - handles
     dist = delta.norm(dim=1, keepdim=True)
     active = (dist[:, 0] > min_distance)
     if not bool(active.any()):
         return handles.new_zeros(())
-    d = delta[active] / dist[active]
+    d = delta[active] / dist[active] * dist[active].clamp(max=step).clamp(min=1.0)
     q = handles[active, None, :] + offsets[None]  # [N, K, 2]
     n, k = q.shape[:2]
     both = field.sample(torch.cat([q.reshape(-1, 2), (q + d[:, None]).reshape(-1, 2)]))
@@ -275,6 +283,8 @@ class DragSession:
         self.adapted: torch.Tensor | None = None  # the same, adapted as tracking goes (config.template_adapt)
         self.fixed: torch.Tensor | None = None
         self.fixed_reference: FeatureField | None = None
+        self.auto_fixed: torch.Tensor | None = None  # config.auto_region's weights, used while no mask is set
+        self.auto_reference: FeatureField | None = None
         self.steps_done = 0
 
     # ------------------------------------------------------------------ state
@@ -330,6 +340,8 @@ class DragSession:
                     templates[i], adapted[i] = self.templates[i], self.adapted[i]
         self.handles, self.targets, self.templates = new_h, torch.tensor(ts, device=self.device), templates
         self.adapted = adapted
+        self.auto_fixed = auto_fixed_region(self.size, self.handles, self.targets) if self.config.auto_region else None
+        self.auto_reference = field
 
     def set_mask(self, mask: np.ndarray | torch.Tensor | None) -> None:
         """Editable region [H, W] (bool, or 0..1 / 0..255 for soft edges); None = everything editable."""
@@ -368,9 +380,11 @@ class DragSession:
         return stop_distance_for(len(self.handles), self.size[0])
 
     def loss(self, field: FeatureField) -> torch.Tensor:
-        loss = motion_loss(field, self.handles, self.targets, self.disk)
+        loss = motion_loss(field, self.handles, self.targets, self.disk, step=self.config.motion_step)
         if self.fixed is not None and self.config.mask_lambda > 0:
             loss = loss + self.config.mask_lambda * field.masked_l1(self.fixed_reference, self.fixed)
+        elif self.fixed is None and self.auto_fixed is not None:
+            loss = loss + self.config.auto_region * field.masked_l1(self.auto_reference, self.auto_fixed)
         return loss
 
     def run(self, max_steps: int = 300, preview_every: int = 0,

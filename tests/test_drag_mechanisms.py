@@ -6,10 +6,11 @@ import torch
 import torch.nn.functional as F
 
 from conftest import make_generator
-from draggan_core.drag import DragConfig, DragSession, FeatureField, track_points
+from draggan_core.drag import DragConfig, DragSession, FeatureField, disk_offsets, motion_loss, track_points
 from draggan_core.feature_layers import layered_field
 from draggan_core.features import IDENTITY
 from draggan_core.presets import PRESETS
+from draggan_core.supervision import auto_fixed_region, segment_distance
 from draggan_core.tracking import adapt_templates, match_margins, track_anchored
 
 
@@ -79,6 +80,35 @@ def test_an_adapted_template_follows_a_part_that_changed_look():
     assert track_anchored(field_of(fmap), start, initial, adapted, 3).tolist() == [[7.0, 5.0]]
 
 
+def test_a_longer_motion_step_shifts_the_samples_further_but_never_past_the_target():
+    torch.manual_seed(5)
+    fmap = torch.randn(1, 3, 16, 16)
+    h, offsets = torch.tensor([[4.0, 6.0]]), disk_offsets(1.0)
+    far, near = torch.tensor([[10.0, 6.0]]), torch.tensor([[5.5, 6.0]])
+    assert torch.equal(motion_loss(field_of(fmap), h, far, offsets, step=1.0), motion_loss(field_of(fmap), h, far, offsets))
+    f = fmap[0]
+    qs = [(4 + dx, 6 + dy) for dx, dy in offsets.long().tolist()]
+    two = torch.stack([(f[:, y, x + 2] - f[:, y, x]).abs() for x, y in qs]).mean()
+    assert torch.allclose(motion_loss(field_of(fmap), h, far, offsets, step=2.0), two, atol=1e-6)
+    capped = motion_loss(field_of(fmap), h, near, torch.zeros(1, 2), step=3.0)  # 1.5 px left: shift 1.5
+    assert torch.allclose(capped, (0.5 * f[:, 6, 5] + 0.5 * f[:, 6, 6] - f[:, 6, 4]).abs().mean(), atol=1e-6)
+
+
+def test_segment_distance_by_hand():
+    xy = torch.tensor([[0.0, 3.0], [5.0, 4.0], [-4.0, 0.0]])
+    d = segment_distance(xy, torch.tensor([[0.0, 0.0]]), torch.tensor([[10.0, 0.0]]))
+    assert torch.allclose(d[:, 0], torch.tensor([3.0, 4.0, 4.0]))
+
+
+def test_the_automatic_region_frees_the_drag_and_more_for_a_longer_drag():
+    short = auto_fixed_region((64, 64), torch.tensor([[20.0, 20.0]]), torch.tensor([[24.0, 20.0]]))
+    long = auto_fixed_region((64, 64), torch.tensor([[20.0, 20.0]]), torch.tensor([[36.0, 20.0]]))
+    assert float(short[20, 22]) == 0 and float(short[63, 63]) == 1
+    assert 0 < float(short[20, 40]) < 1  # the soft edge
+    assert float(long.sum()) < float(short.sum())
+    assert float(long[20, 40]) == 0
+
+
 @pytest.fixture(scope="module")
 def G():
     return make_generator(seed=5, img_resolution=64, channel_base=2048, channel_max=48, z_dim=32, w_dim=32)
@@ -92,6 +122,22 @@ def test_a_stall_restarts_adam_before_it_ends_the_drag(G, restarts):
     steps = list(s.run(max_steps=50))
     assert steps[-1].reason == "stalled" and len(steps) == (3 + 1) * (restarts + 1)  # +1: the first step sets the best
     assert (s.optimizer is first) == (restarts == 0)
+
+
+def test_the_automatic_region_holds_only_while_no_mask_is_set(G):
+    s = DragSession(G, 2, config=DragConfig(auto_region=5.0))
+    s.set_points([(20, 20)], [(26, 20)])
+    assert s.auto_fixed is not None and float(s.auto_fixed[20, 22]) == 0 and float(s.auto_fixed[63, 63]) == 1
+    unheld = DragSession(G, 2)
+    unheld.set_points([(20, 20)], [(26, 20)])
+    field = s.field()
+    assert torch.allclose(s.loss(field), unheld.loss(field))  # nothing moved yet: the term is 0
+    shifted = FeatureField(field.fmap + 1, field.size)
+    assert torch.allclose(s.loss(shifted) - unheld.loss(shifted), torch.tensor(5.0))
+    mask = torch.zeros(64, 64)
+    mask[10:30, 10:30] = 1
+    s.set_mask(mask)  # the user's mask replaces the automatic region
+    assert torch.allclose(s.loss(shifted), unheld.loss(shifted) + 20 * shifted.masked_l1(s.fixed_reference, s.fixed))
 
 
 def test_presets():
