@@ -30,7 +30,7 @@ from .feature_layers import layered_field
 from .features import IDENTITY, FeatureGeometry
 from .presets import PRESETS
 from .supervision import auto_fixed_region
-from .tracking import adapt_templates, best_candidates, track_anchored, window_distances
+from .tracking import adapt_templates, best_candidates, snap_to_features, track_anchored, window_distances
 from .stylegan2 import Generator, ws_from_seed
 
 Point = tuple[float, float]
@@ -54,6 +54,7 @@ class DragConfig:
     template_adapt: float = 0.0  # per step, adapted template += rate * (tracked feature - it); 0: published
     motion_step: float = 1.0  # pixels of motion the loss asks for per step (capped at the distance left); 1: published
     auto_region: float = 0.0  # without a user mask, hold features far from the drag with this weight (supervision.py)
+    snap: float = 0.0  # move a new handle on a featureless pixel to a distinctive one within snap * r2 px; 0: never
     path: str = "fast"  # 'fast' or 'reference'
 
     def __post_init__(self) -> None:
@@ -65,8 +66,8 @@ class DragConfig:
             raise ValueError("learning_rate must be > 0, w_layers >= 1, mask_lambda >= 0")
         if self.coarse_blocks < 0 or self.stall_restarts < 0:
             raise ValueError("coarse_blocks and stall_restarts must be >= 0")
-        if self.auto_region < 0:
-            raise ValueError("auto_region must be >= 0")
+        if self.auto_region < 0 or self.snap < 0:
+            raise ValueError("auto_region and snap must be >= 0")
         if self.motion_step < 1:
             raise ValueError("motion_step must be >= 1")
         if not 0 <= self.template_adapt <= 1:
@@ -329,16 +330,23 @@ class DragSession:
         for x, y in hs + ts:
             if not (0 <= x <= W - 1 and 0 <= y <= H - 1):
                 raise ValueError(f"point ({x}, {y}) is outside the {W}x{H} image")
-        new_h = torch.tensor(hs, device=self.device)
+        new_h, new_t = torch.tensor(hs, device=self.device), torch.tensor(ts, device=self.device)
+        kept = torch.zeros(len(hs), dtype=torch.bool, device=self.device)
+        if self.templates is not None:
+            n_old = min(len(hs), len(self.handles))
+            kept[:n_old] = (new_h[:n_old] - self.handles[:n_old]).norm(dim=1) <= 0.5
         with torch.no_grad():
             field, _ = self._features(full=False)
+            if self.config.snap:
+                # Only new drags: a tracked handle is on its feature, and a point to hold (handle = target) stays put.
+                snapped = snap_to_features(field, new_h, self.config.snap * self.r2, self.r2)
+                movable = ~kept & ((new_t - new_h).norm(dim=1) > 0)
+                new_h = torch.where(movable[:, None], snapped, new_h)
             fresh = field.sample(new_h)
         templates, adapted = fresh.clone(), fresh.clone()
-        if self.templates is not None:
-            for i in range(min(len(hs), len(self.handles))):
-                if (new_h[i] - self.handles[i]).norm() <= 0.5:
-                    templates[i], adapted[i] = self.templates[i], self.adapted[i]
-        self.handles, self.targets, self.templates = new_h, torch.tensor(ts, device=self.device), templates
+        for i in torch.nonzero(kept).flatten().tolist():
+            templates[i], adapted[i] = self.templates[i], self.adapted[i]
+        self.handles, self.targets, self.templates = new_h, new_t, templates
         self.adapted = adapted
         self.auto_fixed = auto_fixed_region(self.size, self.handles, self.targets) if self.config.auto_region else None
         self.auto_reference = field

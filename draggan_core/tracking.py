@@ -5,7 +5,8 @@ drifts, but a part that changes look as it moves (an ear that turns, a mouth tha
 match a look-alike better than itself. An anchored adaptive template also compares with a slowly
 updated copy of the feature where the handle was tracked, and sums both distances, so the
 original still holds it. match_margins says how unambiguous each match is (best against
-second-best distance), for the benchmark's failure diagnosis.
+second-best distance), for the benchmark's failure diagnosis. snap_to_features moves a handle set
+on a featureless pixel to the nearest distinctive one, which the tracker can hold.
 """
 from __future__ import annotations
 
@@ -82,3 +83,43 @@ def match_margins(field, handles: torch.Tensor, templates: torch.Tensor, r2: int
     d1 = dist[rows, best]
     d2 = dist.masked_fill(near, float("inf")).amin(dim=1)
     return ((d2 - d1) / d2.clamp_min(1e-8)).clamp(0, 1)
+
+
+SNAP_CHUNK = 64  # candidates scored at once by snap_to_features
+
+
+def distinctiveness(field, points: torch.Tensor, r: int) -> torch.Tensor:
+    """Per point, the feature distance to the most similar place more than 1 px away within +-r.
+
+    Small on flat background or fur (the tracker could slide anywhere), large on a corner or a
+    tip (one clear match): what makes a handle trackable.
+    """
+    cand, dist = window_distances(field, points, field.sample(points), r)
+    near = (cand - points.round()[:, None]).abs().amax(dim=-1) <= 1
+    return dist.masked_fill(near, float("inf")).amin(dim=1)
+
+
+def snap_to_features(field, handles: torch.Tensor, radius: float, r: int, keep: float = 0.5) -> torch.Tensor:
+    """Handles moved to the nearest distinctive pixel within `radius` when they sit on a featureless one.
+
+    A handle whose distinctiveness is at least `keep` times the best within its disk stays; any
+    other moves to the nearest pixel of the disk that reaches that level (ties: raster order).
+    A click just off a thin part (an ear tip drawn a few pixels short) then holds the part.
+    """
+    offsets = square_offsets(int(radius)).to(handles.device)
+    offsets = offsets[offsets.norm(dim=1) <= radius]
+    cand = handles.round()[:, None, :] + offsets[None]  # [N, K, 2]
+    n, k = cand.shape[:2]
+    H, W = field.size
+    inside = (cand[..., 0] >= 0) & (cand[..., 0] <= W - 1) & (cand[..., 1] >= 0) & (cand[..., 1] <= H - 1)
+    flat = cand.reshape(-1, 2)
+    # In chunks: each candidate searches (2r + 1)^2 pixels, which at 512 px (r = 12, a disk of
+    # ~1,000 candidates) would otherwise hold ~0.6 G feature values at once.
+    score = torch.cat([distinctiveness(field, flat[i: i + SNAP_CHUNK], r) for i in range(0, len(flat), SNAP_CHUNK)])
+    score = score.reshape(n, k).masked_fill(~inside, 0)
+    own = distinctiveness(field, handles, r)
+    good = score >= keep * score.amax(dim=1, keepdim=True)
+    reach = offsets.norm(dim=1)[None].expand(n, k).masked_fill(~good, float("inf"))
+    nearest = cand[torch.arange(n, device=handles.device), reach.argmin(dim=1)]
+    stays = own >= keep * score.amax(dim=1)
+    return torch.where(stays[:, None], handles, nearest)

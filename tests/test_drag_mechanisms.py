@@ -11,7 +11,7 @@ from draggan_core.feature_layers import layered_field
 from draggan_core.features import IDENTITY
 from draggan_core.presets import PRESETS
 from draggan_core.supervision import auto_fixed_region, segment_distance
-from draggan_core.tracking import adapt_templates, match_margins, track_anchored
+from draggan_core.tracking import adapt_templates, distinctiveness, match_margins, snap_to_features, track_anchored
 
 
 def field_of(fmap):
@@ -109,6 +109,27 @@ def test_the_automatic_region_frees_the_drag_and_more_for_a_longer_drag():
     assert float(long[20, 40]) == 0
 
 
+def tip_map() -> torch.Tensor:
+    """Flat background with one bright tip at (10, 6) on a fading line down from it (a thin ear)."""
+    fmap = torch.zeros(1, 2, 20, 20)
+    for y in range(6, 16):
+        fmap[0, 0, y, 10] = 1 - (y - 6) * 0.05
+    fmap[0, 1, 6, 10] = 2.0
+    return fmap
+
+
+def test_distinctiveness_is_low_on_flat_background_and_high_at_a_tip():
+    d = distinctiveness(field_of(tip_map()), torch.tensor([[3.0, 3.0], [10.0, 6.0], [10.0, 10.0]]), 3)
+    assert float(d[0]) == 0 and float(d[1]) > 2 and 0 < float(d[2]) < 0.2
+
+
+def test_a_handle_clicked_just_off_a_tip_snaps_to_it_and_one_on_it_stays():
+    field = field_of(tip_map())
+    snapped = snap_to_features(field, torch.tensor([[10.4, 3.3], [10.0, 6.0], [3.0, 15.0]]), radius=4, r=3)
+    assert snapped[:2].tolist() == [[10.0, 6.0], [10.0, 6.0]]
+    assert snapped[2].tolist() == [3.0, 15.0]  # nothing distinctive within reach: it stays
+
+
 @pytest.fixture(scope="module")
 def G():
     return make_generator(seed=5, img_resolution=64, channel_base=2048, channel_max=48, z_dim=32, w_dim=32)
@@ -138,6 +159,17 @@ def test_the_automatic_region_holds_only_while_no_mask_is_set(G):
     mask[10:30, 10:30] = 1
     s.set_mask(mask)  # the user's mask replaces the automatic region
     assert torch.allclose(s.loss(shifted), unheld.loss(shifted) + 20 * shifted.masked_l1(s.fixed_reference, s.fixed))
+
+
+def test_snapping_moves_only_new_drag_handles(G):
+    s = DragSession(G, 2, config=DragConfig(snap=1.5))
+    field = s.field()
+    expected = snap_to_features(field, torch.tensor([[30.4, 20.6]]), 1.5 * s.r2, s.r2)
+    s.set_points([(30.4, 20.6), (12.3, 40.8)], [(36, 20), (12.3, 40.8)])
+    assert s.handle_list() == [tuple(expected[0].tolist()), (12.300000190734863, 40.79999923706055)]  # a point to hold stays
+    tracked = s.handle_list()
+    s.set_points(tracked, [(40, 20), (12.3, 40.8)])  # continuing: tracked handles keep their place
+    assert s.handle_list() == tracked
 
 
 def test_presets():
