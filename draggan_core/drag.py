@@ -38,7 +38,10 @@ Point = tuple[float, float]
 
 @dataclasses.dataclass
 class DragConfig:
-    """Drag settings. None means "derived from the image size" as documented per field."""
+    """Drag settings. None means "derived from the image size" as documented per field.
+
+    The defaults are presets.PRESETS["studio"]; DragConfig.preset("paper") is the published algorithm.
+    """
 
     learning_rate: float = 1e-3  # Adam; the paper uses 2e-3 for FFHQ, AFHQ cat and LSUN car models
     w_layers: int = 6  # optimise W+ rows [0, w_layers); the rest keep their initial values
@@ -49,12 +52,12 @@ class DragConfig:
     stop_distance: float | None = None  # None: 1 px for up to 5 points, else 2 px, times max(1, H / 512)
     stall_steps: int = 60  # stop when the handles got no closer in this many steps (0: never)
     track_metric: str = "l2"  # 'l2' (the published code) or 'l1' (the paper's formula)
-    coarse_blocks: int = 0  # also track and supervise on this many coarser blocks (feature_layers.py); 0: published
+    coarse_blocks: int = 2  # also track and supervise on this many coarser blocks (feature_layers.py); 0: published
     stall_restarts: int = 0  # on a stall, restart Adam (moments cleared) this many times before stopping
     template_adapt: float = 0.0  # per step, adapted template += rate * (tracked feature - it); 0: published
     motion_step: float = 1.0  # pixels of motion the loss asks for per step (capped at the distance left); 1: published
-    auto_region: float = 0.0  # without a user mask, hold features far from the drag with this weight (supervision.py)
-    snap: float = 0.0  # move a new handle on a featureless pixel to a distinctive one within snap * r2 px; 0: never
+    auto_region: float = 10.0  # without a user mask, hold features far from the drag with this weight (supervision.py)
+    snap: float = 1.5  # move a new handle on a featureless pixel to a distinctive one within snap * r2 px; 0: never
     path: str = "fast"  # 'fast' or 'reference'
 
     def __post_init__(self) -> None:

@@ -9,6 +9,11 @@ only the fields it sets; the learning rate comes from the model's registry entry
 from __future__ import annotations
 
 PRESETS: dict[str, dict[str, object]] = {
-    "paper": {},
-    "studio": {},
+    "paper": {"track_metric": "l2", "r1": None, "r2": None, "stall_steps": 60, "coarse_blocks": 0, "snap": 0.0,
+              "auto_region": 0.0, "template_adapt": 0.0, "stall_restarts": 0, "motion_step": 1.0},
+    # Measured on the demo drags (benchmarks/README.md): coarser blocks for context, snapping clicks off a
+    # thin part onto it, and a soft hold on what lies far from the drag. template_adapt, stall_restarts and
+    # motion_step did not help there and stay off.
+    "studio": {"track_metric": "l2", "r1": None, "r2": None, "stall_steps": 60, "coarse_blocks": 2, "snap": 1.5,
+               "auto_region": 10.0, "template_adapt": 0.0, "stall_restarts": 0, "motion_step": 1.0},
 }
