@@ -146,10 +146,10 @@ def test_a_stall_restarts_adam_before_it_ends_the_drag(G, restarts):
 
 
 def test_the_automatic_region_holds_only_while_no_mask_is_set(G):
-    s = DragSession(G, 2, config=DragConfig(auto_region=5.0))
+    s = DragSession(G, 2, config=DragConfig.preset("paper", auto_region=5.0))
     s.set_points([(20, 20)], [(26, 20)])
     assert s.auto_fixed is not None and float(s.auto_fixed[20, 22]) == 0 and float(s.auto_fixed[63, 63]) == 1
-    unheld = DragSession(G, 2)
+    unheld = DragSession(G, 2, config=DragConfig.preset("paper"))
     unheld.set_points([(20, 20)], [(26, 20)])
     field = s.field()
     assert torch.allclose(s.loss(field), unheld.loss(field))  # nothing moved yet: the term is 0
