@@ -19,7 +19,7 @@ Each row also keeps what benchmarks/diagnose_drags.py needs to sort failures int
 per-step trajectory, the fits of the start and of the generator's image of the target, the
 anchors' content error and the trackers' nearest-neighbour margins at the start and the end.
 
-    python benchmarks/bench_demo_drags.py --seeds 10 [--preset paper --preset studio] [--steps 200]
+    python benchmarks/bench_demo_drags.py --seeds 10 [--first-seed 0] [--preset paper --preset studio] [--steps 200]
         [--scenario open_mouth ...] [--lr 0.002] [--no-fit] [--workers 2] [--json out.json]
 """
 from __future__ import annotations
@@ -139,13 +139,13 @@ def drag_rows(task: tuple) -> list[dict]:
     return rows
 
 
-def run(model: str, presets: list[str], lr: float, scenarios: list[str], seeds: int, steps: int, fit: bool,
+def run(model: str, presets: list[str], lr: float, scenarios: list[str], seeds: range, steps: int, fit: bool,
         workers: int = 1, out: str | None = None) -> list[dict]:
     """Every drag with every preset; rows are appended to `out` (JSON lines) as they finish.
 
     Seeds go in the outer loop, so a run cut short still covers every scenario.
     """
-    tasks = [(model, name, seed, presets, lr, steps, fit) for seed in range(seeds) for name in scenarios]
+    tasks = [(model, name, seed, presets, lr, steps, fit) for seed in seeds for name in scenarios]
     rows = []
     with open(out or "/dev/null", "w") as sink:
         if workers <= 1:
@@ -198,6 +198,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=registry.DEMO_MODEL)
     ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1 (to shard a run)")
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--preset", action="append", help="DragConfig preset, repeatable (default: studio)")
     ap.add_argument("--no-fit", action="store_true", help="skip the (slower) world-parameter fit of results")
@@ -212,7 +213,8 @@ def main() -> int:
         return 0
     _, info = registry.resolve(args.model)
     lr = args.lr or registry.default_learning_rate(info)
-    rows = run(args.model, args.preset or ["studio"], lr, args.scenario or list(SCENARIOS), args.seeds, args.steps,
+    rows = run(args.model, args.preset or ["studio"], lr, args.scenario or list(SCENARIOS),
+               range(args.first_seed, args.first_seed + args.seeds), args.steps,
                fit=not args.no_fit, workers=args.workers, out=args.json)
     print(table(rows))
     return 0
