@@ -106,6 +106,13 @@ def drag_once(G, drag, config: DragConfig, steps: int, fit: bool, target_img: to
     return row
 
 
+def config_of(spec: str, lr: float) -> DragConfig:
+    """A preset with optional overrides, for ablations: 'studio' or 'studio+auto_region=0+snap=0'."""
+    name, *sets = spec.split("+")
+    overrides = {key: json.loads(value) for key, value in (item.split("=", 1) for item in sets)}
+    return DragConfig.preset(name, learning_rate=lr, **overrides)
+
+
 def drag_rows(task: tuple) -> list[dict]:
     """All presets on one (scenario, seed): the fits of the start and of the target are shared."""
     model, name, seed, presets, lr, steps, fit = task
@@ -131,8 +138,7 @@ def drag_rows(task: tuple) -> list[dict]:
                                                  drag.targets)}
     rows = []
     for preset in presets:
-        row = {"preset": preset, **drag_once(G, drag, DragConfig.preset(preset, learning_rate=lr), steps, fit,
-                                             target_img, w1), **shared}
+        row = {"preset": preset, **drag_once(G, drag, config_of(preset, lr), steps, fit, target_img, w1), **shared}
         rows.append(row)
         brief = {k: v for k, v in row.items() if k not in ("trajectory", "distances")}
         print(json.dumps(brief), flush=True)
@@ -200,7 +206,8 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1 (to shard a run)")
     ap.add_argument("--steps", type=int, default=200)
-    ap.add_argument("--preset", action="append", help="DragConfig preset, repeatable (default: studio)")
+    ap.add_argument("--preset", action="append",
+                    help="DragConfig preset, repeatable, with overrides for ablations: studio+auto_region=0 (default: studio)")
     ap.add_argument("--no-fit", action="store_true", help="skip the (slower) world-parameter fit of results")
     ap.add_argument("--scenario", action="append", choices=list(SCENARIOS), help="only these (default: all)")
     ap.add_argument("--lr", type=float, default=None, help="drag learning rate (default: the model's registry value)")
