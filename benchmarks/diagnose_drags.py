@@ -10,12 +10,14 @@ cause that applies, in this order:
    the handle is not on the part in the generator's image;
 3. tracking_jump: the tracker reported the handles at (within 2 px of) the target, but the content
    is not there: the handle left its part for a similar feature;
-4. tracker_lost: the reverse: the content is within 2 px of the target but the tracked handle is
-   not, so the loop kept pulling (or stalled) on the wrong spot;
-5. weak_supervision: the loop ended without reaching and the part moved less than a third of the
+4. short_of_stop: the content is within 2 px of the target and so are the tracked handles, but not
+   within the loop's 1-px stop distance when it ended (step limit or stall);
+5. tracker_lost: the content is within 2 px of the target but the tracked handle is not, so the
+   loop kept pulling (or stalled) on the wrong spot;
+6. weak_supervision: the loop ended without reaching and the part moved less than a third of the
    way (the content error fell by under a third);
-6. stall: the loop ended on a stall after moving the part partway;
-7. step_cap: still moving when the step limit came.
+7. stall: the loop ended on a stall after moving the part partway;
+8. step_cap: still moving when the step limit came.
 
 It also counts drags whose anchors (points that should stay) moved more than 2 px in content
 (unmasked region drifting), and prints each failure's evidence: largest one-step handle jump,
@@ -34,7 +36,8 @@ import numpy as np
 from bench_demo_drags import read_rows
 
 LANDED_PX = 2.0
-CAUSES = ("model_blur", "wrong_start", "tracking_jump", "tracker_lost", "weak_supervision", "stall", "step_cap")
+CAUSES = ("model_blur", "wrong_start", "tracking_jump", "short_of_stop", "tracker_lost", "weak_supervision", "stall",
+          "step_cap")
 
 
 def largest_jump(row: dict) -> float:
@@ -53,10 +56,11 @@ def cause(row: dict) -> str | None:
         return "model_blur"
     if max(row["start_errors"]) > LANDED_PX:
         return "wrong_start"
-    if row["reached"] or row["final_distance"] <= LANDED_PX:
+    content_there = max(row["content_errors"]) <= LANDED_PX
+    if not content_there and (row["reached"] or row["final_distance"] <= LANDED_PX):
         return "tracking_jump"
-    if max(row["content_errors"]) <= LANDED_PX:
-        return "tracker_lost"
+    if content_there:
+        return "short_of_stop" if row["final_distance"] <= LANDED_PX else "tracker_lost"
     if row["content_error_after"] > (2 / 3) * row["content_error_before"]:
         return "weak_supervision"
     return "stall" if row["reason"] == "stalled" else "step_cap"
