@@ -14,6 +14,11 @@ forward every step, feature map resized to image size) and exists for comparison
 
 StyleGAN3 feature maps extend past the image by a margin; FeatureField crops it first (the
 generator's feature_geometry), so a feature sample and an image pixel correspond exactly.
+
+What goes beyond the published algorithm is a DragConfig option whose logic lives in its own
+module: coarser blocks for context (feature_layers), snapping and adaptive templates (tracking),
+the automatic fixed region (supervision). presets.py names the published settings ("paper") and
+the defaults ("studio").
 """
 from __future__ import annotations
 
