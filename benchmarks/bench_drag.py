@@ -8,7 +8,8 @@ busy machine with one torch thread it is the steadier measure (with more threads
 spin-waits). Each run makes the same fixed drags; a drag's first
 step (templates, warm-up, compilation) is timed apart from the rest.
 
-Levers, combined with '+' (e.g. bf16+compile):
+Levers, combined with '+' (e.g. bf16+compile, paper+bf16):
+  paper, studio        a DragConfig preset (draggan_core/presets.py); a lever without one is the defaults ('studio')
   fp32, bf16, fp16     DragConfig.precision (fp16: CUDA only); a lever without one is fp32
   reference            DragConfig(path='reference'): full render, map resized to the image (the published loop)
   all-grads            the synthesis without grad_rows (every block's weight gradients, as before issue 19)
@@ -26,11 +27,11 @@ channels, z/w 512, conv clamp 256; 30 M parameters at 512 px); a registry name o
     python benchmarks/bench_drag.py                                   # demo, random-256, random-512: reference vs fp32
     python benchmarks/bench_drag.py --official-config --lever all-grads+fused --lever fp32 --lever bf16 --threads 1
     python benchmarks/bench_drag.py --model official-512 --device cuda --lever fp32 --lever fp16 --steps 50
+    python benchmarks/bench_drag.py --model demo --model random-512 --lever paper --lever studio --threads 1
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import json
 import multiprocessing as mp
@@ -75,15 +76,18 @@ def load(model: str, device: str):
     return load_generator(path, device=device).requires_grad_(False)
 
 
-def parse_lever(lever: str) -> tuple[str, set[str]]:
-    """'bf16+compile' -> ('bf16', {'compile'}); raises ValueError for an unknown part."""
+def parse_lever(lever: str) -> tuple[str, str, set[str]]:
+    """'paper+bf16+compile' -> ('paper', 'bf16', {'compile'}); raises ValueError for an unknown part."""
     from draggan_core.precision import PRECISIONS
+    from draggan_core.presets import PRESETS
     parts = lever.split("+")
+    presets = [p for p in parts if p in PRESETS]
     precisions = [p for p in parts if p in PRECISIONS]
-    mods = {p for p in parts if p not in PRECISIONS}
-    if len(precisions) > 1 or mods - set(MODIFIERS):
-        raise ValueError(f"bad lever {lever!r}: at most one of {PRECISIONS} plus any of {MODIFIERS}")
-    return (precisions[0] if precisions else "fp32"), mods
+    mods = {p for p in parts if p not in PRECISIONS and p not in PRESETS}
+    if len(presets) > 1 or len(precisions) > 1 or mods - set(MODIFIERS):
+        raise ValueError(f"bad lever {lever!r}: at most one of {sorted(PRESETS)}, at most one of {PRECISIONS}, "
+                         f"plus any of {MODIFIERS}")
+    return (presets[0] if presets else "studio"), (precisions[0] if precisions else "fp32"), mods
 
 
 def apply_modifiers(G, mods: set[str], device: str) -> None:
@@ -130,14 +134,15 @@ def run_one(model: str, lever: str, device: str, steps: int, drags: int, threads
     from draggan_core.drag import DragConfig, DragSession
     torch.set_num_threads(threads)
     G = load(model, device)
-    precision, mods = parse_lever(lever)
+    preset, precision, mods = parse_lever(lever)
     apply_modifiers(G, mods, device)
     H, W = G.img_size
     cuda = device.startswith("cuda")
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    config = DragConfig(path="reference" if "reference" in mods else "fast", precision=precision, stall_steps=0)
+    config = DragConfig.preset(preset, path="reference" if "reference" in mods else "fast", precision=precision,
+                               stall_steps=0)
     step_s, cpu_s, first_s, handles = [], [], [], []
     for seed, (hs, ts) in enumerate(DRAGS[:drags]):
         s = DragSession(G, seed, config=config)

@@ -14,6 +14,11 @@ forward every step, feature map resized to image size) and exists for comparison
 
 StyleGAN3 feature maps extend past the image by a margin; FeatureField crops it first (the
 generator's feature_geometry), so a feature sample and an image pixel correspond exactly.
+
+What goes beyond the published algorithm is a DragConfig option whose logic lives in its own
+module: coarser blocks for context (feature_layers), snapping and adaptive templates (tracking),
+the automatic fixed region (supervision). presets.py names the published settings ("paper") and
+the defaults ("studio").
 """
 from __future__ import annotations
 
@@ -27,7 +32,11 @@ import torch
 import torch.nn.functional as F
 
 from . import precision
+from .feature_layers import layered_field
 from .features import IDENTITY, FeatureGeometry
+from .presets import PRESETS
+from .supervision import auto_fixed_region
+from .tracking import adapt_templates, best_candidates, snap_to_features, track_anchored, window_distances
 from .stylegan2 import Generator, ws_from_seed
 
 Point = tuple[float, float]
@@ -35,7 +44,10 @@ Point = tuple[float, float]
 
 @dataclasses.dataclass
 class DragConfig:
-    """Drag settings. None means "derived from the image size" as documented per field."""
+    """Drag settings. None means "derived from the image size" as documented per field.
+
+    The defaults are presets.PRESETS["studio"]; DragConfig.preset("paper") is the published algorithm.
+    """
 
     learning_rate: float = 1e-3  # Adam; the paper uses 2e-3 for FFHQ, AFHQ cat and LSUN car models
     w_layers: int = 6  # optimise W+ rows [0, w_layers); the rest keep their initial values
@@ -46,6 +58,12 @@ class DragConfig:
     stop_distance: float | None = None  # None: 1 px for up to 5 points, else 2 px, times max(1, H / 512)
     stall_steps: int = 60  # stop when the handles got no closer in this many steps (0: never)
     track_metric: str = "l2"  # 'l2' (the published code) or 'l1' (the paper's formula)
+    coarse_blocks: int = 2  # also track and supervise on this many coarser blocks (feature_layers.py); 0: published
+    stall_restarts: int = 0  # on a stall, restart Adam (moments cleared) this many times before stopping
+    template_adapt: float = 0.0  # per step, adapted template += rate * (tracked feature - it); 0: published
+    motion_step: float = 1.0  # pixels of motion the loss asks for per step (capped at the distance left); 1: published
+    auto_region: float = 10.0  # without a user mask, hold features far from the drag with this weight (supervision.py)
+    snap: float = 1.5  # move a new handle on a featureless pixel to a distinctive one within snap * r2 px; 0: never
     path: str = "fast"  # 'fast' or 'reference'
     precision: str = "fp32"  # the per-step synthesis' number type: 'fp32', 'bf16' or 'fp16' (draggan_core.precision)
 
@@ -57,6 +75,21 @@ class DragConfig:
         precision.check(self.precision)
         if self.learning_rate <= 0 or self.w_layers < 1 or self.mask_lambda < 0:
             raise ValueError("learning_rate must be > 0, w_layers >= 1, mask_lambda >= 0")
+        if self.coarse_blocks < 0 or self.stall_restarts < 0:
+            raise ValueError("coarse_blocks and stall_restarts must be >= 0")
+        if self.auto_region < 0 or self.snap < 0:
+            raise ValueError("auto_region and snap must be >= 0")
+        if self.motion_step < 1:
+            raise ValueError("motion_step must be >= 1")
+        if not 0 <= self.template_adapt <= 1:
+            raise ValueError("template_adapt must be in [0, 1]")
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> "DragConfig":
+        """A named preset (presets.PRESETS: 'paper', 'studio'), with some fields overridden."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})
 
 
 @dataclasses.dataclass
@@ -113,11 +146,6 @@ def disk_offsets(radius: float) -> torch.Tensor:
     return torch.stack([xs[keep], ys[keep]], dim=1).to(torch.float32)
 
 
-def square_offsets(r: int) -> torch.Tensor:
-    ys, xs = torch.meshgrid(torch.arange(-r, r + 1), torch.arange(-r, r + 1), indexing="ij")
-    return torch.stack([xs.reshape(-1), ys.reshape(-1)], dim=1).to(torch.float32)
-
-
 class FeatureField:
     """A feature map seen as a function of image coordinates.
 
@@ -163,18 +191,19 @@ class FeatureField:
 
 
 def motion_loss(field: FeatureField, handles: torch.Tensor, targets: torch.Tensor, offsets: torch.Tensor,
-                min_distance: float = 1.0) -> torch.Tensor:
+                min_distance: float = 1.0, step: float = 1.0) -> torch.Tensor:
     """Sum over handles of mean |sg(F(q)) - F(q + d)| over the disk q around the handle, d = unit(t - p).
 
     Only the shifted samples carry gradient, so the content at q is pulled to q + d. Handles within
-    min_distance of their target are not supervised.
+    min_distance of their target are not supervised. step > 1 asks for that many pixels of motion
+    per step (never past the target); the published loss asks for one.
     """
     delta = targets - handles
     dist = delta.norm(dim=1, keepdim=True)
     active = (dist[:, 0] > min_distance)
     if not bool(active.any()):
         return handles.new_zeros(())
-    d = delta[active] / dist[active]
+    d = delta[active] / dist[active] * dist[active].clamp(max=step).clamp(min=1.0)
     q = handles[active, None, :] + offsets[None]  # [N, K, 2]
     n, k = q.shape[:2]
     both = field.sample(torch.cat([q.reshape(-1, 2), (q + d[:, None]).reshape(-1, 2)]))
@@ -190,17 +219,7 @@ def track_points(field: FeatureField, handles: torch.Tensor, templates: torch.Te
     All handles are searched in one batched lookup. Candidates outside the image are excluded;
     ties go to the first candidate in raster order.
     """
-    H, W = field.size
-    offsets = square_offsets(r2).to(handles.device)
-    cand = handles.round()[:, None, :] + offsets[None]  # [N, K, 2]
-    n, k = cand.shape[:2]
-    feats = field.sample(cand.reshape(-1, 2)).reshape(n, k, -1)
-    diff = feats - templates[:, None, :]
-    dist = diff.norm(dim=-1) if metric == "l2" else diff.abs().sum(dim=-1)
-    inside = (cand[..., 0] >= 0) & (cand[..., 0] <= W - 1) & (cand[..., 1] >= 0) & (cand[..., 1] <= H - 1)
-    dist = dist.masked_fill(~inside, float("inf"))
-    best = dist.argmin(dim=1)
-    return cand[torch.arange(n, device=handles.device), best]
+    return best_candidates(*window_distances(field, handles, templates, r2, metric))
 
 
 def _as_points(points: Sequence[Sequence[float]], name: str) -> list[Point]:
@@ -273,9 +292,12 @@ class DragSession:
         self.disk = disk_offsets(self.r1).to(self.device)
         self.handles = torch.zeros(0, 2, device=self.device)
         self.targets = torch.zeros(0, 2, device=self.device)
-        self.templates: torch.Tensor | None = None
+        self.templates: torch.Tensor | None = None  # each handle's feature when it was set
+        self.adapted: torch.Tensor | None = None  # the same, adapted as tracking goes (config.template_adapt)
         self.fixed: torch.Tensor | None = None
         self.fixed_reference: FeatureField | None = None
+        self.auto_fixed: torch.Tensor | None = None  # config.auto_region's weights, used while no mask is set
+        self.auto_reference: FeatureField | None = None
         self.steps_done = 0
 
     # ------------------------------------------------------------------ state
@@ -305,7 +327,16 @@ class DragSession:
             img, feats = self.G.synthesis(ws, return_features=True, **kwargs)
         else:
             img, feats = self.G.synthesis(ws, stop_at_block=self.block, **kwargs)
-        return FeatureField(feats[self.block], self.size, dense=dense, geometry=self.geometry), img
+        field = FeatureField(feats[self.block], self.size, dense=dense, geometry=self.geometry)
+        if self.config.coarse_blocks:
+            field = layered_field(field, feats, self.block, self.config.coarse_blocks,
+                                  lambda k: feature_geometry(self.G, k))
+        return field, img
+
+    @torch.no_grad()
+    def field(self) -> FeatureField:
+        """The current latent's feature field (what tracking searches), e.g. to inspect matches."""
+        return self._features(full=False)[0]
 
     def set_points(self, handles: Sequence[Sequence[float]], targets: Sequence[Sequence[float]]) -> None:
         """Set handle and target points (image pixels). Unmoved tracked handles keep their templates."""
@@ -316,16 +347,26 @@ class DragSession:
         for x, y in hs + ts:
             if not (0 <= x <= W - 1 and 0 <= y <= H - 1):
                 raise ValueError(f"point ({x}, {y}) is outside the {W}x{H} image")
-        new_h = torch.tensor(hs, device=self.device)
+        new_h, new_t = torch.tensor(hs, device=self.device), torch.tensor(ts, device=self.device)
+        kept = torch.zeros(len(hs), dtype=torch.bool, device=self.device)
+        if self.templates is not None:
+            n_old = min(len(hs), len(self.handles))
+            kept[:n_old] = (new_h[:n_old] - self.handles[:n_old]).norm(dim=1) <= 0.5
         with torch.no_grad():
             field, _ = self._features(full=False)
+            if self.config.snap:
+                # Only new drags: a tracked handle is on its feature, and a point to hold (handle = target) stays put.
+                snapped = snap_to_features(field, new_h, self.config.snap * self.r2, self.r2)
+                movable = ~kept & ((new_t - new_h).norm(dim=1) > 0)
+                new_h = torch.where(movable[:, None], snapped, new_h)
             fresh = field.sample(new_h)
-        templates = fresh.clone()
-        if self.templates is not None:
-            for i in range(min(len(hs), len(self.handles))):
-                if (new_h[i] - self.handles[i]).norm() <= 0.5:
-                    templates[i] = self.templates[i]
-        self.handles, self.targets, self.templates = new_h, torch.tensor(ts, device=self.device), templates
+        templates, adapted = fresh.clone(), fresh.clone()
+        for i in torch.nonzero(kept).flatten().tolist():
+            templates[i], adapted[i] = self.templates[i], self.adapted[i]
+        self.handles, self.targets, self.templates = new_h, new_t, templates
+        self.adapted = adapted
+        self.auto_fixed = auto_fixed_region(self.size, self.handles, self.targets) if self.config.auto_region else None
+        self.auto_reference = field
 
     def set_mask(self, mask: np.ndarray | torch.Tensor | None) -> None:
         """Editable region [H, W] (bool, or 0..1 / 0..255 for soft edges); None = everything editable."""
@@ -346,6 +387,11 @@ class DragSession:
             self.fixed_reference, _ = self._features(full=False)
         self.fixed = fixed
 
+    def _restart_optimizer(self) -> None:
+        """A fresh Adam at the current lr: after a stall its moments hold the old direction's history."""
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.optimizer = torch.optim.Adam([self.w_opt], lr=lr)
+
     def set_learning_rate(self, lr: float) -> None:
         """Change the step size without losing Adam's moments."""
         for group in self.optimizer.param_groups:
@@ -359,9 +405,11 @@ class DragSession:
         return stop_distance_for(len(self.handles), self.size[0])
 
     def loss(self, field: FeatureField) -> torch.Tensor:
-        loss = motion_loss(field, self.handles, self.targets, self.disk)
+        loss = motion_loss(field, self.handles, self.targets, self.disk, step=self.config.motion_step)
         if self.fixed is not None and self.config.mask_lambda > 0:
             loss = loss + self.config.mask_lambda * field.masked_l1(self.fixed_reference, self.fixed)
+        elif self.fixed is None and self.auto_fixed is not None:
+            loss = loss + self.config.auto_region * field.masked_l1(self.auto_reference, self.auto_fixed)
         return loss
 
     def run(self, max_steps: int = 300, preview_every: int = 0,
@@ -378,11 +426,12 @@ class DragSession:
         stop_at = self.stop_distance()
         start = time.perf_counter()
         stall = _StallCounter(self.config.stall_steps)
+        restarts = 0
         reference = self.config.path == "reference"
         for i in range(max_steps):
             field, img = self._features(full=reference)
             with torch.no_grad():
-                self.handles = track_points(field, self.handles, self.templates, self.r2, self.config.track_metric)
+                self.handles = self._track(field)
             loss = self.loss(field)
             max_dist, loss_value, handles = self._summary(loss)
             reason = "reached" if max_dist <= stop_at else None
@@ -392,7 +441,12 @@ class DragSession:
                 self.optimizer.step()
                 self.steps_done += 1
                 if stall.update(max_dist):
-                    reason = "stalled"
+                    if restarts < self.config.stall_restarts:
+                        restarts += 1
+                        self._restart_optimizer()
+                        stall = _StallCounter(self.config.stall_steps)
+                    else:
+                        reason = "stalled"
                 elif i == max_steps - 1:
                     reason = "max_steps"
                 elif should_stop is not None and should_stop():
@@ -406,6 +460,15 @@ class DragSession:
                            reason=reason, preview=preview)
             if reason is not None:
                 return
+
+    def _track(self, field: FeatureField) -> torch.Tensor:
+        """The published search against the initial templates, or the anchored adaptive one (template_adapt > 0)."""
+        rate, metric = self.config.template_adapt, self.config.track_metric
+        if not rate:
+            return track_points(field, self.handles, self.templates, self.r2, metric)
+        handles = track_anchored(field, self.handles, self.templates, self.adapted, self.r2, metric)
+        self.adapted = adapt_templates(self.adapted, field.sample(handles), rate)
+        return handles
 
     def _summary(self, loss: torch.Tensor) -> tuple[float, float, list[Point]]:
         """Largest distance, loss and handle positions in one device-to-host copy (one sync per step)."""

@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from draggan_core import DragConfig, DragSession, load_generator, registry
-from draggan_core.demo.scenarios import make_drag
+from draggan_core.demo import world
+from draggan_core.demo.scenarios import SCENARIOS, make_drag
 from draggan_core.images import to_uint8
 
 
@@ -36,12 +37,14 @@ def test_demo_model_is_the_default_and_loads(demo):
     assert G.checkpoint_format == "draggan-safetensors"
 
 
-@pytest.mark.parametrize("scenario", ["move_head", "right_ear_up"])  # right_ear_up: `draggan demo`'s default
-def test_drag_moves_the_content_under_the_handle_to_the_target(demo, scenario):
+def test_drag_moves_the_content_under_the_handle_to_the_target(demo):
+    """Image patches: what was under the handle is at the target. (Ears are judged by the world's fit
+    below: an ear tip's patch is mostly background, so its correlation says little.)"""
     G, info = demo
-    drag = make_drag(scenario, 0, G.z_dim, G.img_resolution)
+    drag = make_drag("move_head", 0, G.z_dim, G.img_resolution)
     s = DragSession(G, G.mapping(drag.z_before, None), config=DragConfig(learning_rate=info.learning_rate))
     s.set_points(drag.handles, drag.targets)
+    h, t = s.handle_list()[0], drag.targets[0]  # the handle as dragged (snapped onto the part if it was off it)
     before = to_uint8(s.image())
     last = None
     for last in s.run(max_steps=200):
@@ -49,10 +52,34 @@ def test_drag_moves_the_content_under_the_handle_to_the_target(demo, scenario):
     assert last.reason == "reached", last
     assert last.distance <= s.stop_distance()
     after = to_uint8(s.image())
-    h, t = drag.handles[0], drag.targets[0]
     moved = ncc(patch(before, h), patch(after, t))
     stayed = ncc(patch(before, h), patch(before, t))
     assert moved > 0.8 and moved > stayed + 0.1, (moved, stayed)
+
+
+def landed(G, drag, config: DragConfig) -> tuple[bool, float]:
+    """The benchmark's verdict (bench_demo_drags.py): tracked handles reached and the world's fit of the
+    result puts each dragged landmark within 2 px of its target; also the largest such distance."""
+    s = DragSession(G, G.mapping(drag.z_before, None), config=config)
+    s.set_points(drag.handles, drag.targets)
+    for last in s.run(max_steps=200):
+        pass
+    marks = world.landmarks(world.fit_params(to_uint8(s.image()), init=drag.params_before), G.img_resolution)
+    error = max(float(np.hypot(*np.subtract(marks[n], t))) for n, t in zip(SCENARIOS[drag.scenario].landmarks,
+                                                                          drag.targets))
+    return last.reason == "reached" and error <= 2.0, error
+
+
+def test_an_ear_the_published_settings_leave_behind_lands_with_the_defaults(demo):
+    """right_ear_up (`draggan demo`'s default) on seed 1: the world's ear tip is a few pixels off the
+    generator's, so the click is on the background; the paper's drag pulls background and stalls,
+    the defaults snap the handle onto the ear and land it (benchmarks/README.md, issue 17)."""
+    G, info = demo
+    drag = make_drag("right_ear_up", 1, G.z_dim, G.img_resolution)
+    ok, error = landed(G, drag, DragConfig(learning_rate=info.learning_rate))
+    assert ok, error
+    ok, error = landed(G, drag, DragConfig.preset("paper", learning_rate=info.learning_rate))
+    assert not ok and error > 4, error
 
 
 def test_cli_generate_and_demo_use_the_demo_model(tmp_path):

@@ -70,11 +70,18 @@ def test_bf16_image_and_features_are_close_to_fp32(demo):
     assert float(rel) <= FEATURE_REL
 
 
-def test_bf16_drag_tracks_the_fp32_trajectory(demo):
+# after a 20-step drag: the studio preset's coarse blocks and held region add bf16 rounding to the
+# image's largest difference (measured 0.12 on the demo drag below; the paper preset stays under 0.1)
+DRAG_IMAGE_MAX = {"paper": IMAGE_MAX, "studio": 0.15}
+
+
+@pytest.mark.parametrize("preset", ["paper", "studio"])
+def test_bf16_drag_tracks_the_fp32_trajectory(demo, preset):
     H, W = demo.img_size
     runs = {}
     for precision in ("fp32", "bf16"):
-        s = DragSession(demo, 4, config=DragConfig(precision=precision, stall_steps=0, learning_rate=2e-3))
+        s = DragSession(demo, 4, config=DragConfig.preset(preset, precision=precision, stall_steps=0,
+                                                          learning_rate=2e-3))
         s.set_points([(0.35 * W, 0.4 * H)], [(0.45 * W, 0.3 * H)])
         runs[precision] = ([step.handles for step in s.run(max_steps=20)], s.image())
     (track32, img32), (track16, img16) = runs["fp32"], runs["bf16"]
@@ -84,4 +91,4 @@ def test_bf16_drag_tracks_the_fp32_trajectory(demo):
     assert sum(g <= TRACK_PX for g in gaps) >= TRACK_SHARE * len(gaps), gaps
     assert track32[-1] != track32[0]  # the drag moved: the comparison is not between two idle runs
     diff = (img16 - img32).abs()
-    assert float(diff.max()) <= IMAGE_MAX and float(diff.mean()) <= IMAGE_MEAN
+    assert float(diff.max()) <= DRAG_IMAGE_MAX[preset] and float(diff.mean()) <= IMAGE_MEAN

@@ -1,0 +1,180 @@
+"""The drag mechanisms beyond the published algorithm (issue 17), on synthetic feature maps and a tiny generator."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import make_generator
+from draggan_core.drag import DragConfig, DragSession, FeatureField, disk_offsets, motion_loss, track_points
+from draggan_core.feature_layers import layered_field
+from draggan_core.features import IDENTITY
+from draggan_core.presets import PRESETS
+from draggan_core.supervision import auto_fixed_region, segment_distance
+from draggan_core.tracking import adapt_templates, distinctiveness, match_margins, snap_to_features, track_anchored
+
+
+def field_of(fmap):
+    return FeatureField(fmap, tuple(fmap.shape[2:]))
+
+
+def test_layered_field_appends_coarse_blocks_scaled_to_the_fine_blocks_weight():
+    torch.manual_seed(0)
+    fine, coarse = torch.randn(1, 4, 16, 16), 5 * torch.randn(1, 8, 8, 8)
+    field = layered_field(field_of(fine), [coarse, fine], block=1, n_coarse=1, geometry=lambda k: IDENTITY)
+    xy = torch.tensor([[3.0, 4.0], [15.0, 0.0]])
+    out = field.sample(xy)
+    assert torch.allclose(out[:, :4], field_of(fine).sample(xy))
+    up = F.interpolate(coarse, size=(16, 16), mode="bilinear", align_corners=False)[0, :, xy[:, 1].long(), xy[:, 0].long()].t()
+    scale = fine.square().sum(1).mean().sqrt() / coarse.square().sum(1).mean().sqrt()
+    assert torch.allclose(out[:, 4:], up * scale, atol=1e-5)
+    assert layered_field(field_of(fine), [coarse, fine], block=0, n_coarse=3, geometry=lambda k: IDENTITY).sample(
+        xy).shape == (2, 4)  # no block before the first: the fine field alone
+
+
+def test_coarse_context_tells_apart_places_the_fine_block_sees_as_twins():
+    """Two pixels with the same fine feature: fine-only tracking takes the first in raster order, the wrong one."""
+    torch.manual_seed(1)
+    fine = torch.randn(1, 6, 20, 20)
+    fine[0, :, 8, 6] = fine[0, :, 8, 12]  # twins at (6, 8) and (12, 8)
+    yy, xx = torch.meshgrid(torch.arange(10.0), torch.arange(10.0), indexing="ij")
+    coarse = torch.stack([xx, yy])[None]  # a smooth "where am I" map, as coarse blocks carry
+    template_fine = fine[0, :, 8, 12]
+    start = torch.tensor([[9.0, 8.0]])
+    assert track_points(field_of(fine), start, template_fine[None], r2=4).tolist() == [[6.0, 8.0]]
+    both = layered_field(field_of(fine), [coarse, fine], 1, 1, lambda k: IDENTITY)
+    template = both.sample(torch.tensor([[12.0, 8.0]]))
+    assert track_points(both, start, template, r2=4).tolist() == [[12.0, 8.0]]
+    assert float(match_margins(both, start, template, 4)) > float(match_margins(field_of(fine), start,
+                                                                                template_fine[None], 4))
+
+
+def test_match_margin_is_zero_for_twins_and_high_for_a_unique_match():
+    fmap = torch.zeros(1, 3, 12, 12)
+    fmap[0, 0, 5, 5] = 1
+    unique = match_margins(field_of(fmap), torch.tensor([[5.0, 5.0]]), torch.tensor([[1.0, 0, 0]]), 3)
+    fmap[0, 0, 5, 8] = 1
+    twins = match_margins(field_of(fmap), torch.tensor([[5.0, 5.0]]), torch.tensor([[1.0, 0, 0]]), 3)
+    assert float(unique) == 1.0 and float(twins) == 0.0
+
+
+def test_anchored_tracking_with_unadapted_templates_is_the_published_tracker():
+    torch.manual_seed(4)
+    fmap = torch.randn(1, 8, 20, 20)
+    starts = torch.tensor([[5.0, 5.0], [15.0, 12.0]])
+    templates = torch.stack([fmap[0, :, 7, 4], fmap[0, :, 10, 17]]) + 0.1
+    assert torch.equal(track_anchored(field_of(fmap), starts, templates, templates, 4),
+                       track_points(field_of(fmap), starts, templates, 4))
+
+
+def test_an_adapted_template_follows_a_part_that_changed_look():
+    """The part (now at x=7) drifted along channel 1; a look-alike at x=3 is nearer the initial feature."""
+    fmap = torch.zeros(1, 4, 11, 11)
+    fmap[0, :, 5, 7] = torch.tensor([1.0, 1.0, 0, 0])  # the part, changed
+    fmap[0, :, 5, 3] = torch.tensor([1.0, 0, 0.9, 0])  # a look-alike
+    initial = torch.tensor([[1.0, 0, 0, 0]])
+    start = torch.tensor([[5.0, 5.0]])
+    assert track_points(field_of(fmap), start, initial, 3).tolist() == [[3.0, 5.0]]
+    adapted = adapt_templates(initial, torch.tensor([[1.0, 1.0, 0, 0]]), 0.8)
+    assert torch.allclose(adapted, torch.tensor([[1.0, 0.8, 0, 0]]))
+    assert track_anchored(field_of(fmap), start, initial, adapted, 3).tolist() == [[7.0, 5.0]]
+
+
+def test_a_longer_motion_step_shifts_the_samples_further_but_never_past_the_target():
+    torch.manual_seed(5)
+    fmap = torch.randn(1, 3, 16, 16)
+    h, offsets = torch.tensor([[4.0, 6.0]]), disk_offsets(1.0)
+    far, near = torch.tensor([[10.0, 6.0]]), torch.tensor([[5.5, 6.0]])
+    assert torch.equal(motion_loss(field_of(fmap), h, far, offsets, step=1.0), motion_loss(field_of(fmap), h, far, offsets))
+    f = fmap[0]
+    qs = [(4 + dx, 6 + dy) for dx, dy in offsets.long().tolist()]
+    two = torch.stack([(f[:, y, x + 2] - f[:, y, x]).abs() for x, y in qs]).mean()
+    assert torch.allclose(motion_loss(field_of(fmap), h, far, offsets, step=2.0), two, atol=1e-6)
+    capped = motion_loss(field_of(fmap), h, near, torch.zeros(1, 2), step=3.0)  # 1.5 px left: shift 1.5
+    assert torch.allclose(capped, (0.5 * f[:, 6, 5] + 0.5 * f[:, 6, 6] - f[:, 6, 4]).abs().mean(), atol=1e-6)
+
+
+def test_segment_distance_by_hand():
+    xy = torch.tensor([[0.0, 3.0], [5.0, 4.0], [-4.0, 0.0]])
+    d = segment_distance(xy, torch.tensor([[0.0, 0.0]]), torch.tensor([[10.0, 0.0]]))
+    assert torch.allclose(d[:, 0], torch.tensor([3.0, 4.0, 4.0]))
+
+
+def test_the_automatic_region_frees_the_drag_and_more_for_a_longer_drag():
+    short = auto_fixed_region((64, 64), torch.tensor([[20.0, 20.0]]), torch.tensor([[24.0, 20.0]]))
+    long = auto_fixed_region((64, 64), torch.tensor([[20.0, 20.0]]), torch.tensor([[36.0, 20.0]]))
+    assert float(short[20, 22]) == 0 and float(short[63, 63]) == 1
+    assert 0 < float(short[20, 40]) < 1  # the soft edge
+    assert float(long.sum()) < float(short.sum())
+    assert float(long[20, 40]) == 0
+
+
+def tip_map() -> torch.Tensor:
+    """Flat background with one bright tip at (10, 6) on a fading line down from it (a thin ear)."""
+    fmap = torch.zeros(1, 2, 20, 20)
+    for y in range(6, 16):
+        fmap[0, 0, y, 10] = 1 - (y - 6) * 0.05
+    fmap[0, 1, 6, 10] = 2.0
+    return fmap
+
+
+def test_distinctiveness_is_low_on_flat_background_and_high_at_a_tip():
+    d = distinctiveness(field_of(tip_map()), torch.tensor([[3.0, 3.0], [10.0, 6.0], [10.0, 10.0]]), 3)
+    assert float(d[0]) == 0 and float(d[1]) > 2 and 0 < float(d[2]) < 0.2
+
+
+def test_a_handle_clicked_just_off_a_tip_snaps_to_it_and_one_on_it_stays():
+    field = field_of(tip_map())
+    snapped = snap_to_features(field, torch.tensor([[10.4, 3.3], [10.0, 6.0], [3.0, 15.0]]), radius=4, r=3)
+    assert snapped[:2].tolist() == [[10.0, 6.0], [10.0, 6.0]]
+    assert snapped[2].tolist() == [3.0, 15.0]  # nothing distinctive within reach: it stays
+
+
+@pytest.fixture(scope="module")
+def G():
+    return make_generator(seed=5, img_resolution=64, channel_base=2048, channel_max=48, z_dim=32, w_dim=32)
+
+
+@pytest.mark.parametrize("restarts", [0, 2])
+def test_a_stall_restarts_adam_before_it_ends_the_drag(G, restarts):
+    s = DragSession(G, 3, config=DragConfig(learning_rate=1e-12, stall_steps=3, stall_restarts=restarts))
+    s.set_points([(20, 20)], [(40, 20)])
+    first = s.optimizer
+    steps = list(s.run(max_steps=50))
+    assert steps[-1].reason == "stalled" and len(steps) == (3 + 1) * (restarts + 1)  # +1: the first step sets the best
+    assert (s.optimizer is first) == (restarts == 0)
+
+
+def test_the_automatic_region_holds_only_while_no_mask_is_set(G):
+    s = DragSession(G, 2, config=DragConfig.preset("paper", auto_region=5.0))
+    s.set_points([(20, 20)], [(26, 20)])
+    assert s.auto_fixed is not None and float(s.auto_fixed[20, 22]) == 0 and float(s.auto_fixed[63, 63]) == 1
+    unheld = DragSession(G, 2, config=DragConfig.preset("paper"))
+    unheld.set_points([(20, 20)], [(26, 20)])
+    field = s.field()
+    assert torch.allclose(s.loss(field), unheld.loss(field))  # nothing moved yet: the term is 0
+    shifted = FeatureField(field.fmap + 1, field.size)
+    assert torch.allclose(s.loss(shifted) - unheld.loss(shifted), torch.tensor(5.0))
+    mask = torch.zeros(64, 64)
+    mask[10:30, 10:30] = 1
+    s.set_mask(mask)  # the user's mask replaces the automatic region
+    assert torch.allclose(s.loss(shifted), unheld.loss(shifted) + 20 * shifted.masked_l1(s.fixed_reference, s.fixed))
+
+
+def test_snapping_moves_only_new_drag_handles(G):
+    s = DragSession(G, 2, config=DragConfig(snap=1.5))
+    field = s.field()
+    expected = snap_to_features(field, torch.tensor([[30.4, 20.6]]), 1.5 * s.r2, s.r2)
+    s.set_points([(30.4, 20.6), (12.3, 40.8)], [(36, 20), (12.3, 40.8)])
+    assert s.handle_list() == [tuple(expected[0].tolist()), (12.300000190734863, 40.79999923706055)]  # a point to hold stays
+    tracked = s.handle_list()
+    s.set_points(tracked, [(40, 20), (12.3, 40.8)])  # continuing: tracked handles keep their place
+    assert s.handle_list() == tracked
+
+
+def test_presets():
+    assert DragConfig.preset("paper") == DragConfig(**PRESETS["paper"])
+    assert DragConfig.preset("paper", learning_rate=2e-3).learning_rate == 2e-3
+    assert DragConfig.preset("studio") == DragConfig()  # the defaults are the studio preset
+    with pytest.raises(ValueError, match="unknown preset"):
+        DragConfig.preset("nope")
