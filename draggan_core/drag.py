@@ -17,8 +17,8 @@ generator's feature_geometry), so a feature sample and an image pixel correspond
 
 What goes beyond the published algorithm is a DragConfig option whose logic lives in its own
 module: coarser blocks for context (feature_layers), snapping and adaptive templates (tracking),
-the automatic fixed region (supervision). presets.py names the published settings ("paper") and
-the defaults ("studio").
+the automatic fixed region (supervision). presets.py names the published settings ("paper", the
+defaults) and the demo benchmark's best ("studio").
 """
 from __future__ import annotations
 
@@ -46,7 +46,8 @@ Point = tuple[float, float]
 class DragConfig:
     """Drag settings. None means "derived from the image size" as documented per field.
 
-    The defaults are presets.PRESETS["studio"]; DragConfig.preset("paper") is the published algorithm.
+    The defaults are presets.PRESETS["paper"], the published algorithm; DragConfig.preset("studio")
+    adds the mechanisms that helped on the demo benchmark (presets.py says why they are not the default).
     """
 
     learning_rate: float = 1e-3  # Adam; the paper uses 2e-3 for FFHQ, AFHQ cat and LSUN car models
@@ -58,12 +59,12 @@ class DragConfig:
     stop_distance: float | None = None  # None: 1 px for up to 5 points, else 2 px, times max(1, H / 512)
     stall_steps: int = 60  # stop when the handles got no closer in this many steps (0: never)
     track_metric: str = "l2"  # 'l2' (the published code) or 'l1' (the paper's formula)
-    coarse_blocks: int = 2  # also track and supervise on this many coarser blocks (feature_layers.py); 0: published
+    coarse_blocks: int = 0  # also track and supervise on this many coarser blocks (feature_layers.py); 0: published
     stall_restarts: int = 0  # on a stall, restart Adam (moments cleared) this many times before stopping
     template_adapt: float = 0.0  # per step, adapted template += rate * (tracked feature - it); 0: published
     motion_step: float = 1.0  # pixels of motion the loss asks for per step (capped at the distance left); 1: published
-    auto_region: float = 10.0  # without a user mask, hold features far from the drag with this weight (supervision.py)
-    snap: float = 1.5  # move a new handle on a featureless pixel to a distinctive one within snap * r2 px; 0: never
+    auto_region: float = 0.0  # without a user mask, hold features far from the drag with this weight (supervision.py)
+    snap: float = 0.0  # move a new handle on a featureless pixel to a distinctive one within snap * r2 px; 0: never
     path: str = "fast"  # 'fast' or 'reference'
     precision: str = "fp32"  # the per-step synthesis' number type: 'fp32', 'bf16' or 'fp16' (draggan_core.precision)
 

@@ -2,9 +2,12 @@
 
 "paper" is DragGAN as published (L2 nearest-neighbour tracking against the initial handle feature,
 r1 / r2 scaled by the image size, one feature block, a plain Adam run that ends on a stall) and
-equals this project's defaults before issue 17 (call those "v1" when comparing). "studio" is the
-default now: what the demo-drag benchmark measured best (benchmarks/README.md). A preset lists
-only the fields it sets; the learning rate comes from the model's registry entry, not the preset.
+equals DragConfig's defaults. "studio" is what the demo-drag benchmark measured best
+(benchmarks/README.md: landed 27% against 24%, paired MSE 2.94 against 3.54), and not the default:
+the gain is small, open mouths land less often, its coarse blocks make a tiny 64-px model's drag
+move about half as far in the same steps, and snapping can move a handle so near its target that
+the drag has nothing left to do (a box-aligned drag in the GIMP e2e test changed no pixel). A
+preset lists only the fields it sets; the learning rate comes from the model's registry entry.
 """
 from __future__ import annotations
 
