@@ -108,13 +108,15 @@ def daemon_url(tmp_path_factory):
 
 
 def _stage_run(run_dir: Path) -> None:
-    """draggan_krita.zip (the release zip), the harness plug-in (with editor_gate.py) and run_krita.sh in run_dir."""
+    """draggan_krita.zip (the release zip), the harness plug-in (with editor_gate.py), run_krita.sh and
+    x_handshake.py in run_dir."""
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     _package_module().build_zip(str(run_dir / "draggan_krita.zip"))
     shutil.copytree(HARNESS / "harness", run_dir / "harness", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "tests" / "editor_gate.py", run_dir / "harness" / "draggan_krita_e2e" / "editor_gate.py")
     shutil.copy(HARNESS / "run_krita.sh", run_dir / "run_krita.sh")
+    shutil.copy(HARNESS / "x_handshake.py", run_dir / "x_handshake.py")
 
 
 def _collect(out_dir: Path, version: str, rc: int, output: str) -> dict:
