@@ -367,7 +367,7 @@ class DragSession:
         self.handles, self.targets, self.templates = new_h, new_t, templates
         self.adapted = adapted
         self.auto_fixed = auto_fixed_region(self.size, self.handles, self.targets) if self.config.auto_region else None
-        self.auto_reference = field
+        self.auto_reference = field if self.auto_fixed is not None else None  # a feature map: kept only when used
 
     def set_mask(self, mask: np.ndarray | torch.Tensor | None) -> None:
         """Editable region [H, W] (bool, or 0..1 / 0..255 for soft edges); None = everything editable."""

@@ -151,6 +151,7 @@ def test_the_automatic_region_holds_only_while_no_mask_is_set(G):
     assert s.auto_fixed is not None and float(s.auto_fixed[20, 22]) == 0 and float(s.auto_fixed[63, 63]) == 1
     unheld = DragSession(G, 2, config=DragConfig.preset("paper"))
     unheld.set_points([(20, 20)], [(26, 20)])
+    assert s.auto_reference is not None and unheld.auto_reference is None  # no feature map kept when off
     field = s.field()
     assert torch.allclose(s.loss(field), unheld.loss(field))  # nothing moved yet: the term is 0
     shifted = FeatureField(field.fmap + 1, field.size)
