@@ -9,8 +9,9 @@ spin-waits). Each run makes the same fixed drags; a drag's first
 step (templates, warm-up, compilation) is timed apart from the rest.
 
 Levers, combined with '+' (e.g. bf16+compile, paper+bf16):
-  paper, studio        a DragConfig preset (draggan_core/presets.py); a lever without one is the defaults ('studio')
-  fp32, bf16, fp16     DragConfig.precision (fp16: CUDA only); a lever without one is fp32
+  paper, studio        a DragConfig preset (draggan_core/presets.py); a lever without one is the defaults ('paper')
+  auto, fp32, bf16, fp16  DragConfig.precision ('auto': the default, bf16 on CPUs with native bf16; fp16: CUDA
+                       only); a lever without one is fp32, the baseline
   reference            DragConfig(path='reference'): full render, map resized to the image (the published loop)
   all-grads            the synthesis without grad_rows (every block's weight gradients, as before issue 19)
   fused                the fused modulated convolution (per-step modulated weights, as before issue 19)
@@ -87,7 +88,7 @@ def parse_lever(lever: str) -> tuple[str, str, set[str]]:
     if len(presets) > 1 or len(precisions) > 1 or mods - set(MODIFIERS):
         raise ValueError(f"bad lever {lever!r}: at most one of {sorted(PRESETS)}, at most one of {PRECISIONS}, "
                          f"plus any of {MODIFIERS}")
-    return (presets[0] if presets else "studio"), (precisions[0] if precisions else "fp32"), mods
+    return (presets[0] if presets else "paper"), (precisions[0] if precisions else "fp32"), mods
 
 
 def apply_modifiers(G, mods: set[str], device: str) -> None:

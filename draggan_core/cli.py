@@ -186,8 +186,8 @@ def build_parser(*extensions: Callable[[Any], None]) -> argparse.ArgumentParser:
     p.add_argument("--r2", type=int, default=None)
     p.add_argument("--path", choices=("fast", "reference"), default="fast")
     p.add_argument("--precision", choices=PRECISIONS, default=DragConfig.precision,
-                   help="number type of the drag steps' synthesis (bf16: faster on CPUs with AVX-512 BF16; "
-                        "fp16: CUDA only; benchmarks/README.md)")
+                   help="number type of the drag steps' synthesis (auto: bf16 on CPUs with AVX-512 BF16 or AMX, "
+                        "else fp32; fp16: CUDA only; benchmarks/README.md)")
     p.add_argument("--out", required=True, help="result PNG")
     p.add_argument("--trajectory", default=None, help="JSON record of every step")
     p.add_argument("--video", default=None, help="animated GIF of the edit with the points drawn")

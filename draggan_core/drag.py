@@ -66,7 +66,8 @@ class DragConfig:
     auto_region: float = 0.0  # without a user mask, hold features far from the drag with this weight (supervision.py)
     snap: float = 0.0  # move a new handle on a featureless pixel to a distinctive one within snap * r2 px; 0: never
     path: str = "fast"  # 'fast' or 'reference'
-    precision: str = "fp32"  # the per-step synthesis' number type: 'fp32', 'bf16' or 'fp16' (draggan_core.precision)
+    precision: str = "auto"  # the per-step synthesis' number type: 'auto' (bf16 on CPUs with native bf16, else fp32),
+    # 'fp32', 'bf16' or 'fp16' (draggan_core.precision)
 
     def __post_init__(self) -> None:
         if self.path not in ("fast", "reference"):
@@ -274,7 +275,8 @@ class DragSession:
         if next(G.parameters()).device != self.device:
             raise ValueError(f"generator is on {next(G.parameters()).device}, session asked for {self.device}")
         self.config = config or DragConfig()
-        precision.synthesis_dtype(self.config.precision, self.device)  # refuse fp16 on a CPU now, not at step 1
+        self.precision = precision.resolve(self.config.precision, self.device)  # 'auto' made concrete
+        self.dtype = precision.synthesis_dtype(self.precision, self.device)  # refuses fp16 on a CPU now, not at step 1
         self.size = G.img_size
         ws = ws_from_seed(G, ws_or_seed, truncation_psi) if isinstance(ws_or_seed, int) else ws_or_seed
         ws = self._check_latent(ws)
@@ -322,8 +324,7 @@ class DragSession:
         # Rows past w_opt are constants: grad_rows spares backward their (unread) weight gradients.
         # The non-fused modulated convolution shares one weight instead of forming a modulated copy
         # per layer and step: 1.1-1.2x faster steps on a CPU (benchmarks/README.md, issue 19).
-        kwargs = dict(noise_mode="const", grad_rows=self.w_opt.shape[1], fused_modconv=False,
-                      dtype=precision.synthesis_dtype(self.config.precision, self.device))
+        kwargs = dict(noise_mode="const", grad_rows=self.w_opt.shape[1], fused_modconv=False, dtype=self.dtype)
         if full:
             img, feats = self.G.synthesis(ws, return_features=True, **kwargs)
         else:
