@@ -15,7 +15,7 @@ import torch
 
 from draggan_core import load_generator, registry
 from draggan_core.drag import DragConfig, DragSession, default_feature_block
-from draggan_core.precision import PRECISIONS, check, synthesis_dtype
+from draggan_core.precision import PRECISIONS, check, cpu_flags, resolve, synthesis_dtype
 from draggan_core.stylegan2 import ws_from_seed
 
 IMAGE_MAX, IMAGE_MEAN = 0.1, 0.01
@@ -31,7 +31,7 @@ def demo():
 
 
 def test_names_are_checked_and_fp16_needs_cuda(small_generator):
-    assert PRECISIONS == ("fp32", "bf16", "fp16")
+    assert PRECISIONS == ("auto", "fp32", "bf16", "fp16")
     with pytest.raises(ValueError, match="precision"):
         check("fp8")
     with pytest.raises(ValueError, match="precision"):
@@ -40,6 +40,24 @@ def test_names_are_checked_and_fp16_needs_cuda(small_generator):
         DragSession(small_generator, 0, device="cpu", config=DragConfig(precision="fp16"))
     assert synthesis_dtype("bf16", torch.device("cpu")) == torch.bfloat16
     assert synthesis_dtype("fp16", torch.device("cuda")) == torch.float16
+
+
+def test_auto_is_bf16_only_on_a_cpu_with_native_bf16(small_generator):
+    """'auto' takes bf16 where the CPU multiplies it natively (a Zen 4's or a Xeon's flags), fp32 on an
+    older CPU (plain AVX-512 emulates bf16 and loses) and on CUDA (fp16 there is not measured yet)."""
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    zen4 = frozenset({"avx2", "avx512f", "avx512_bf16", "avx512_vnni"})
+    sapphire_rapids = frozenset({"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"})
+    skylake = frozenset({"avx2", "avx512f", "avx512bw"})
+    assert resolve("auto", cpu, zen4) == resolve("auto", cpu, sapphire_rapids) == "bf16"
+    assert resolve("auto", cpu, skylake) == resolve("auto", cpu, frozenset()) == "fp32"
+    assert resolve("auto", cuda, zen4) == "fp32"
+    assert resolve("fp32", cpu, zen4) == "fp32" and resolve("bf16", cpu, skylake) == "bf16"
+    # A session says what 'auto' became on this machine and renders in that type.
+    session = DragSession(small_generator, 0, device="cpu", config=DragConfig())
+    assert DragConfig().precision == "auto"
+    assert session.precision == resolve("auto", cpu, cpu_flags())
+    assert session.dtype == {"bf16": torch.bfloat16, "fp32": torch.float32}[session.precision]
 
 
 def test_grad_rows_changes_no_value_and_no_gradient(small_generator):
