@@ -78,6 +78,8 @@ class DaemonConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps, a comma-separated list of those (one worker each,
     #                       'cpu,cpu' in tests) or all (every CUDA GPU): draggan_core.devices.pick_devices
     node: str | None = None  # this daemon's name behind a load balancer, carried by its session and job ids
+    precision: str = "auto"  # the drag steps' number type on every device (draggan_core.precision: 'auto' is bf16
+    #                          on a CPU with native bf16, else fp32; /health says what each device resolved it to)
     models_dir: Path | None = None  # None: draggan_core.registry.models_dir()
     catalogue: Path | None = None  # a studio's catalogue file (JSON) added to the built-in registry; checked at start
     token: str | None = None  # when set, every request needs "Authorization: Bearer <token>"

@@ -47,7 +47,7 @@ class Daemon:
         gate = StepGate() if config.test_gate else None
         catalogue = ModelCatalogue(config.models_dir or registry.models_dir(), zoo)
         jobs = JobStore(limits.max_finished_jobs, limits.max_finished_job_bytes, config.node)
-        return cls(config, Lanes(devices, catalogue, limits, gate), catalogue,
+        return cls(config, Lanes(devices, catalogue, limits, gate, config.precision), catalogue,
                    SessionStore(limits.max_sessions, limits.max_session_bytes, config.node), jobs, gate,
                    DecodeBudget(limits.max_decoded_bytes, limits.decode_wait_s),
                    DownloadManager(catalogue, jobs, limits))

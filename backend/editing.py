@@ -47,8 +47,7 @@ def encode_png(image: Image.Image, fast: bool = False) -> bytes:
 def generate(lane: Lane, store: SessionStore, req: GenerateRequest) -> tuple[Session, bytes]:
     """A new session on the image of a seed, on `lane`'s device: its latent is known, so it can be dragged at once."""
     model = lane.models.load(req.model)
-    drag = DragSession(model.G, req.seed, config=DragConfig(learning_rate=model.entry.learning_rate),
-                       truncation_psi=req.psi)
+    drag = DragSession(model.G, req.seed, config=lane.drag_config(model.entry.learning_rate), truncation_psi=req.psi)
     height, width = model.size
     session = Session(model, drag, Mapping(width, height, width, height), id=store.new_id(), lane=lane.index)
     session.start_states()
@@ -86,7 +85,7 @@ def session_like(store: SessionStore, source: Session, image: Image.Image) -> Se
 
 def drag_config(session: Session, req: DragRequest) -> DragConfig:
     return DragConfig(learning_rate=req.learning_rate or session.model.entry.learning_rate, w_layers=req.w_layers,
-                      mask_lambda=req.mask_lambda, r1=req.r1, r2=req.r2)
+                      mask_lambda=req.mask_lambda, r1=req.r1, r2=req.r2, precision=session.drag.config.precision)
 
 
 def with_config(drag: DragSession, config: DragConfig) -> DragSession:
@@ -279,7 +278,7 @@ def start_inversion(lane: Lane, store: SessionStore, jobs: JobStore, req: Sessio
 
     job = Job("invert", session.id, total, id=job_id, on_end=on_end, client=client, lane=lane.index,
               work=lambda job, between: run_invert(session, target, valid, config, req.invert.preview_every,
-                                                   job, between))
+                                                   lane.drag_config(model.entry.learning_rate), job, between))
     try:
         lane.worker.submit(job)
     except ApiError:  # the queue is full: no session without its inversion
@@ -313,9 +312,10 @@ def layer_png(session: Session, edited: torch.Tensor, mask: Image.Image | None =
 
 
 def run_invert(session: Session, target: np.ndarray, valid: np.ndarray, config: InversionConfig, preview_every: int,
-               job: Job, between_steps: Callable[[], None]) -> str:
-    """Invert the session's region: W -> W+ -> PTI (as configured). A stop keeps the best result so
-    far; the tuned generator copy stays in the session (memory only, never on disk)."""
+               drag_settings: DragConfig, job: Job, between_steps: Callable[[], None]) -> str:
+    """Invert the session's region: W -> W+ -> PTI (as configured), then open its drag with
+    drag_settings. A stop keeps the best result so far; the tuned generator copy stays in the session
+    (memory only, never on disk)."""
     model = session.model
     inverter = Inverter(model.G, target, valid, config)
     offsets, done_before, stage = {}, 0, None
@@ -336,7 +336,7 @@ def run_invert(session: Session, target: np.ndarray, valid: np.ndarray, config: 
     result = inverter.result()
     reference = result.image()
     session.inversion, session.reference = result, reference
-    session.drag = DragSession(result.generator, result.ws, config=DragConfig(learning_rate=model.entry.learning_rate))
+    session.drag = DragSession(result.generator, result.ws, config=drag_settings)
     session.start_states()
     job.state_id = session.state_id
     job.quality = {name: _quality(q) for name, q in result.quality.items()}

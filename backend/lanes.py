@@ -14,6 +14,9 @@ from typing import Iterator
 
 import torch
 
+from draggan_core import precision as precisions
+from draggan_core.drag import DragConfig
+
 from .config import Limits
 from .jobs import Job, Worker
 from .models import ModelCache, ModelCatalogue
@@ -27,7 +30,12 @@ class Lane:
     device: torch.device
     worker: Worker
     models: ModelCache
+    precision: str = "auto"  # the drag steps' number type asked for (DaemonConfig.precision)
     placing: int = 0  # new sessions being made on it right now (guarded by Lanes._lock)
+
+    def drag_config(self, learning_rate: float) -> DragConfig:
+        """A new session's drag settings on this lane: the model's step size in the daemon's precision."""
+        return DragConfig(learning_rate=learning_rate, precision=self.precision)
 
     def memory_allocated(self) -> int | None:
         """Bytes of tensors on the lane's GPU as torch counts them (models, sessions, a running job's
@@ -52,6 +60,7 @@ class Lane:
                 "jobs_running": int(self.worker.running is not None), "queued_steps": self.worker.pending_steps(),
                 "sessions": count, "session_bytes": estimated, "memory_allocated": self.memory_allocated(),
                 "torch_threads": self.worker.torch_threads,
+                "precision": precisions.resolve(self.precision, self.device),
                 "models_loaded": list(self.models.loaded())}
 
 
@@ -72,13 +81,13 @@ class Lanes:
     """Every lane of the daemon, in the order of `draggan serve --device`."""
 
     def __init__(self, devices: list[torch.device], catalogue: ModelCatalogue, limits: Limits,
-                 gate: StepGate | None) -> None:
+                 gate: StepGate | None, precision: str = "auto") -> None:
         threads = cpu_threads_per_worker(devices)
         self.all = [Lane(i, device,
                          Worker(limits.max_queued_jobs, limits.max_jobs_per_client, limits.max_waiting_calls, gate,
                                 device=device, name=f"draggan-worker-{i}",
                                 torch_threads=threads if device.type == "cpu" else None),
-                         ModelCache(catalogue, device, limits.max_loaded_models))
+                         ModelCache(catalogue, device, limits.max_loaded_models), precision)
                     for i, device in enumerate(devices)]
         self._lock = threading.Lock()
 

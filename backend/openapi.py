@@ -116,7 +116,10 @@ def schemas(limits: Limits) -> dict[str, Schema]:
             "models_loaded": {"type": "array", "items": STRING},
             "torch_threads": nullable({**INTEGER, "description": "the CPU threads the worker's torch runs on "
                                                                  "(several CPU workers share the cores out); null "
-                                                                 "while the worker starts"})}),
+                                                                 "while the worker starts"}),
+            "precision": {"type": "string", "enum": ["fp32", "bf16", "fp16"],
+                          "description": "the drag steps' number type on this device: serve --precision, 'auto' "
+                                         "resolved (bf16 on a CPU with native bf16, else fp32)"}}),
         "Model": closed({"name": STRING, "resolution": nullable(INTEGER), "width": nullable(INTEGER),
                          "height": nullable(INTEGER), "domain": STRING,
                          "licence": nullable(STRING), "learning_rate": NUMBER,

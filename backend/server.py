@@ -26,6 +26,7 @@ from waitress import wasyncore
 
 from draggan_core import registry
 from draggan_core.devices import ALL_GPUS, DEVICE_CHOICES, pick_devices
+from draggan_core.precision import PRECISIONS, synthesis_dtype
 
 from . import testgate
 from .app import close_app, create_app
@@ -73,6 +74,9 @@ def add_serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto",
                    help=f"{', '.join(DEVICE_CHOICES)} or cuda:N; a comma-separated list runs one worker per device "
                         f"(cuda:0,cuda:1), '{ALL_GPUS}' one per CUDA GPU (default auto: one device)")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="the drag steps' number type (default auto: bf16 on a CPU with AVX-512 BF16 or AMX, 1.5-1.9x "
+                        "faster there, else fp32; fp16 needs CUDA; benchmarks/README.md)")
     p.add_argument("--node", default=None, metavar="NAME",
                    help="this daemon's name behind a load balancer (its server name in deploy/haproxy.cfg): session "
                         "and job ids then start with 'NAME.', which is how the balancer routes them (docs/studio.md)")
@@ -109,7 +113,8 @@ def config_from_args(args: argparse.Namespace) -> tuple[DaemonConfig, bool]:
     if not 0 <= args.port <= 65535:
         raise StartupError(f"--port must be between 0 and 65535, got {args.port}")
     try:
-        pick_devices(args.device)  # refused here, before anything starts; Daemon.start picks them for use
+        for device in pick_devices(args.device):  # refused here, before anything starts; Daemon.start picks them
+            synthesis_dtype(args.precision, device)  # fp16 on a CPU
     except ValueError as e:
         raise StartupError(str(e)) from None
     if args.node is not None and not NODE_NAME.fullmatch(args.node):
@@ -122,7 +127,8 @@ def config_from_args(args: argparse.Namespace) -> tuple[DaemonConfig, bool]:
     if args.exit_with_process is not None and args.exit_with_process <= 0:
         raise StartupError(f"--exit-with-process needs a process id above 0, got {args.exit_with_process}")
     models = Path(args.models) if args.models else registry.models_dir()
-    return DaemonConfig(host=args.host, port=args.port, device=args.device, node=args.node, models_dir=models,
+    return DaemonConfig(host=args.host, port=args.port, device=args.device, node=args.node, precision=args.precision,
+                        models_dir=models,
                         catalogue=Path(args.catalogue) if args.catalogue else None, token=token,
                         trusted_proxy=proxy, test_gate=os.environ.get(testgate.ENV) == "1"), generated
 

@@ -23,6 +23,7 @@ from daemon_process import MODEL, serve_process, write_model
 from draggan_client.client import DaemonClient
 from draggan_core.devices import pick_devices
 from draggan_core.drag import DragSession
+from draggan_core.precision import resolve
 from test_daemon_support import TINY, models_dir, running_daemon, wait_for  # noqa: F401
 
 FAR = dict(handles=[[20, 20]], targets=[[50, 44]], steps=50)  # no drag ends within the gate's HOLD_STEP steps
@@ -126,6 +127,21 @@ def test_cpu_workers_share_the_cores_out(devices, tmp_path: Path):
         assert per_device(client, "torch_threads") == [max(1, cores // workers)] * workers
 
 
+@pytest.mark.parametrize("asked", ["fp32", "bf16", "auto"])
+def test_sessions_drag_in_the_precision_the_daemon_was_given(asked, models_dir):  # noqa: F811
+    """serve --precision reaches a new session and its drags (whose settings are rebuilt per request), and
+    /health says what it became on each device ('auto': bf16 here only if this CPU multiplies bf16 natively)."""
+    expected = resolve(asked, torch.device("cpu"))
+    with running_daemon(models_dir, precision=asked) as server:
+        client = DaemonClient(server.url, timeout=60)
+        assert per_device(client, "precision") == [expected]
+        made = client.generate(seed=1, model=TINY)
+        job = client.drag(made["session_id"], handles=[[20, 20]], targets=[[24, 22]], steps=3, r1=3)
+        assert client.wait(job["job_id"], poll_interval=0.02, timeout=60)["state"] == "done"
+        session = server.app.extensions["draggan"].sessions.get(made["session_id"])
+        assert session.drag.config.precision == asked and session.drag.precision == expected
+
+
 def test_a_failure_on_one_device_fails_only_its_job(models_dir, monkeypatch):  # noqa: F811
     """Out of GPU memory on device 0 (raised in its drag) fails that drag only: the drag on device 1 is done,
     and device 0 runs the session's next drag."""
@@ -185,6 +201,7 @@ def test_device_lists():
     (["--device", "cpu,gpu"], "unknown device 'gpu'"),
     (["--node", "box.1"], "--node must be 1 to 32 letters"),
     (["--device", "all"], "no CUDA GPU"),
+    (["--device", "cpu", "--precision", "fp16"], "needs a CUDA device"),
 ])
 def test_serve_refuses_unusable_devices_and_node_names(args, words, tmp_path: Path, capsys):
     if args[-1] == "all" and torch.cuda.is_available():
