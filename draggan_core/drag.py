@@ -37,9 +37,10 @@ from .features import IDENTITY, FeatureGeometry
 from .presets import PRESETS
 from .supervision import auto_fixed_region
 from .tracking import adapt_templates, best_candidates, snap_to_features, track_anchored, window_distances
-from .stylegan2 import Generator, ws_from_seed
+from .stylegan2 import Generator, Window, ws_from_seed
 
 Point = tuple[float, float]
+WINDOW_SHARE = 0.5  # a step computes a window of the feature block only while it is at most this share of the map
 
 
 @dataclasses.dataclass
@@ -157,18 +158,25 @@ class FeatureField:
 
     `geometry` first crops what lies outside the image (StyleGAN3 margins), so that the rest covers
     the image exactly: sample k then sits at image coordinate (k + 0.5) * H / h - 0.5.
+
+    `window`: fmap holds only this window of a map of `map_size` samples (a drag step computes the
+    features around its handles only: DragSession.step_window); points must be sampled inside it.
     """
 
     def __init__(self, fmap: torch.Tensor, size: tuple[int, int], dense: bool = False,
-                 geometry: FeatureGeometry | None = None):
+                 geometry: FeatureGeometry | None = None, window: Window | None = None,
+                 map_size: tuple[int, int] | None = None):
         self.size = size
         self.dense = dense
         fmap = fmap.to(torch.float32)
         if geometry is not None:
             fmap = geometry.apply(fmap)
+        if window is not None and (dense or map_size is None or (geometry is not None and not geometry.is_identity)):
+            raise ValueError("a window of a feature map needs the sparse path, its map size and no geometry crop")
         if dense and tuple(fmap.shape[2:]) != size:
             fmap = F.interpolate(fmap, size=size, mode="bilinear", align_corners=False)
         self.fmap = fmap
+        self.window, self.map_size = window, map_size
 
     def sample(self, xy: torch.Tensor) -> torch.Tensor:
         """xy [M, 2] image coordinates -> features [M, C]."""
@@ -176,6 +184,12 @@ class FeatureField:
         if self.dense:
             gx, gy = xy[:, 0] / max(W - 1, 1) * 2 - 1, xy[:, 1] / max(H - 1, 1) * 2 - 1
             align = True
+        elif self.window is not None:  # map sample k at (k + 0.5) * H / h - 0.5, less the window's corner
+            (h, w), (hc, wc) = self.map_size, self.fmap.shape[2:]
+            fx = (xy[:, 0] + 0.5) * w / W - 0.5 - self.window.left
+            fy = (xy[:, 1] + 0.5) * h / H - 0.5 - self.window.top
+            gx, gy = (fx + 0.5) / wc * 2 - 1, (fy + 0.5) / hc * 2 - 1
+            align = False
         else:
             gx, gy = (xy[:, 0] + 0.5) / W * 2 - 1, (xy[:, 1] + 0.5) / H * 2 - 1
             align = False
@@ -185,6 +199,8 @@ class FeatureField:
 
     def masked_l1(self, other: "FeatureField", fixed: torch.Tensor) -> torch.Tensor:
         """Mean |F - F0| over the fixed region, at the map's own resolution (fixed: [H, W] float, 1 = fixed)."""
+        if self.window is not None or other.window is not None:
+            raise ValueError("the fixed-region term needs whole feature maps")
         weight = fixed
         if tuple(fixed.shape) != tuple(self.fmap.shape[2:]):
             weight = F.adaptive_avg_pool2d(fixed[None, None], self.fmap.shape[2:])[0, 0]
@@ -318,7 +334,8 @@ class DragSession:
         """The current W+ latent [1, num_ws, w_dim] (detached), to save or to resume from."""
         return torch.cat([self.w_opt.detach(), self.w_fixed], dim=1)
 
-    def _features(self, full: bool) -> tuple[FeatureField, torch.Tensor | None]:
+    def _features(self, full: bool, window: Window | None = None) -> tuple[FeatureField, torch.Tensor | None]:
+        """The feature block's field (window: only that part of it, see step_window) and, if full, the image."""
         ws = torch.cat([self.w_opt, self.w_fixed], dim=1)
         dense = self.config.path == "reference"
         # Rows past w_opt are constants: grad_rows spares backward their (unread) weight gradients.
@@ -327,13 +344,46 @@ class DragSession:
         kwargs = dict(noise_mode="const", grad_rows=self.w_opt.shape[1], fused_modconv=False, dtype=self.dtype)
         if full:
             img, feats = self.G.synthesis(ws, return_features=True, **kwargs)
+        elif window is not None:
+            img, feats = self.G.synthesis(ws, stop_at_block=self.block, window=window, **kwargs)
         else:
             img, feats = self.G.synthesis(ws, stop_at_block=self.block, **kwargs)
-        field = FeatureField(feats[self.block], self.size, dense=dense, geometry=self.geometry)
+        map_size = self.G.synthesis.blocks()[self.block].resolution if window is not None else None
+        field = FeatureField(feats[self.block], self.size, dense=dense, geometry=self.geometry, window=window,
+                             map_size=map_size)
         if self.config.coarse_blocks:
             field = layered_field(field, feats, self.block, self.config.coarse_blocks,
                                   lambda k: feature_geometry(self.G, k))
         return field, img
+
+    def step_window(self) -> Window | None:
+        """The window of the feature block the next drag step reads; None where it reads the whole map.
+
+        A step tracks each handle within +-r2 of its rounded position and supervises a disk of radius
+        r1 around the tracked handle, shifted by up to motion_step pixels: it reads nothing farther
+        from the handles. So the generator computes only what that window depends on
+        (stylegan2.SynthesisNetwork.window_plan), and the features there are the same. Not with a
+        fixed region (a mask or the automatic region compare whole maps), coarser blocks (read at
+        their own scales), the reference path, or a StyleGAN3 generator; nor when the window would
+        cover more than WINDOW_SHARE of the map (handles far apart), where it saves little.
+        """
+        synthesis = self.G.synthesis
+        if (not hasattr(synthesis, "window_plan") or self.config.path == "reference" or self.config.coarse_blocks
+                or self.fixed is not None or self.auto_fixed is not None or not len(self.handles)):
+            return None
+        h, w = synthesis.blocks()[self.block].resolution
+        H, W = self.size
+        # the tracking window, the handle's rounding, the motion disk and shift, and bilinear sampling's next sample
+        reach = self.r2 + 0.5 + self.r1 + self.config.motion_step + 1.0
+        xs, ys = self.handles[:, 0].tolist(), self.handles[:, 1].tolist()
+
+        def span(low: float, high: float, samples: int, pixels: int) -> tuple[int, int]:
+            first = math.floor((low - reach + 0.5) * samples / pixels - 0.5) - 1
+            last = math.ceil((high + reach + 0.5) * samples / pixels - 0.5) + 1
+            return max(0, first), min(samples, last + 1)
+
+        window = Window(*span(min(ys), max(ys), h, H), *span(min(xs), max(xs), w, W))
+        return window if window.area <= WINDOW_SHARE * h * w else None
 
     @torch.no_grad()
     def field(self) -> FeatureField:
@@ -431,7 +481,7 @@ class DragSession:
         restarts = 0
         reference = self.config.path == "reference"
         for i in range(max_steps):
-            field, img = self._features(full=reference)
+            field, img = self._features(full=reference, window=None if reference else self.step_window())
             with torch.no_grad():
                 self.handles = self._track(field)
             loss = self.loss(field)

@@ -101,6 +101,7 @@ def modulated_conv2d(
     resample_filter: torch.Tensor | None = None,
     demodulate: bool = True,
     fused: bool = True,
+    weight_sq: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Per-sample modulated (and optionally demodulated) convolution.
 
@@ -111,16 +112,20 @@ def modulated_conv2d(
     fused=True folds the styles into per-sample weights and runs one grouped convolution (the
     inference form). fused=False scales the activations instead and shares one weight across the
     batch, which is much faster for training batches on a CPU; the two agree to about 1e-5.
+    weight_sq: weight.square().sum([2, 3]).t() [I, O], when the caller keeps it (frozen weights).
     """
     n = x.shape[0]
     out_ch, in_ch, kh, kw = weight.shape
     if x.dtype == torch.float16 and demodulate:
         weight = weight * (1 / math.sqrt(in_ch * kh * kw) / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True))
         styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
+        weight_sq = None  # of the weight as scaled here
 
     dcoefs = None
     if demodulate:  # sum over I, kh, kw of (weight * style)^2, without forming per-sample weights
-        dcoefs = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()  # [N, O]
+        if weight_sq is None:
+            weight_sq = weight.square().sum(dim=[2, 3]).t()
+        dcoefs = (styles.square() @ weight_sq + 1e-8).rsqrt()  # [N, O]
     if not fused:
         x = x * styles.to(x.dtype).reshape(n, -1, 1, 1)
         x = _conv(x, weight.to(x.dtype), up, padding, resample_filter, groups=1)

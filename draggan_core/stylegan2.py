@@ -3,19 +3,44 @@
 Parameter and buffer names, shapes and registration order equal those of NVIDIA's PyTorch
 `G_ema`, so a state dict moves between the two unchanged. Architectures: 'skip' (every released
 StyleGAN2 generator) and 'resnet'. Non-square generators (StyleGAN-Human, 2:1) come from a
-rectangular first layer: `init_res=(4, 2)` gives images twice as tall as wide.
+rectangular first layer: `init_res=(4, 2)` gives images twice as tall as wide. A truncated render
+can compute only a window of its last block (Window, SynthesisNetwork.window_plan): the drag loop
+reads features around its handles only.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, Callable, Hashable, TypeVar
 
 import numpy as np
 import torch
 from torch import nn
 
 from . import ops
+
+
+@dataclasses.dataclass(frozen=True)
+class Window:
+    """Rows [top, bottom) and columns [left, right) of one block's output, in that block's samples."""
+
+    top: int
+    bottom: int
+    left: int
+    right: int
+
+    @classmethod
+    def whole(cls, size: tuple[int, int]) -> "Window":
+        return cls(0, size[0], 0, size[1])
+
+    @property
+    def area(self) -> int:
+        return (self.bottom - self.top) * (self.right - self.left)
+
+    def within(self, outer: "Window") -> tuple[slice, slice]:
+        """Index of this window in a map that covers `outer` (rows, columns)."""
+        return (slice(self.top - outer.top, self.bottom - outer.top),
+                slice(self.left - outer.left, self.right - outer.left))
 
 
 @dataclasses.dataclass
@@ -62,6 +87,31 @@ class GeneratorConfig:
         return cls(**d)
 
 
+T = TypeVar("T")
+
+
+def derived(module: nn.Module, key: Hashable, make: Callable[[], T]) -> T:
+    """make()'s result, kept per key while the module's own parameters and buffers stay as they are.
+
+    A layer derives tensors from its weights on every call: weights scaled and cast to the
+    activation type, the demodulation's squared-weight sums, the scaled constant noise. With the
+    weights frozen (a drag, a W or W+ projection) these are constants, and once a drag step computes
+    only a window of the features (Window), deriving them is a large share of the step (issue 19).
+    Nothing is kept while a parameter needs gradients (training, pivotal tuning: autograd must see
+    the ops); an in-place change (an optimiser step, load_state_dict) or a move (.to()) changes the
+    stamp, and the tensors are derived again.
+    """
+    own = [*module.parameters(recurse=False), *module.buffers(recurse=False)]
+    if torch.is_grad_enabled() and any(p.requires_grad for p in own):
+        return make()
+    stamp = tuple((p.data_ptr(), p._version) for p in own)
+    cache = module.__dict__.setdefault("_derived", {})
+    hit = cache.get(key)
+    if hit is None or hit[0] != stamp:
+        hit = cache[key] = (stamp, make())
+    return hit[1]
+
+
 class FullyConnectedLayer(nn.Module):
     """Dense layer with equalised learning rate: weights stored unscaled, scaled at run time."""
 
@@ -75,13 +125,17 @@ class FullyConnectedLayer(nn.Module):
         self.bias_gain = lr_multiplier
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.weight.to(x.dtype) * self.weight_gain
-        b = self.bias
-        if b is not None:
-            b = b.to(x.dtype) * self.bias_gain if self.bias_gain != 1 else b.to(x.dtype)
+        w, b = derived(self, x.dtype, lambda: self._scaled(x.dtype))
         if self.activation == "linear" and b is not None:
             return torch.addmm(b.unsqueeze(0), x, w.t())
         return ops.bias_act(x.matmul(w.t()), b, act=self.activation)
+
+    def _scaled(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
+        w = self.weight.to(dtype) * self.weight_gain
+        b = self.bias
+        if b is not None:
+            b = b.to(dtype) * self.bias_gain if self.bias_gain != 1 else b.to(dtype)
+        return w, b
 
 
 class MappingNetwork(nn.Module):
@@ -134,18 +188,31 @@ class SynthesisLayer(nn.Module):
         self.bias = nn.Parameter(torch.zeros([out_channels]))
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "const",
-                fused_modconv: bool = True) -> torch.Tensor:
+                fused_modconv: bool = True, window: Window | None = None) -> torch.Tensor:
+        """window: the part of the output x computes (x is the input under it); None: all of it."""
         styles = self.affine(w)
         noise = None
         if noise_mode not in ("none", "const", "random"):
             raise ValueError(f"noise_mode must be 'const', 'random' or 'none', got {noise_mode!r}")
+        window = window or Window.whole(self.resolution)
+        weight, weight_sq, noise, bias = derived(self, x.dtype, lambda: self._constants(x.dtype))
         if self.use_noise and noise_mode == "random":
-            noise = torch.randn([x.shape[0], 1, *self.resolution], device=x.device) * self.noise_strength
+            size = (window.bottom - window.top, window.right - window.left)
+            noise = torch.randn([x.shape[0], 1, *size], device=x.device) * self.noise_strength
         elif self.use_noise and noise_mode == "const":
-            noise = self.noise_const * self.noise_strength
-        x = ops.modulated_conv2d(x, self.weight, styles, noise=noise, up=self.up, padding=self.padding,
-                                 resample_filter=self.resample_filter, fused=fused_modconv)
-        return ops.bias_act(x, self.bias, act="lrelu", gain=self.act_gain, clamp=self.act_clamp)
+            noise = noise[window.within(Window.whole(self.resolution))]
+        else:
+            noise = None
+        x = ops.modulated_conv2d(x, weight, styles, noise=noise, up=self.up, padding=self.padding,
+                                 resample_filter=self.resample_filter, fused=fused_modconv, weight_sq=weight_sq)
+        return ops.bias_act(x, bias, act="lrelu", gain=self.act_gain, clamp=self.act_clamp)
+
+    def _constants(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """The weight in the activation type, its squared sums for demodulation, the constant noise, the bias."""
+        # fp16 keeps the fp32 weight: ops.modulated_conv2d rescales it before the cast (against overflow).
+        weight = self.weight if dtype == torch.float16 else self.weight.to(dtype)
+        noise = (self.noise_const * self.noise_strength).to(dtype) if self.use_noise else None
+        return weight, self.weight.square().sum(dim=[2, 3]).t(), noise, self.bias.to(dtype)
 
 
 class ToRGBLayer(nn.Module):
@@ -193,12 +260,16 @@ class SynthesisBlock(nn.Module):
 
     def forward(self, x: torch.Tensor | None, img: torch.Tensor | None, ws: torch.Tensor, noise_mode: str = "const",
                 force_fp32: bool = False, need_rgb: bool = True, fused_modconv: bool = True,
-                dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                dtype: torch.dtype | None = None, window: Window | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """ws holds this block's rows: [conv0,] conv1, torgb. Returns (features x, image).
 
         dtype: the activations' type; None chooses as NVIDIA's code does (fp16 for the top
-        num_fp16_res blocks on CUDA unless force_fp32, else fp32).
+        num_fp16_res blocks on CUDA unless force_fp32, else fp32). window: the part of the output
+        to compute, from x cut to half of it (SynthesisNetwork.window_plan); features only.
         """
+        if window is not None and need_rgb:
+            raise ValueError("a block computes a window of its features only, not of the image")
         if dtype is None:
             dtype = torch.float16 if self.use_fp16 and not force_fp32 and ws.device.type == "cuda" else torch.float32
         w_iter = iter(ws.unbind(dim=1))
@@ -208,13 +279,13 @@ class SynthesisBlock(nn.Module):
         elif self.architecture == "resnet":
             x = x.to(dtype)
             y = self.skip(x)
-            x = self.conv0(x, next(w_iter), noise_mode, fused_modconv)
-            x = self.conv1(x, next(w_iter), noise_mode, fused_modconv)
+            x = self.conv0(x, next(w_iter), noise_mode, fused_modconv, window)
+            x = self.conv1(x, next(w_iter), noise_mode, fused_modconv, window)
             x = y + x
         else:
             x = x.to(dtype)
-            x = self.conv0(x, next(w_iter), noise_mode, fused_modconv)
-            x = self.conv1(x, next(w_iter), noise_mode, fused_modconv)
+            x = self.conv0(x, next(w_iter), noise_mode, fused_modconv, window)
+            x = self.conv1(x, next(w_iter), noise_mode, fused_modconv, window)
         if not need_rgb:
             return x, None
         if img is not None:
@@ -266,9 +337,33 @@ class SynthesisNetwork(nn.Module):
     def blocks(self) -> list[SynthesisBlock]:
         return [getattr(self, f"b{r}") for r in self.block_resolutions]
 
+    WINDOW_MARGIN = 3  # input samples a block's output window needs beyond half its extent (see window_plan)
+
+    def window_plan(self, block: int, need: Window) -> list[Window | None]:
+        """What each block up to `block` computes when only `need` of block `block`'s output is read.
+
+        A block's output over a window depends on its input over half that window grown by about 2.5
+        samples (the up-sampling convolution's 3 taps and FIR filter's 4, the 3x3 convolution after);
+        WINDOW_MARGIN rounds that up. The block then computes twice that input window, whose samples near
+        an inner edge are wrong (zero padding where the map goes on) but lie outside what is read. Once
+        a block would need all of its input, it and every block below compute whole maps (None).
+        """
+        blocks = self.blocks()
+        plan: list[Window | None] = [None] * (block + 1)
+        m = self.WINDOW_MARGIN
+        for j in range(block, 0, -1):
+            h, w = blocks[j - 1].resolution
+            source = Window(max(0, need.top // 2 - m), min(h, -(-need.bottom // 2) + m),
+                            max(0, need.left // 2 - m), min(w, -(-need.right // 2) + m))
+            if source == Window.whole((h, w)):
+                break
+            plan[j] = Window(2 * source.top, 2 * source.bottom, 2 * source.left, 2 * source.right)
+            need = source
+        return plan
+
     def forward(self, ws: torch.Tensor, noise_mode: str = "const", force_fp32: bool = False,
                 return_features: bool = False, stop_at_block: int | None = None, fused_modconv: bool = True,
-                grad_rows: int | None = None, dtype: torch.dtype | None = None):
+                grad_rows: int | None = None, dtype: torch.dtype | None = None, window: Window | None = None):
         """Render images from ws [N, num_ws, w_dim].
 
         With return_features=True also returns the list of block outputs x (before toRGB), one per
@@ -280,7 +375,12 @@ class SynthesisNetwork(nn.Module):
         gets them detached, so backward skips its modulated weights' gradients, which nobody reads
         (the drag loop optimises the first rows only; they cost as much as the input gradients).
         dtype: every block's activation type (see SynthesisBlock.forward; draggan_core.precision).
+        window (with stop_at_block=k): only this window of block k's output is read, so the blocks
+        compute what it depends on (window_plan) and features[k] is that window; the lower blocks'
+        features are what they computed (their window_plan windows, whole maps where None).
         """
+        if window is not None and stop_at_block is None:
+            raise ValueError("a window needs stop_at_block: the image is always rendered whole")
         if ws.shape[1] != self.num_ws:
             raise ValueError(f"ws must have {self.num_ws} rows, got {ws.shape[1]}")
         ws = ws.to(torch.float32)
@@ -288,15 +388,23 @@ class SynthesisNetwork(nn.Module):
         features = []
         w_idx = 0
         blocks = self.blocks()
+        plan = self.window_plan(stop_at_block, window) if window is not None else None
         for k, block in enumerate(blocks):
+            computes = plan[k] if plan is not None and k < len(plan) else None
+            if computes is not None:  # the input under the window, from what the block below computed
+                below = plan[k - 1] or Window.whole(blocks[k - 1].resolution)
+                source = Window(computes.top // 2, computes.bottom // 2, computes.left // 2, computes.right // 2)
+                x = x[(..., *source.within(below))]
             block_ws = ws[:, w_idx: w_idx + block.num_conv + block.num_torgb]
             if grad_rows is not None and w_idx >= grad_rows:
                 block_ws = block_ws.detach()
             w_idx += block.num_conv
             last_needed = stop_at_block is not None and k == stop_at_block
             x, img = block(x, img, block_ws, noise_mode=noise_mode, force_fp32=force_fp32,
-                           need_rgb=stop_at_block is None, fused_modconv=fused_modconv, dtype=dtype)
+                           need_rgb=stop_at_block is None, fused_modconv=fused_modconv, dtype=dtype, window=computes)
             features.append(x)
+            if last_needed and window is not None:
+                features[-1] = x[(..., *window.within(computes or Window.whole(block.resolution)))]
             if last_needed:
                 return None, features
         if return_features:

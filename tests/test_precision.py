@@ -1,4 +1,5 @@
-"""The drag loop's fast paths compute what fp32 computes: grad_rows exactly, bf16 within stated tolerances.
+"""The drag loop's fast paths compute what the plain path computes: grad_rows, the kept weight
+constants and the feature window exactly (to float rounding), bf16 within stated tolerances.
 
 Tolerances (bf16 keeps 8 bits of mantissa, about 0.4 % per rounding; the demo model, 128 px):
 * image rendered in bf16: max |diff| <= 0.1 in [-1, 1] (about 13 of 255), mean <= 0.01;
@@ -10,13 +11,15 @@ Tolerances (bf16 keeps 8 bits of mantissa, about 0.4 % per rounding; the demo mo
 """
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from draggan_core import load_generator, registry
 from draggan_core.drag import DragConfig, DragSession, default_feature_block
 from draggan_core.precision import PRECISIONS, check, cpu_flags, resolve, synthesis_dtype
-from draggan_core.stylegan2 import ws_from_seed
+from draggan_core.stylegan2 import Window, ws_from_seed
+from conftest import make_generator
 
 IMAGE_MAX, IMAGE_MEAN = 0.1, 0.01
 FEATURE_REL = 0.05
@@ -73,6 +76,90 @@ def test_grad_rows_changes_no_value_and_no_gradient(small_generator):
         results.append((feats[2].detach(), w_opt.grad))
     assert torch.equal(results[0][0], results[1][0])
     assert torch.allclose(results[0][1], results[1][1], rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("arch, init_res", [("skip", (4, 4)), ("resnet", (4, 4)), ("skip", (4, 2))])
+def test_a_window_of_the_features_is_the_whole_map_cut(arch, init_res):
+    """SynthesisNetwork(window=...) computes only what a window of the feature block depends on, and
+    gives the same features there: inside, at the image's edges and corners, on a 2:1 generator."""
+    G = make_generator(seed=1, img_resolution=64, channel_base=256, channel_max=32, architecture=arch,
+                       init_res=init_res)
+    ws = ws_from_seed(G, 2)
+    k = len(G.synthesis.block_resolutions) - 1
+    h, w = G.synthesis.blocks()[k].resolution
+    _, whole = G.synthesis(ws, stop_at_block=k)
+    for window in (Window(10, 25, 8, 20), Window(0, 9, w - 12, w), Window(h - 20, h, 0, 12)):
+        _, part = G.synthesis(ws, stop_at_block=k, window=window)
+        cut = whole[k][(..., *window.within(Window.whole((h, w))))]
+        assert part[k].shape == cut.shape
+        assert float((part[k] - cut).abs().max()) <= 1e-5
+        plan = G.synthesis.window_plan(k, window)
+        assert plan[k] is not None and plan[k].area < h * w  # the feature block did compute less
+    with pytest.raises(ValueError, match="stop_at_block"):
+        G.synthesis(ws, window=Window(0, 4, 0, 4))
+
+
+def test_a_drag_step_reads_a_window_only_when_nothing_else_needs_the_whole_map(small_generator):
+    session = DragSession(small_generator, 0, config=DragConfig())
+    session.set_points([(10, 12)], [(14, 12)])
+    window = session.step_window()
+    assert window is not None and window.area < 32 * 32 / 2
+    far = DragSession(small_generator, 0, config=DragConfig())
+    far.set_points([(2, 2), (29, 29)], [(4, 4), (27, 27)])
+    assert far.step_window() is None  # handles at opposite corners: the window would be most of the map
+    for config in (DragConfig(coarse_blocks=1), DragConfig(path="reference"), DragConfig(auto_region=5.0)):
+        other = DragSession(small_generator, 0, config=config)
+        other.set_points([(10, 12)], [(14, 12)])
+        assert other.step_window() is None, config
+    session.set_mask(np.pad(np.ones((8, 8)), 12))
+    assert session.step_window() is None  # the mask term compares whole maps
+
+
+@pytest.mark.parametrize("points", [([(40.0, 50.0)], [(48.0, 44.0)]),  # inside
+                                    ([(2.0, 60.0), (12.0, 58.0)], [(6.0, 54.0), (15.0, 55.0)])])  # at an edge
+def test_a_windowed_drag_is_the_whole_map_drag(demo, points, monkeypatch):
+    """The same steps to the same handles, whether a step computes the window or the whole feature map."""
+    runs = []
+    for windowed in (True, False):
+        if not windowed:
+            monkeypatch.setattr(DragSession, "step_window", lambda self: None)
+        s = DragSession(demo, 3, config=DragConfig(precision="fp32", stall_steps=0))
+        s.set_points(*points)
+        assert windowed == (s.step_window() is not None)
+        runs.append(([step.handles for step in s.run(max_steps=15)], s.image()))
+    (track_w, img_w), (track_all, img_all) = runs
+    assert track_w == track_all and track_w[-1] != track_w[0]
+    assert float((img_w - img_all).abs().max()) <= 1e-4
+
+
+def test_kept_weight_constants_follow_every_change_of_the_weights(small_generator):
+    """The constants layers keep from frozen weights (stylegan2.derived) give the image a fresh
+    computation gives, and are derived again after an in-place change of a weight or buffer."""
+    import copy
+    G = copy.deepcopy(small_generator).requires_grad_(False)
+    ws = ws_from_seed(G, 5)
+
+    def fresh() -> torch.Tensor:  # the same weights, nothing kept
+        clone = copy.deepcopy(G)
+        for m in clone.modules():
+            m.__dict__.pop("_derived", None)
+        return clone.synthesis(ws, noise_mode="const")
+
+    first = G.synthesis(ws, noise_mode="const")
+    assert any("_derived" in m.__dict__ for m in G.modules())
+    assert torch.equal(G.synthesis(ws, noise_mode="const"), first)
+    layer = G.synthesis.blocks()[1].conv0
+    with torch.no_grad():
+        layer.weight.mul_(1.5)
+        layer.noise_strength.fill_(0.3)
+        G.synthesis.blocks()[1].conv1.affine.weight.add_(0.1)
+    changed = G.synthesis(ws, noise_mode="const")
+    assert not torch.equal(changed, first)
+    assert torch.equal(changed, fresh())
+    # While a weight needs gradients (training, pivotal tuning) nothing is kept: the gradient reaches it.
+    layer.weight.requires_grad_(True)
+    G.synthesis(ws, noise_mode="const").square().mean().backward()
+    assert layer.weight.grad is not None and float(layer.weight.grad.abs().sum()) > 0
 
 
 def test_bf16_image_and_features_are_close_to_fp32(demo):
