@@ -20,6 +20,8 @@ Levers, combined with '+' (e.g. bf16+compile, paper+bf16):
   nonfused             ops.modulated_conv2d's non-fused form (the drag loop's own choice since issue 19)
   compile              torch.compile of the synthesis (first step: compile time; inductor caches on disk)
   cuda-graphs          the truncated synthesis' forward and backward replayed as CUDA graphs (CUDA only)
+  whole-map            every step computes the whole feature block (as before the step window, DragSession.step_window)
+  no-kept-constants    layers derive their weight constants on every call (as before stylegan2.derived)
 
 Models: 'demo'; 'random-<res>' (channel base 16384, at most 256 channels, z/w 256); 'random-<res>-c<max>'
 (channel base 32768, at most <max> channels); 'official-<res>' (NVIDIA's config f: base 32768, at most 512
@@ -51,7 +53,8 @@ DRAGS = [
     ([(0.50, 0.70)], [(0.50, 0.80)]),
 ]
 OFFICIAL_MODELS = ["official-512", "random-256-c128", "demo"]
-MODIFIERS = ("reference", "all-grads", "fused", "autocast", "channels-last", "nonfused", "compile", "cuda-graphs")
+MODIFIERS = ("reference", "all-grads", "fused", "autocast", "channels-last", "nonfused", "compile", "cuda-graphs",
+             "whole-map", "no-kept-constants")
 
 
 def random_model(name: str):
@@ -92,8 +95,14 @@ def parse_lever(lever: str) -> tuple[str, str, set[str]]:
 
 
 def apply_modifiers(G, mods: set[str], device: str) -> None:
-    """Wrap G.synthesis.forward (and ops' convolution) for the benchmark-only levers, in this process only."""
-    from draggan_core import ops
+    """Wrap G.synthesis.forward (and ops' convolution, the session's window, the layers' kept constants) for
+    the benchmark-only levers, in this process only."""
+    from draggan_core import ops, stylegan2
+    from draggan_core.drag import DragSession
+    if "whole-map" in mods:
+        DragSession.step_window = lambda self: None
+    if "no-kept-constants" in mods:
+        stylegan2.derived = lambda module, key, make: make()
     forward = G.synthesis.forward
     if "all-grads" in mods:
         forward = functools.partial(lambda f, *a, grad_rows=None, **k: f(*a, **k), forward)
