@@ -337,14 +337,15 @@ class SynthesisNetwork(nn.Module):
     def blocks(self) -> list[SynthesisBlock]:
         return [getattr(self, f"b{r}") for r in self.block_resolutions]
 
-    WINDOW_MARGIN = 3  # input samples a block's output window needs beyond half its extent (see window_plan)
+    WINDOW_MARGIN = 2  # input samples a block's output window needs beyond half its extent (see window_plan)
 
     def window_plan(self, block: int, need: Window) -> list[Window | None]:
         """What each block up to `block` computes when only `need` of block `block`'s output is read.
 
-        A block's output over a window depends on its input over half that window grown by about 2.5
-        samples (the up-sampling convolution's 3 taps and FIR filter's 4, the 3x3 convolution after);
-        WINDOW_MARGIN rounds that up. The block then computes twice that input window, whose samples near
+        A block's output over a window depends on its input over half that window grown by 2 samples
+        each side: output rows [T, B) read input rows T // 2 - 2 to B // 2 + 1 (the up-sampling
+        convolution's 3 taps and FIR filter's 4, then the 3x3 convolution; the resnet skip reaches
+        less). The block then computes twice that input window, whose samples near
         an inner edge are wrong (zero padding where the map goes on) but lie outside what is read. Once
         a block would need all of its input, it and every block below compute whole maps (None).
         """

@@ -81,14 +81,19 @@ def test_grad_rows_changes_no_value_and_no_gradient(small_generator):
 @pytest.mark.parametrize("arch, init_res", [("skip", (4, 4)), ("resnet", (4, 4)), ("skip", (4, 2))])
 def test_a_window_of_the_features_is_the_whole_map_cut(arch, init_res):
     """SynthesisNetwork(window=...) computes only what a window of the feature block depends on, and
-    gives the same features there: inside, at the image's edges and corners, on a 2:1 generator."""
+    gives the same features there: inside, at the image's edges and corners, on a 2:1 generator, for
+    windows of every parity (the margin of 2 samples per block is exact, not generous)."""
     G = make_generator(seed=1, img_resolution=64, channel_base=256, channel_max=32, architecture=arch,
                        init_res=init_res)
     ws = ws_from_seed(G, 2)
     k = len(G.synthesis.block_resolutions) - 1
     h, w = G.synthesis.blocks()[k].resolution
     _, whole = G.synthesis(ws, stop_at_block=k)
-    for window in (Window(10, 25, 8, 20), Window(0, 9, w - 12, w), Window(h - 20, h, 0, 12)):
+    rng = np.random.RandomState(0)
+    tops, lefts = rng.randint(0, h - 1, 20), rng.randint(0, w - 1, 20)
+    random_windows = [Window(int(t), int(min(h, t + 1 + rng.randint(16))), int(u), int(min(w, u + 1 + rng.randint(16))))
+                      for t, u in zip(tops, lefts)]
+    for window in [Window(10, 25, 8, 20), Window(0, 9, w - 12, w), Window(h - 20, h, 0, 12)] + random_windows:
         _, part = G.synthesis(ws, stop_at_block=k, window=window)
         cut = whole[k][(..., *window.within(Window.whole((h, w))))]
         assert part[k].shape == cut.shape
