@@ -120,15 +120,20 @@ def test_a_drag_step_reads_a_window_only_when_nothing_else_needs_the_whole_map(s
     assert session.step_window() is None  # the mask term compares whole maps
 
 
+WINDOWED_OPTIONS = [{}, {"motion_step": 3.0, "snap": 1.5}, {"template_adapt": 0.2}]  # every option a step reads with
+
+
+@pytest.mark.parametrize("options", WINDOWED_OPTIONS)
 @pytest.mark.parametrize("points", [([(40.0, 50.0)], [(48.0, 44.0)]),  # inside
                                     ([(2.0, 60.0), (12.0, 58.0)], [(6.0, 54.0), (15.0, 55.0)])])  # at an edge
-def test_a_windowed_drag_is_the_whole_map_drag(demo, points, monkeypatch):
-    """The same steps to the same handles, whether a step computes the window or the whole feature map."""
+def test_a_windowed_drag_is_the_whole_map_drag(demo, points, options, monkeypatch):
+    """The same steps to the same handles, whether a step computes the window or the whole feature map,
+    with each drag option that changes where a step samples the features."""
     runs = []
     for windowed in (True, False):
         if not windowed:
             monkeypatch.setattr(DragSession, "step_window", lambda self: None)
-        s = DragSession(demo, 3, config=DragConfig(precision="fp32", stall_steps=0))
+        s = DragSession(demo, 3, config=DragConfig(precision="fp32", stall_steps=0, **options))
         s.set_points(*points)
         assert windowed == (s.step_window() is not None)
         runs.append(([step.handles for step in s.run(max_steps=15)], s.image()))
