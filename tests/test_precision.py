@@ -142,6 +142,22 @@ def test_a_windowed_drag_is_the_whole_map_drag(demo, points, options, monkeypatc
     assert float((img_w - img_all).abs().max()) <= 1e-4
 
 
+def test_a_windowed_drag_is_the_whole_map_drag_when_the_feature_block_is_below_the_image(monkeypatch):
+    """At 256 px and more the drag reads the 128-px block, a quarter of the image's size or less: the
+    window is converted between the two (the FFHQ-512 case)."""
+    G = make_generator(seed=4, img_resolution=256, channel_base=512, channel_max=16)
+    assert default_feature_block(G) == len(G.synthesis.block_resolutions) - 2
+    runs = []
+    for windowed in (True, False):
+        if not windowed:
+            monkeypatch.setattr(DragSession, "step_window", lambda self: None)
+        s = DragSession(G, 1, config=DragConfig(precision="fp32", stall_steps=0, learning_rate=2e-2))
+        s.set_points([(100.0, 131.0)], [(118.0, 120.0)])
+        assert windowed == (s.step_window() is not None)
+        runs.append([step.handles for step in s.run(max_steps=8)])
+    assert runs[0] == runs[1] and runs[0][-1] != runs[0][0]
+
+
 def test_kept_weight_constants_follow_every_change_of_the_weights(small_generator):
     """The constants layers keep from frozen weights (stylegan2.derived) give the image a fresh
     computation gives, and are derived again after an in-place change of a weight or buffer."""
