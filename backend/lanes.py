@@ -60,7 +60,7 @@ class Lane:
                 "jobs_running": int(self.worker.running is not None), "queued_steps": self.worker.pending_steps(),
                 "sessions": count, "session_bytes": estimated, "memory_allocated": self.memory_allocated(),
                 "torch_threads": self.worker.torch_threads,
-                "precision": precisions.resolve(self.precision, self.device),
+                "precision": precisions.resolve(self.precision, self.device),  # for generators of 128 px and more
                 "models_loaded": list(self.models.loaded())}
 
 

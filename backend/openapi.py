@@ -118,8 +118,9 @@ def schemas(limits: Limits) -> dict[str, Schema]:
                                                                  "(several CPU workers share the cores out); null "
                                                                  "while the worker starts"}),
             "precision": {"type": "string", "enum": ["fp32", "bf16", "fp16"],
-                          "description": "the drag steps' number type on this device: serve --precision, 'auto' "
-                                         "resolved (bf16 on a CPU with native bf16, else fp32)"}}),
+                          "description": "the drag steps' number type on this device for generators of 128 px and "
+                                         "more: serve --precision, 'auto' resolved (bf16 on a CPU with native bf16, "
+                                         "else fp32; smaller generators run fp32 under 'auto')"}}),
         "Model": closed({"name": STRING, "resolution": nullable(INTEGER), "width": nullable(INTEGER),
                          "height": nullable(INTEGER), "domain": STRING,
                          "licence": nullable(STRING), "learning_rate": NUMBER,

@@ -291,7 +291,7 @@ class DragSession:
         if next(G.parameters()).device != self.device:
             raise ValueError(f"generator is on {next(G.parameters()).device}, session asked for {self.device}")
         self.config = config or DragConfig()
-        self.precision = precision.resolve(self.config.precision, self.device)  # 'auto' made concrete
+        self.precision = precision.resolve(self.config.precision, self.device, G.img_resolution)  # 'auto' made concrete
         self.dtype = precision.synthesis_dtype(self.precision, self.device)  # refuses fp16 on a CPU now, not at step 1
         self.size = G.img_size
         ws = ws_from_seed(G, ws_or_seed, truncation_psi) if isinstance(ws_or_seed, int) else ws_or_seed

@@ -52,15 +52,17 @@ def test_auto_is_bf16_only_on_a_cpu_with_native_bf16(small_generator):
     zen4 = frozenset({"avx2", "avx512f", "avx512_bf16", "avx512_vnni"})
     sapphire_rapids = frozenset({"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"})
     skylake = frozenset({"avx2", "avx512f", "avx512bw"})
-    assert resolve("auto", cpu, zen4) == resolve("auto", cpu, sapphire_rapids) == "bf16"
-    assert resolve("auto", cpu, skylake) == resolve("auto", cpu, frozenset()) == "fp32"
-    assert resolve("auto", cuda, zen4) == "fp32"
-    assert resolve("fp32", cpu, zen4) == "fp32" and resolve("bf16", cpu, skylake) == "bf16"
-    # A session says what 'auto' became on this machine and renders in that type.
-    session = DragSession(small_generator, 0, device="cpu", config=DragConfig())
+    assert resolve("auto", cpu, 512, zen4) == resolve("auto", cpu, 128, sapphire_rapids) == "bf16"
+    assert resolve("auto", cpu, 512, skylake) == resolve("auto", cpu, 512, frozenset()) == "fp32"
+    assert resolve("auto", cpu, 64, zen4) == "fp32"  # a small generator: its casts cost what bf16 saves
+    assert resolve("auto", cuda, 512, zen4) == "fp32"
+    assert resolve("fp32", cpu, 512, zen4) == "fp32" and resolve("bf16", cpu, 64, skylake) == "bf16"
+    # A session says what 'auto' became for its generator on this machine and renders in that type.
     assert DragConfig().precision == "auto"
-    assert session.precision == resolve("auto", cpu, cpu_flags())
-    assert session.dtype == {"bf16": torch.bfloat16, "fp32": torch.float32}[session.precision]
+    for G in (small_generator, make_generator(img_resolution=128, channel_base=256, channel_max=8)):
+        session = DragSession(G, 0, device="cpu", config=DragConfig())
+        assert session.precision == resolve("auto", cpu, G.img_resolution, cpu_flags())
+        assert session.dtype == {"bf16": torch.bfloat16, "fp32": torch.float32}[session.precision]
 
 
 def test_grad_rows_changes_no_value_and_no_gradient(small_generator):

@@ -25,6 +25,10 @@ rm -rf "$RES"/pykrita/draggan_krita* "$RES/actions/draggan_krita.action"
 python3 /usr/share/krita/pykrita/plugin_importer/plugin_importer.py "$E2E_RUN/draggan_krita.zip" "$RES" \
   > "$OUT/install.log" 2>&1 || { cat "$OUT/install.log"; exit 5; }
 cp -r "$E2E_RUN/harness/draggan_krita_e2e" "$E2E_RUN/harness/draggan_krita_e2e.desktop" "$RES/pykrita/"
+# Autosaves an earlier run left (a run that ends with os._exit after Krita's autosave interval, 15 minutes of
+# an unsaved image: a loaded machine's long workflow run) make the next Krita open "Recover Files" first, and that
+# modal dialog keeps File > Quit from quitting: the local scenarios then ended by their timer (exit 6)
+rm -f "$HOME"/krita-*-autosave.kra "$HOME"/.krita-*-autosave.kra
 # enable both plug-ins; a fresh kritarc each run (the plug-in's own settings must not leak between runs)
 printf '[python]\nenable_draggan_krita=true\nenable_draggan_krita_e2e=true\n' > "$XDG_CONFIG_HOME/kritarc"
 # KRITARC_EXTRA: a file of more kritarc groups (e.g. the plug-in's own settings) for this run
