@@ -36,7 +36,7 @@ from .feature_layers import layered_field
 from .features import IDENTITY, FeatureGeometry
 from .presets import PRESETS
 from .supervision import auto_fixed_region
-from .tracking import adapt_templates, best_candidates, snap_to_features, track_anchored, window_distances
+from .tracking import adapt_templates, best_candidates, snap_drags, track_anchored, window_distances
 from .stylegan2 import Generator, ws_from_seed
 
 Point = tuple[float, float]
@@ -64,7 +64,8 @@ class DragConfig:
     template_adapt: float = 0.0  # per step, adapted template += rate * (tracked feature - it); 0: published
     motion_step: float = 1.0  # pixels of motion the loss asks for per step (capped at the distance left); 1: published
     auto_region: float = 0.0  # without a user mask, hold features far from the drag with this weight (supervision.py)
-    snap: float = 0.0  # move a new handle on a featureless pixel to a distinctive one within snap * r2 px; 0: never
+    snap: float = 0.0  # move a new handle on a featureless pixel to a distinctive one within snap * r2 px, and its
+    # target with it (the drag vector stays); 0: never
     path: str = "fast"  # 'fast' or 'reference'
     precision: str = "auto"  # the per-step synthesis' number type: 'auto' (bf16 on CPUs with native bf16, else fp32),
     # 'fp32', 'bf16' or 'fp16' (draggan_core.precision)
@@ -358,9 +359,9 @@ class DragSession:
             field, _ = self._features(full=False)
             if self.config.snap:
                 # Only new drags: a tracked handle is on its feature, and a point to hold (handle = target) stays put.
-                snapped = snap_to_features(field, new_h, self.config.snap * self.r2, self.r2)
+                # The target moves with the handle: the drag vector is the user's.
                 movable = ~kept & ((new_t - new_h).norm(dim=1) > 0)
-                new_h = torch.where(movable[:, None], snapped, new_h)
+                new_h, new_t = snap_drags(field, new_h, new_t, movable, self.config.snap * self.r2, self.r2)
             fresh = field.sample(new_h)
         templates, adapted = fresh.clone(), fresh.clone()
         for i in torch.nonzero(kept).flatten().tolist():

@@ -6,7 +6,8 @@ match a look-alike better than itself. An anchored adaptive template also compar
 updated copy of the feature where the handle was tracked, and sums both distances, so the
 original still holds it. match_margins says how unambiguous each match is (best against
 second-best distance), for the benchmark's failure diagnosis. snap_to_features moves a handle set
-on a featureless pixel to the nearest distinctive one, which the tracker can hold.
+on a featureless pixel to the nearest distinctive one, which the tracker can hold; snap_drags does
+that for whole drags and moves each target by the same offset, so the user's drag vector stays.
 """
 from __future__ import annotations
 
@@ -123,3 +124,19 @@ def snap_to_features(field, handles: torch.Tensor, radius: float, r: int, keep: 
     nearest = cand[torch.arange(n, device=handles.device), reach.argmin(dim=1)]
     stays = own >= keep * score.amax(dim=1)
     return torch.where(stays[:, None], handles, nearest)
+
+
+def snap_drags(field, handles: torch.Tensor, targets: torch.Tensor, movable: torch.Tensor, radius: float,
+               r: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Snap the movable handles (snap_to_features) and move their targets by the same offset.
+
+    The user asked for a motion (target - handle), not for a feature to end at a pixel: snapping
+    the handle alone changes that motion, and can leave a handle snapped next to its target with
+    nothing to drag. Targets are kept inside the image (the offset is cut where it would leave it).
+    """
+    snapped = snap_to_features(field, handles, radius, r)
+    new_h = torch.where(movable[:, None], snapped, handles)
+    H, W = field.size
+    new_t = targets + (new_h - handles)
+    limit = torch.tensor([W - 1, H - 1], dtype=targets.dtype, device=targets.device)
+    return new_h, torch.minimum(new_t.clamp_min(0), limit)

@@ -11,7 +11,8 @@ from draggan_core.feature_layers import layered_field
 from draggan_core.features import IDENTITY
 from draggan_core.presets import PRESETS
 from draggan_core.supervision import auto_fixed_region, segment_distance
-from draggan_core.tracking import adapt_templates, distinctiveness, match_margins, snap_to_features, track_anchored
+from draggan_core.tracking import (adapt_templates, distinctiveness, match_margins, snap_drags, snap_to_features,
+                                   track_anchored)
 
 
 def field_of(fmap):
@@ -130,6 +131,18 @@ def test_a_handle_clicked_just_off_a_tip_snaps_to_it_and_one_on_it_stays():
     assert snapped[2].tolist() == [3.0, 15.0]  # nothing distinctive within reach: it stays
 
 
+def test_snapping_a_drag_keeps_its_vector_and_leaves_unmovable_points_alone():
+    """The handle clicked just above the tip snaps onto it; its target moves by the same offset."""
+    field = field_of(tip_map())
+    handles = torch.tensor([[10.4, 3.3], [3.0, 3.0]])
+    targets = torch.tensor([[14.4, 1.3], [3.0, 3.0]])  # the second: a point to hold
+    new_h, new_t = snap_drags(field, handles, targets, torch.tensor([True, False]), radius=4, r=3)
+    assert new_h.tolist() == [[10.0, 6.0], [3.0, 3.0]]
+    assert torch.allclose(new_t - new_h, targets - handles)  # the user's motion, unchanged
+    edge = snap_drags(field, handles, torch.tensor([[19.0, 18.0], [3.0, 3.0]]), torch.tensor([True, False]), 4, 3)[1]
+    assert torch.allclose(edge, torch.tensor([[18.6, 19.0], [3.0, 3.0]]))  # shifted by (-0.4, +2.7), cut at the edge
+
+
 @pytest.fixture(scope="module")
 def G():
     return make_generator(seed=5, img_resolution=64, channel_base=2048, channel_max=48, z_dim=32, w_dim=32)
@@ -168,6 +181,8 @@ def test_snapping_moves_only_new_drag_handles(G):
     expected = snap_to_features(field, torch.tensor([[30.4, 20.6]]), 1.5 * s.r2, s.r2)
     s.set_points([(30.4, 20.6), (12.3, 40.8)], [(36, 20), (12.3, 40.8)])
     assert s.handle_list() == [tuple(expected[0].tolist()), (12.300000190734863, 40.79999923706055)]  # a point to hold stays
+    moved = torch.tensor(s.target_list()) - torch.tensor(s.handle_list())
+    assert torch.allclose(moved, torch.tensor([[36 - 30.4, 20 - 20.6], [0.0, 0.0]]))  # the drag vectors stay
     tracked = s.handle_list()
     s.set_points(tracked, [(40, 20), (12.3, 40.8)])  # continuing: tracked handles keep their place
     assert s.handle_list() == tracked
