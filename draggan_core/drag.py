@@ -17,7 +17,7 @@ generator's feature_geometry), so a feature sample and an image pixel correspond
 
 What goes beyond the published algorithm is a DragConfig option whose logic lives in its own
 module: coarser blocks for context (feature_layers), snapping and adaptive templates (tracking),
-the automatic fixed region (supervision). presets.py names the published settings ("paper", the
+the automatic fixed region and the pull on a coarser block (supervision). presets.py names the published settings ("paper", the
 defaults) and the demo benchmark's best ("studio").
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -35,7 +35,7 @@ from . import precision
 from .feature_layers import layered_field
 from .features import IDENTITY, FeatureGeometry
 from .presets import PRESETS
-from .supervision import auto_fixed_region
+from .supervision import auto_fixed_region, coarse_offsets, coarse_weight
 from .tracking import adapt_templates, best_candidates, snap_drags, track_anchored, window_distances
 from .stylegan2 import Generator, ws_from_seed
 
@@ -63,6 +63,7 @@ class DragConfig:
     stall_restarts: int = 0  # on a stall, restart Adam (moments cleared) this many times before stopping
     template_adapt: float = 0.0  # per step, adapted template += rate * (tracked feature - it); 0: published
     motion_step: float = 1.0  # pixels of motion the loss asks for per step (capped at the distance left); 1: published
+    coarse_motion: int = 0  # also pull on the block this many levels coarser, over r1 of its cells (supervision.py); 0: off
     auto_region: float = 0.0  # without a user mask, hold features far from the drag with this weight (supervision.py)
     snap: float = 0.0  # move a new handle on a featureless pixel to a distinctive one within snap * r2 px, and its
     # target with it (the drag vector stays); 0: never
@@ -78,8 +79,8 @@ class DragConfig:
         precision.check(self.precision)
         if self.learning_rate <= 0 or self.w_layers < 1 or self.mask_lambda < 0:
             raise ValueError("learning_rate must be > 0, w_layers >= 1, mask_lambda >= 0")
-        if self.coarse_blocks < 0 or self.stall_restarts < 0:
-            raise ValueError("coarse_blocks and stall_restarts must be >= 0")
+        if self.coarse_blocks < 0 or self.stall_restarts < 0 or self.coarse_motion < 0:
+            raise ValueError("coarse_blocks, coarse_motion and stall_restarts must be >= 0")
         if self.auto_region < 0 or self.snap < 0:
             raise ValueError("auto_region and snap must be >= 0")
         if self.motion_step < 1:
@@ -225,6 +226,13 @@ def track_points(field: FeatureField, handles: torch.Tensor, templates: torch.Te
     return best_candidates(*window_distances(field, handles, templates, r2, metric))
 
 
+class CoarsePull(NamedTuple):
+    """A coarser block's field (scaled to weigh like the drag block) and its disk in image pixels."""
+
+    field: FeatureField
+    offsets: torch.Tensor
+
+
 def _as_points(points: Sequence[Sequence[float]], name: str) -> list[Point]:
     out = []
     for p in points:
@@ -319,7 +327,7 @@ class DragSession:
         """The current W+ latent [1, num_ws, w_dim] (detached), to save or to resume from."""
         return torch.cat([self.w_opt.detach(), self.w_fixed], dim=1)
 
-    def _features(self, full: bool) -> tuple[FeatureField, torch.Tensor | None]:
+    def _features(self, full: bool) -> tuple[FeatureField, torch.Tensor | None, "CoarsePull | None"]:
         ws = torch.cat([self.w_opt, self.w_fixed], dim=1)
         dense = self.config.path == "reference"
         # Rows past w_opt are constants: grad_rows spares backward their (unread) weight gradients.
@@ -330,11 +338,21 @@ class DragSession:
             img, feats = self.G.synthesis(ws, return_features=True, **kwargs)
         else:
             img, feats = self.G.synthesis(ws, stop_at_block=self.block, **kwargs)
-        field = FeatureField(feats[self.block], self.size, dense=dense, geometry=self.geometry)
+        fine = FeatureField(feats[self.block], self.size, dense=dense, geometry=self.geometry)
+        field = fine
         if self.config.coarse_blocks:
-            field = layered_field(field, feats, self.block, self.config.coarse_blocks,
+            field = layered_field(fine, feats, self.block, self.config.coarse_blocks,
                                   lambda k: feature_geometry(self.G, k))
-        return field, img
+        return field, img, self._coarse_pull(feats, fine)
+
+    def _coarse_pull(self, feats: list[torch.Tensor], fine: FeatureField) -> "CoarsePull | None":
+        """The coarser block's field and disk for config.coarse_motion (None when off or no coarser block)."""
+        k = max(0, self.block - self.config.coarse_motion)
+        if not self.config.coarse_motion or k == self.block:
+            return None
+        fmap = feature_geometry(self.G, k).apply(feats[k].to(torch.float32))
+        field = FeatureField(fmap * coarse_weight(fine.fmap, fmap), self.size)
+        return CoarsePull(field, coarse_offsets(self.disk, self.size, tuple(fmap.shape[2:])))
 
     @torch.no_grad()
     def field(self) -> FeatureField:
@@ -356,7 +374,7 @@ class DragSession:
             n_old = min(len(hs), len(self.handles))
             kept[:n_old] = (new_h[:n_old] - self.handles[:n_old]).norm(dim=1) <= 0.5
         with torch.no_grad():
-            field, _ = self._features(full=False)
+            field = self._features(full=False)[0]
             if self.config.snap:
                 # Only new drags: a tracked handle is on its feature, and a point to hold (handle = target) stays put.
                 # The target moves with the handle: the drag vector is the user's.
@@ -387,7 +405,7 @@ class DragSession:
             self.fixed = self.fixed_reference = None  # all editable or nothing editable: no mask term
             return
         with torch.no_grad():
-            self.fixed_reference, _ = self._features(full=False)
+            self.fixed_reference = self._features(full=False)[0]
         self.fixed = fixed
 
     def _restart_optimizer(self) -> None:
@@ -407,8 +425,11 @@ class DragSession:
             return self.config.stop_distance
         return stop_distance_for(len(self.handles), self.size[0])
 
-    def loss(self, field: FeatureField) -> torch.Tensor:
+    def loss(self, field: FeatureField, coarse: "CoarsePull | None" = None) -> torch.Tensor:
+        """The step's loss: motion on the drag block (and on a coarser one), plus the fixed region's term."""
         loss = motion_loss(field, self.handles, self.targets, self.disk, step=self.config.motion_step)
+        if coarse is not None:
+            loss = loss + motion_loss(coarse.field, self.handles, self.targets, coarse.offsets)
         if self.fixed is not None and self.config.mask_lambda > 0:
             loss = loss + self.config.mask_lambda * field.masked_l1(self.fixed_reference, self.fixed)
         elif self.fixed is None and self.auto_fixed is not None:
@@ -432,10 +453,10 @@ class DragSession:
         restarts = 0
         reference = self.config.path == "reference"
         for i in range(max_steps):
-            field, img = self._features(full=reference)
+            field, img, coarse = self._features(full=reference)
             with torch.no_grad():
                 self.handles = self._track(field)
-            loss = self.loss(field)
+            loss = self.loss(field, coarse)
             max_dist, loss_value, handles = self._summary(loss)
             reason = "reached" if max_dist <= stop_at else None
             if reason is None:

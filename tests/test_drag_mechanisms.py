@@ -10,7 +10,7 @@ from draggan_core.drag import DragConfig, DragSession, FeatureField, disk_offset
 from draggan_core.feature_layers import layered_field
 from draggan_core.features import IDENTITY
 from draggan_core.presets import PRESETS
-from draggan_core.supervision import auto_fixed_region, segment_distance
+from draggan_core.supervision import auto_fixed_region, coarse_offsets, coarse_weight, segment_distance
 from draggan_core.tracking import (adapt_templates, distinctiveness, match_margins, snap_drags, snap_to_features,
                                    track_anchored)
 
@@ -110,6 +110,27 @@ def test_the_automatic_region_frees_the_drag_and_more_for_a_longer_drag():
     assert float(long[20, 40]) == 0
 
 
+def test_the_coarse_pull_spans_r1_of_the_coarse_blocks_cells_and_weighs_like_the_fine_block():
+    """On a 16 x 16 map under a 64 x 64 image a cell is 4 px: a disk of radius 1 cell reaches 4 px."""
+    disk = disk_offsets(1.0)
+    offsets = coarse_offsets(disk, (64, 64), (16, 16))
+    assert sorted(map(tuple, offsets.tolist())) == [(-4, 0), (0, -4), (0, 0), (0, 4), (4, 0)]
+    assert coarse_offsets(disk, (64, 32), (16, 16))[:, 0].abs().max() == 2  # x and y scale apart
+    torch.manual_seed(6)
+    fine, coarse = torch.randn(1, 4, 64, 64), torch.randn(1, 32, 16, 16)
+    w = coarse_weight(fine, coarse)
+    assert torch.allclose(coarse_weight(fine, 3 * coarse), w / 3)
+    scaled = (coarse * w).square().sum(1).mean().sqrt()
+    assert torch.allclose(scaled, fine.square().sum(1).mean().sqrt())  # same mean feature length after scaling
+    # by hand: the content at q (image px) is pulled 1 px right on the coarse map, sampled in place
+    field = FeatureField(coarse, (64, 64))
+    h, t = torch.tensor([[30.0, 30.0]]), torch.tensor([[50.0, 30.0]])
+    up = F.interpolate(coarse, size=(64, 64), mode="bilinear", align_corners=False)[0]
+    qs = [(30 + dx, 30 + dy) for dx, dy in offsets.long().tolist()]
+    expected = torch.stack([(up[:, y, x + 1] - up[:, y, x]).abs() for x, y in qs]).mean()
+    assert torch.allclose(motion_loss(field, h, t, offsets), expected, atol=1e-5)
+
+
 def tip_map() -> torch.Tensor:
     """Flat background with one bright tip at (10, 6) on a fading line down from it (a thin ear)."""
     fmap = torch.zeros(1, 2, 20, 20)
@@ -186,6 +207,26 @@ def test_snapping_moves_only_new_drag_handles(G):
     tracked = s.handle_list()
     s.set_points(tracked, [(40, 20), (12.3, 40.8)])  # continuing: tracked handles keep their place
     assert s.handle_list() == tracked
+
+
+def test_the_coarse_pull_adds_the_coarser_blocks_motion_term(G):
+    s = DragSession(G, 2, config=DragConfig(coarse_motion=2))
+    plain = DragSession(G, 2, config=DragConfig())
+    for session in (s, plain):
+        session.set_points([(20, 20)], [(30, 20)])
+    field, _, coarse = s._features(full=False)
+    assert plain._features(full=False)[2] is None  # off by default: the published loss
+    k = s.block - 2
+    cells = G.synthesis.block_resolutions[k]
+    assert torch.allclose(coarse.offsets, s.disk * 64 / cells)
+    extra = motion_loss(coarse.field, s.handles, s.targets, coarse.offsets)
+    assert float(extra.detach()) > 0
+    assert torch.allclose(s.loss(field, coarse), plain.loss(field) + extra)
+    far = DragSession(G, 2, config=DragConfig(coarse_motion=99))  # past the first block: the first block
+    far.set_points([(20, 20)], [(30, 20)])
+    assert far._features(full=False)[2].offsets.abs().max() == s.disk.abs().max() * 64 / G.synthesis.block_resolutions[0]
+    steps = list(s.run(max_steps=3))
+    assert len(steps) == 3 and all(torch.isfinite(torch.tensor(st.loss)) for st in steps)
 
 
 def test_presets():
