@@ -36,7 +36,7 @@ from .feature_layers import layered_field
 from .features import IDENTITY, FeatureGeometry
 from .presets import PRESETS
 from .supervision import auto_fixed_region, coarse_offsets, coarse_weight
-from .tracking import adapt_templates, best_candidates, snap_drags, track_anchored, window_distances
+from .tracking import PatchField, adapt_templates, best_candidates, snap_drags, track_anchored, window_distances
 from .stylegan2 import Generator, ws_from_seed
 
 Point = tuple[float, float]
@@ -64,6 +64,7 @@ class DragConfig:
     template_adapt: float = 0.0  # per step, adapted template += rate * (tracked feature - it); 0: published
     motion_step: float = 1.0  # pixels of motion the loss asks for per step (capped at the distance left); 1: published
     coarse_motion: int = 0  # also pull on the block this many levels coarser, over r1 of its cells (supervision.py); 0: off
+    track_patch: float = 0.0  # track by a disk of this radius (px) around each candidate, not one pixel (tracking.py); 0: off
     auto_region: float = 0.0  # without a user mask, hold features far from the drag with this weight (supervision.py)
     snap: float = 0.0  # move a new handle on a featureless pixel to a distinctive one within snap * r2 px, and its
     # target with it (the drag vector stays); 0: never
@@ -81,8 +82,8 @@ class DragConfig:
             raise ValueError("learning_rate must be > 0, w_layers >= 1, mask_lambda >= 0")
         if self.coarse_blocks < 0 or self.stall_restarts < 0 or self.coarse_motion < 0:
             raise ValueError("coarse_blocks, coarse_motion and stall_restarts must be >= 0")
-        if self.auto_region < 0 or self.snap < 0:
-            raise ValueError("auto_region and snap must be >= 0")
+        if self.auto_region < 0 or self.snap < 0 or self.track_patch < 0:
+            raise ValueError("auto_region, snap and track_patch must be >= 0")
         if self.motion_step < 1:
             raise ValueError("motion_step must be >= 1")
         if not 0 <= self.template_adapt <= 1:
@@ -302,6 +303,7 @@ class DragSession:
         self.r1 = self.config.r1 if self.config.r1 is not None else max(2.0, 3 * H / 512)
         self.r2 = self.config.r2 if self.config.r2 is not None else max(4, round(12 * H / 512))
         self.disk = disk_offsets(self.r1).to(self.device)
+        self.patch = disk_offsets(self.config.track_patch).to(self.device) if self.config.track_patch else None
         self.handles = torch.zeros(0, 2, device=self.device)
         self.targets = torch.zeros(0, 2, device=self.device)
         self.templates: torch.Tensor | None = None  # each handle's feature when it was set
@@ -356,8 +358,12 @@ class DragSession:
 
     @torch.no_grad()
     def field(self) -> FeatureField:
-        """The current latent's feature field (what tracking searches), e.g. to inspect matches."""
-        return self._features(full=False)[0]
+        """The current latent's feature field as tracking searches it (templates are its samples), to inspect matches."""
+        return self._tracked(self._features(full=False)[0])
+
+    def _tracked(self, field: FeatureField) -> FeatureField:
+        """What tracking and snapping compare: the field itself, or its patches (config.track_patch)."""
+        return PatchField(field, self.patch) if self.patch is not None else field
 
     def set_points(self, handles: Sequence[Sequence[float]], targets: Sequence[Sequence[float]]) -> None:
         """Set handle and target points (image pixels). Unmoved tracked handles keep their templates."""
@@ -374,12 +380,14 @@ class DragSession:
             n_old = min(len(hs), len(self.handles))
             kept[:n_old] = (new_h[:n_old] - self.handles[:n_old]).norm(dim=1) <= 0.5
         with torch.no_grad():
-            field = self._features(full=False)[0]
+            full_field = self._features(full=False)[0]
+            field = self._tracked(full_field)
             if self.config.snap:
                 # Only new drags: a tracked handle is on its feature, and a point to hold (handle = target) stays put.
                 # The target moves with the handle: the drag vector is the user's.
                 movable = ~kept & ((new_t - new_h).norm(dim=1) > 0)
-                new_h, new_t = snap_drags(field, new_h, new_t, movable, self.config.snap * self.r2, self.r2)
+                # Pixels, not patches: snapping looks for a distinctive pixel (and patches would cost (2 r2 + 1)^2 x more).
+                new_h, new_t = snap_drags(full_field, new_h, new_t, movable, self.config.snap * self.r2, self.r2)
             fresh = field.sample(new_h)
         templates, adapted = fresh.clone(), fresh.clone()
         for i in torch.nonzero(kept).flatten().tolist():
@@ -387,7 +395,7 @@ class DragSession:
         self.handles, self.targets, self.templates = new_h, new_t, templates
         self.adapted = adapted
         self.auto_fixed = auto_fixed_region(self.size, self.handles, self.targets) if self.config.auto_region else None
-        self.auto_reference = field if self.auto_fixed is not None else None  # a feature map: kept only when used
+        self.auto_reference = full_field if self.auto_fixed is not None else None  # a feature map: kept only when used
 
     def set_mask(self, mask: np.ndarray | torch.Tensor | None) -> None:
         """Editable region [H, W] (bool, or 0..1 / 0..255 for soft edges); None = everything editable."""
@@ -455,7 +463,7 @@ class DragSession:
         for i in range(max_steps):
             field, img, coarse = self._features(full=reference)
             with torch.no_grad():
-                self.handles = self._track(field)
+                self.handles = self._track(self._tracked(field))
             loss = self.loss(field, coarse)
             max_dist, loss_value, handles = self._summary(loss)
             reason = "reached" if max_dist <= stop_at else None

@@ -8,10 +8,31 @@ original still holds it. match_margins says how unambiguous each match is (best 
 second-best distance), for the benchmark's failure diagnosis. snap_to_features moves a handle set
 on a featureless pixel to the nearest distinctive one, which the tracker can hold; snap_drags does
 that for whole drags and moves each target by the same offset, so the user's drag vector stays.
+PatchField makes every one of them compare a small disk of features around each candidate instead
+of a single pixel: the neighbourhood the motion loss moves, which a look-alike pixel rarely shares.
 """
 from __future__ import annotations
 
 import torch
+
+
+class PatchField:
+    """A feature field whose sample at a point is the features of a disk of points around it, concatenated.
+
+    Tracking against such samples matches a patch (the sum of squared feature differences over the
+    disk, for the 'l2' metric) rather than one pixel. A part that changes look as it moves (a lip
+    line that opens) leaves a pixel that still looks like the old part; its neighbourhood does not.
+    `offsets` [P, 2] are image-pixel offsets (drag.disk_offsets); the samples are scaled by
+    1 / sqrt(P), so a patch distance is the root-mean-square over the disk of per-point distances.
+    """
+
+    def __init__(self, field, offsets: torch.Tensor):
+        self.field, self.offsets, self.size = field, offsets, field.size
+
+    def sample(self, xy: torch.Tensor) -> torch.Tensor:
+        """xy [M, 2] -> [M, P * C]: the disk's features around each point, in the offsets' order."""
+        q = (xy[:, None, :] + self.offsets[None]).reshape(-1, 2)
+        return self.field.sample(q).reshape(len(xy), -1) / len(self.offsets) ** 0.5
 
 
 def square_offsets(r: int) -> torch.Tensor:

@@ -11,8 +11,8 @@ from draggan_core.feature_layers import layered_field
 from draggan_core.features import IDENTITY
 from draggan_core.presets import PRESETS
 from draggan_core.supervision import auto_fixed_region, coarse_offsets, coarse_weight, segment_distance
-from draggan_core.tracking import (adapt_templates, distinctiveness, match_margins, snap_drags, snap_to_features,
-                                   track_anchored)
+from draggan_core.tracking import (PatchField, adapt_templates, distinctiveness, match_margins, snap_drags,
+                                   snap_to_features, track_anchored)
 
 
 def field_of(fmap):
@@ -79,6 +79,31 @@ def test_an_adapted_template_follows_a_part_that_changed_look():
     adapted = adapt_templates(initial, torch.tensor([[1.0, 1.0, 0, 0]]), 0.8)
     assert torch.allclose(adapted, torch.tensor([[1.0, 0.8, 0, 0]]))
     assert track_anchored(field_of(fmap), start, initial, adapted, 3).tolist() == [[7.0, 5.0]]
+
+
+def test_a_patch_field_samples_the_disk_around_each_point():
+    torch.manual_seed(7)
+    fmap = torch.randn(1, 3, 12, 12)
+    offsets = disk_offsets(1.0)
+    out = PatchField(field_of(fmap), offsets).sample(torch.tensor([[4.0, 5.0], [8.0, 2.0]]))
+    assert out.shape == (2, 5 * 3)
+    by_hand = torch.cat([fmap[0, :, 5 + dy, 4 + dx] for dx, dy in offsets.long().tolist()]) / 5 ** 0.5
+    assert torch.allclose(out[0], by_hand)
+
+
+def test_patch_tracking_follows_the_neighbourhood_where_a_lone_pixel_looks_alike():
+    """The part (centre at x=12) changed its own look a little; a pixel at x=6 looks exactly like the old
+    centre but has other neighbours. One-pixel tracking jumps there; the patch stays with the part."""
+    torch.manual_seed(8)
+    fmap = torch.randn(1, 6, 20, 20)
+    offsets = disk_offsets(2.0)
+    template = PatchField(field_of(fmap), offsets).sample(torch.tensor([[12.0, 8.0]]))
+    centre = fmap[0, :, 8, 12].clone()
+    fmap[0, :, 8, 6] = centre  # the look-alike
+    fmap[0, :, 8, 12] = centre + 0.3 * torch.randn(6)  # the part, a little changed
+    start = torch.tensor([[9.0, 8.0]])
+    assert track_points(field_of(fmap), start, centre[None], r2=4).tolist() == [[6.0, 8.0]]
+    assert track_points(PatchField(field_of(fmap), offsets), start, template, r2=4).tolist() == [[12.0, 8.0]]
 
 
 def test_a_longer_motion_step_shifts_the_samples_further_but_never_past_the_target():
@@ -227,6 +252,18 @@ def test_the_coarse_pull_adds_the_coarser_blocks_motion_term(G):
     assert far._features(full=False)[2].offsets.abs().max() == s.disk.abs().max() * 64 / G.synthesis.block_resolutions[0]
     steps = list(s.run(max_steps=3))
     assert len(steps) == 3 and all(torch.isfinite(torch.tensor(st.loss)) for st in steps)
+
+
+def test_patch_tracking_keeps_patch_templates_and_snaps_by_pixels(G):
+    s = DragSession(G, 2, config=DragConfig(track_patch=2.0, snap=1.5))
+    s.set_points([(30.4, 20.6)], [(36, 20)])
+    plain = s._features(full=False)[0]
+    expected = snap_to_features(plain, torch.tensor([[30.4, 20.6]]), 1.5 * s.r2, s.r2)
+    assert torch.equal(s.handles, expected)  # snapping looked at pixels
+    assert s.templates.shape == (1, 13 * plain.sample(s.handles).shape[1])  # 13 points in a disk of radius 2
+    assert torch.allclose(s.templates, s.field().sample(s.handles))  # field() is what tracking compares
+    steps = list(s.run(max_steps=2))
+    assert len(steps) == 2
 
 
 def test_presets():
