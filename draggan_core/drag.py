@@ -65,6 +65,8 @@ class DragConfig:
     motion_step: float = 1.0  # pixels of motion the loss asks for per step (capped at the distance left); 1: published
     coarse_motion: int = 0  # also pull on the block this many levels coarser, over r1 of its cells (supervision.py); 0: off
     track_patch: float = 0.0  # track by a disk of this radius (px) around each candidate, not one pixel (tracking.py); 0: off
+    lr_reach: float = 0.0  # farther than this (fraction of the image height) from the target, the learning rate grows with
+    # the distance (distance_lr_factor, at most LR_BOOST_CAP times); 0: constant, as published
     auto_region: float = 0.0  # without a user mask, hold features far from the drag with this weight (supervision.py)
     snap: float = 0.0  # move a new handle on a featureless pixel to a distinctive one within snap * r2 px, and its
     # target with it (the drag vector stays); 0: never
@@ -82,8 +84,8 @@ class DragConfig:
             raise ValueError("learning_rate must be > 0, w_layers >= 1, mask_lambda >= 0")
         if self.coarse_blocks < 0 or self.stall_restarts < 0 or self.coarse_motion < 0:
             raise ValueError("coarse_blocks, coarse_motion and stall_restarts must be >= 0")
-        if self.auto_region < 0 or self.snap < 0 or self.track_patch < 0:
-            raise ValueError("auto_region, snap and track_patch must be >= 0")
+        if self.auto_region < 0 or self.snap < 0 or self.track_patch < 0 or self.lr_reach < 0:
+            raise ValueError("auto_region, snap, track_patch and lr_reach must be >= 0")
         if self.motion_step < 1:
             raise ValueError("motion_step must be >= 1")
         if not 0 <= self.template_adapt <= 1:
@@ -141,6 +143,23 @@ def feature_geometry(G: Generator, k: int) -> FeatureGeometry:
 
 def stop_distance_for(n_points: int, height: int) -> float:
     return (1.0 if n_points <= 5 else 2.0) * max(1.0, height / 512)
+
+
+LR_BOOST_CAP = 4.0  # distance_lr_factor's largest factor
+
+
+def distance_lr_factor(distance: float, height: int, reach: float, cap: float = LR_BOOST_CAP) -> float:
+    """How much to raise the learning rate for a handle `distance` px from its target (DragConfig.lr_reach).
+
+    Adam moves each latent coordinate by at most about the learning rate per step, so an edit that
+    needs a large change of the latent (turning or moving a head: W+ coordinates change by up to 3-4
+    on the demo model) cannot arrive within the step limit at the rate that suits a small one. The
+    factor is distance / (reach * height), at least 1 (the published rate near the target, where
+    precision matters) and at most `cap`. reach 0: always 1.
+    """
+    if reach <= 0:
+        return 1.0
+    return float(min(cap, max(1.0, distance / (reach * height))))
 
 
 def disk_offsets(radius: float) -> torch.Tensor:
@@ -293,7 +312,8 @@ class DragSession:
         n_opt = min(self.config.w_layers, G.num_ws)
         self.w_opt = ws[:, :n_opt].clone().requires_grad_(True)
         self.w_fixed = ws[:, n_opt:].clone()
-        self.optimizer = torch.optim.Adam([self.w_opt], lr=self.config.learning_rate)
+        self.base_lr = self.config.learning_rate  # the rate distance_lr_factor scales (set_learning_rate changes it)
+        self.optimizer = torch.optim.Adam([self.w_opt], lr=self.base_lr)
         self.block = self.config.feature_block if self.config.feature_block is not None else default_feature_block(G)
         n_layers = num_feature_layers(G)
         if not 0 <= self.block < n_layers:
@@ -418,13 +438,16 @@ class DragSession:
 
     def _restart_optimizer(self) -> None:
         """A fresh Adam at the current lr: after a stall its moments hold the old direction's history."""
-        lr = self.optimizer.param_groups[0]["lr"]
-        self.optimizer = torch.optim.Adam([self.w_opt], lr=lr)
+        self.optimizer = torch.optim.Adam([self.w_opt], lr=self.base_lr)
 
     def set_learning_rate(self, lr: float) -> None:
-        """Change the step size without losing Adam's moments."""
+        """Change the step size without losing Adam's moments (the base rate, when config.lr_reach scales it)."""
+        self.base_lr = lr
+        self._scale_learning_rate(1.0)
+
+    def _scale_learning_rate(self, factor: float) -> None:
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = self.base_lr * factor
 
     # ------------------------------------------------------------------ loop
 
@@ -470,6 +493,8 @@ class DragSession:
             if reason is None:
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                if self.config.lr_reach:
+                    self._scale_learning_rate(distance_lr_factor(max_dist, self.size[0], self.config.lr_reach))
                 self.optimizer.step()
                 self.steps_done += 1
                 if stall.update(max_dist):

@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from conftest import make_generator
-from draggan_core.drag import DragConfig, DragSession, FeatureField, disk_offsets, motion_loss, track_points
+from draggan_core.drag import (LR_BOOST_CAP, DragConfig, DragSession, FeatureField, disk_offsets, distance_lr_factor,
+                               motion_loss, track_points)
 from draggan_core.feature_layers import layered_field
 from draggan_core.features import IDENTITY
 from draggan_core.presets import PRESETS
@@ -264,6 +265,30 @@ def test_patch_tracking_keeps_patch_templates_and_snaps_by_pixels(G):
     assert torch.allclose(s.templates, s.field().sample(s.handles))  # field() is what tracking compares
     steps = list(s.run(max_steps=2))
     assert len(steps) == 2
+
+
+def test_the_learning_rate_grows_with_the_distance_left_between_one_and_the_cap():
+    assert distance_lr_factor(30.0, 128, 0.0) == 1.0  # off: the published constant rate
+    assert distance_lr_factor(1.0, 128, 0.015) == 1.0  # near the target: the base rate
+    assert distance_lr_factor(3.84, 128, 0.015) == pytest.approx(2.0)  # twice the reach (1.92 px at 128 px)
+    assert distance_lr_factor(7.68, 512, 0.015) == 1.0  # the reach scales with the image
+    assert distance_lr_factor(100.0, 128, 0.015) == LR_BOOST_CAP
+
+
+def test_a_far_drag_steps_at_the_raised_rate_and_set_learning_rate_moves_the_base(G):
+    s = DragSession(G, 2, config=DragConfig(learning_rate=1e-3, lr_reach=0.05))  # reach 3.2 px at 64 px
+    s.set_points([(20, 20)], [(40, 20)])
+    first = next(iter(s.run(max_steps=1)))
+    assert s.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * distance_lr_factor(first.distance, 64, 0.05))
+    assert s.optimizer.param_groups[0]["lr"] > 1e-3
+    s.set_learning_rate(2e-4)
+    assert s.base_lr == 2e-4 and s.optimizer.param_groups[0]["lr"] == 2e-4
+    step = next(iter(s.run(max_steps=1)))
+    assert s.optimizer.param_groups[0]["lr"] == pytest.approx(2e-4 * distance_lr_factor(step.distance, 64, 0.05))
+    fixed = DragSession(G, 2, config=DragConfig(learning_rate=1e-3))
+    fixed.set_points([(20, 20)], [(40, 20)])
+    next(iter(fixed.run(max_steps=1)))
+    assert fixed.optimizer.param_groups[0]["lr"] == 1e-3  # off by default
 
 
 def test_presets():
