@@ -491,11 +491,12 @@ class DragSession:
             max_dist, loss_value, handles = self._summary(loss)
             reason = "reached" if max_dist <= stop_at else None
             if reason is None:
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if self.config.lr_reach:
-                    self._scale_learning_rate(distance_lr_factor(max_dist, self.size[0], self.config.lr_reach))
-                self.optimizer.step()
+                if loss.requires_grad:  # not when every handle is within motion_loss's 1 px and nothing else pulls
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if self.config.lr_reach:
+                        self._scale_learning_rate(distance_lr_factor(max_dist, self.size[0], self.config.lr_reach))
+                    self.optimizer.step()
                 self.steps_done += 1
                 if stall.update(max_dist):
                     if restarts < self.config.stall_restarts:

@@ -291,6 +291,15 @@ def test_a_far_drag_steps_at_the_raised_rate_and_set_learning_rate_moves_the_bas
     assert fixed.optimizer.param_groups[0]["lr"] == 1e-3  # off by default
 
 
+def test_a_stop_distance_under_the_supervised_pixel_ends_on_a_stall_not_an_error(G):
+    """Within 1 px motion_loss asks nothing; with a stop distance below that the loop must still end cleanly."""
+    s = DragSession(G, 2, config=DragConfig(stop_distance=0.1, stall_steps=3))
+    s.set_points([(20, 20)], [(20.6, 20)])
+    latent = s.latent()
+    steps = list(s.run(max_steps=20))
+    assert steps[-1].reason == "stalled" and torch.equal(s.latent(), latent)
+
+
 def test_presets():
     assert DragConfig.preset("paper") == DragConfig(**PRESETS["paper"]) == DragConfig()  # the defaults
     assert DragConfig.preset("paper", learning_rate=2e-3).learning_rate == 2e-3
