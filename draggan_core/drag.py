@@ -68,8 +68,8 @@ class DragConfig:
     lr_reach: float = 0.0  # farther than this (fraction of the image height) from the target, the learning rate grows with
     # the distance (distance_lr_factor, at most LR_BOOST_CAP times); 0: constant, as published
     auto_region: float = 0.0  # without a user mask, hold features far from the drag with this weight (supervision.py)
-    snap: float = 0.0  # move a new handle on a featureless pixel to a distinctive one within snap * r2 px, and its
-    # target with it (the drag vector stays); 0: never
+    snap: float = 0.0  # move a new handle on a featureless pixel to a distinctive one within snap * r2 px; its target
+    # stays unless the snap leaves under half the drag, then moves with it (tracking.snap_drags); 0: never
     path: str = "fast"  # 'fast' or 'reference'
     precision: str = "auto"  # the per-step synthesis' number type: 'auto' (bf16 on CPUs with native bf16, else fp32),
     # 'fp32', 'bf16' or 'fp16' (draggan_core.precision)
@@ -404,7 +404,7 @@ class DragSession:
             field = self._tracked(full_field)
             if self.config.snap:
                 # Only new drags: a tracked handle is on its feature, and a point to hold (handle = target) stays put.
-                # The target moves with the handle: the drag vector is the user's.
+                # A target moves with its handle where the snap would swallow most of the drag (snap_drags).
                 movable = ~kept & ((new_t - new_h).norm(dim=1) > 0)
                 # Pixels, not patches: snapping looks for a distinctive pixel (and patches would cost (2 r2 + 1)^2 x more).
                 new_h, new_t = snap_drags(full_field, new_h, new_t, movable, self.config.snap * self.r2, self.r2)

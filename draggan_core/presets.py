@@ -13,10 +13,13 @@ from __future__ import annotations
 
 PRESETS: dict[str, dict[str, object]] = {
     "paper": {"track_metric": "l2", "r1": None, "r2": None, "stall_steps": 60, "coarse_blocks": 0, "snap": 0.0,
-              "auto_region": 0.0, "template_adapt": 0.0, "stall_restarts": 0, "motion_step": 1.0},
+              "auto_region": 0.0, "template_adapt": 0.0, "stall_restarts": 0, "motion_step": 1.0, "lr_reach": 0.0,
+              "coarse_motion": 0, "track_patch": 0.0},
     # Measured on the demo drags (benchmarks/README.md): coarser blocks for context, snapping clicks off a
-    # thin part onto it, and a soft hold on what lies far from the drag. template_adapt, stall_restarts and
-    # motion_step did not help there and stay off.
+    # thin part onto it, a soft hold on what lies far from the drag, and a learning rate that grows with the
+    # distance left. template_adapt, stall_restarts, motion_step, coarse_motion and track_patch did not help
+    # there and stay off.
     "studio": {"track_metric": "l2", "r1": None, "r2": None, "stall_steps": 60, "coarse_blocks": 2, "snap": 1.5,
-               "auto_region": 10.0, "template_adapt": 0.0, "stall_restarts": 0, "motion_step": 1.0},
+               "auto_region": 10.0, "template_adapt": 0.0, "stall_restarts": 0, "motion_step": 1.0,
+               "lr_reach": 0.015},
 }

@@ -7,7 +7,8 @@ updated copy of the feature where the handle was tracked, and sums both distance
 original still holds it. match_margins says how unambiguous each match is (best against
 second-best distance), for the benchmark's failure diagnosis. snap_to_features moves a handle set
 on a featureless pixel to the nearest distinctive one, which the tracker can hold; snap_drags does
-that for whole drags and moves each target by the same offset, so the user's drag vector stays.
+that for whole drags and keeps each target, unless the snap would swallow most of the drag: then
+the target moves with the handle (the user's drag vector stays).
 PatchField makes every one of them compare a small disk of features around each candidate instead
 of a single pixel: the neighbourhood the motion loss moves, which a look-alike pixel rarely shares.
 """
@@ -147,17 +148,25 @@ def snap_to_features(field, handles: torch.Tensor, radius: float, r: int, keep: 
     return torch.where(stays[:, None], handles, nearest)
 
 
-def snap_drags(field, handles: torch.Tensor, targets: torch.Tensor, movable: torch.Tensor, radius: float,
-               r: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Snap the movable handles (snap_to_features) and move their targets by the same offset.
+SNAP_MIN_LEFT = 0.5  # snap_drags keeps a target when at least this share of the drag is left after the snap
 
-    The user asked for a motion (target - handle), not for a feature to end at a pixel: snapping
-    the handle alone changes that motion, and can leave a handle snapped next to its target with
-    nothing to drag. Targets are kept inside the image (the offset is cut where it would leave it).
+
+def snap_drags(field, handles: torch.Tensor, targets: torch.Tensor, movable: torch.Tensor, radius: float,
+               r: int, min_left: float = SNAP_MIN_LEFT) -> tuple[torch.Tensor, torch.Tensor]:
+    """Snap the movable handles (snap_to_features); per drag, keep its target or move it with the handle.
+
+    A click a few pixels off a thin part (an ear tip the generator draws short of where the user
+    sees it) means "this part, to that target": the target stays, and the part lands there. But a
+    snap that leaves less than `min_left` of the drag's length to go (a click on a flat region
+    snapped to something near the target) did not find the part the user meant to drag that far,
+    and keeping the target would leave the drag nothing to do: there the target moves with the
+    handle, so the user's drag vector stays. Moved targets are kept inside the image.
     """
     snapped = snap_to_features(field, handles, radius, r)
     new_h = torch.where(movable[:, None], snapped, handles)
+    asked, left = (targets - handles).norm(dim=1), (targets - new_h).norm(dim=1)
+    follow = movable & (left < min_left * asked)
     H, W = field.size
-    new_t = targets + (new_h - handles)
     limit = torch.tensor([W - 1, H - 1], dtype=targets.dtype, device=targets.device)
-    return new_h, torch.minimum(new_t.clamp_min(0), limit)
+    moved = torch.minimum((targets + (new_h - handles)).clamp_min(0), limit)
+    return new_h, torch.where(follow[:, None], moved, targets)

@@ -178,16 +178,23 @@ def test_a_handle_clicked_just_off_a_tip_snaps_to_it_and_one_on_it_stays():
     assert snapped[2].tolist() == [3.0, 15.0]  # nothing distinctive within reach: it stays
 
 
-def test_snapping_a_drag_keeps_its_vector_and_leaves_unmovable_points_alone():
-    """The handle clicked just above the tip snaps onto it; its target moves by the same offset."""
+def test_a_snapped_drag_keeps_its_target_unless_the_snap_swallows_most_of_it():
+    """The tip is at (10, 6). A click 2.7 px above it with a long drag: the part goes to the user's target.
+    A click 3 px above it dragged 4 px down onto the tip: the snap leaves 1 px of 4, so the target
+    moves with the handle and the drag keeps its vector."""
     field = field_of(tip_map())
-    handles = torch.tensor([[10.4, 3.3], [3.0, 3.0]])
-    targets = torch.tensor([[14.4, 1.3], [3.0, 3.0]])  # the second: a point to hold
-    new_h, new_t = snap_drags(field, handles, targets, torch.tensor([True, False]), radius=4, r=3)
-    assert new_h.tolist() == [[10.0, 6.0], [3.0, 3.0]]
-    assert torch.allclose(new_t - new_h, targets - handles)  # the user's motion, unchanged
-    edge = snap_drags(field, handles, torch.tensor([[19.0, 18.0], [3.0, 3.0]]), torch.tensor([True, False]), 4, 3)[1]
-    assert torch.allclose(edge, torch.tensor([[18.6, 19.0], [3.0, 3.0]]))  # shifted by (-0.4, +2.7), cut at the edge
+    movable = torch.tensor([True, True, False])
+    handles = torch.tensor([[10.4, 3.3], [10.0, 3.0], [3.0, 3.0]])  # the third: a point to hold
+    targets = torch.tensor([[18.0, 3.3], [10.0, 7.0], [3.0, 3.0]])
+    new_h, new_t = snap_drags(field, handles, targets, movable, radius=4, r=3)
+    assert new_h.tolist() == [[10.0, 6.0], [10.0, 6.0], [3.0, 3.0]]
+    assert torch.equal(new_t[0], targets[0]) and torch.equal(new_t[2], targets[2])
+    assert new_t[1].tolist() == [10.0, 10.0]  # (10, 7) + the snap's (0, 3)
+    every = snap_drags(field, handles, targets, movable, 4, 3, min_left=2.0)[1]  # every snap "swallows": vectors kept
+    assert torch.allclose(every - new_h, targets - handles)
+    edge = snap_drags(field, torch.tensor([[10.0, 3.0]]), torch.tensor([[10.0, 17.0]]), torch.tensor([True]), 4, 3,
+                      min_left=2.0)[1]
+    assert edge.tolist() == [[10.0, 19.0]]  # (10, 17) + (0, 3), cut at the 20 x 20 image's edge
 
 
 @pytest.fixture(scope="module")
@@ -228,8 +235,10 @@ def test_snapping_moves_only_new_drag_handles(G):
     expected = snap_to_features(field, torch.tensor([[30.4, 20.6]]), 1.5 * s.r2, s.r2)
     s.set_points([(30.4, 20.6), (12.3, 40.8)], [(36, 20), (12.3, 40.8)])
     assert s.handle_list() == [tuple(expected[0].tolist()), (12.300000190734863, 40.79999923706055)]  # a point to hold stays
-    moved = torch.tensor(s.target_list()) - torch.tensor(s.handle_list())
-    assert torch.allclose(moved, torch.tensor([[36 - 30.4, 20 - 20.6], [0.0, 0.0]]))  # the drag vectors stay
+    _, expected_targets = snap_drags(field, torch.tensor([[30.4, 20.6], [12.3, 40.8]]),
+                                     torch.tensor([[36.0, 20.0], [12.3, 40.8]]), torch.tensor([True, False]),
+                                     1.5 * s.r2, s.r2)
+    assert torch.allclose(torch.tensor(s.target_list()), expected_targets)  # the session's targets are snap_drags'
     tracked = s.handle_list()
     s.set_points(tracked, [(40, 20), (12.3, 40.8)])  # continuing: tracked handles keep their place
     assert s.handle_list() == tracked

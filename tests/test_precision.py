@@ -71,8 +71,11 @@ def test_bf16_image_and_features_are_close_to_fp32(demo):
 
 
 # after a 20-step drag: the studio preset's coarse blocks and held region add bf16 rounding to the
-# image's largest difference (measured 0.12 on the demo drag below; the paper preset stays under 0.1)
-DRAG_IMAGE_MAX = {"paper": IMAGE_MAX, "studio": 0.15}
+# image's largest difference (measured 0.12 on the demo drag below; the paper preset stays under 0.1),
+# and its distance-scaled learning rate (lr_reach, issue 17) moves the latent up to 4x as far per step,
+# so the steps where bf16's tracking picks a pixel next to fp32's change more of the image: measured
+# max 0.40 on 0.8% of the values over 0.1, mean 0.005, handles within 1 px at every step
+DRAG_IMAGE_MAX = {"paper": IMAGE_MAX, "studio": 0.45}
 
 
 @pytest.mark.parametrize("preset", ["paper", "studio"])
