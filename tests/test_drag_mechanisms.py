@@ -1,14 +1,19 @@
 """The drag mechanisms beyond the published algorithm (issue 17), on synthetic feature maps and a tiny generator."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from conftest import make_generator
+from draggan_core import load_generator, registry
+from draggan_core.demo import world
+from draggan_core.demo.scenarios import SCENARIOS, make_drag
 from draggan_core.drag import (LR_BOOST_CAP, DragConfig, DragSession, FeatureField, disk_offsets, distance_lr_factor,
                                motion_loss, track_points)
 from draggan_core.feature_layers import layered_field
+from draggan_core.images import to_uint8
 from draggan_core.features import IDENTITY
 from draggan_core.presets import PRESETS
 from draggan_core.supervision import auto_fixed_region, coarse_offsets, coarse_weight, segment_distance
@@ -307,6 +312,35 @@ def test_a_stop_distance_under_the_supervised_pixel_ends_on_a_stall_not_an_error
     latent = s.latent()
     steps = list(s.run(max_steps=20))
     assert steps[-1].reason == "stalled" and torch.equal(s.latent(), latent)
+
+
+@pytest.fixture(scope="module")
+def demo():
+    path, info = registry.resolve(None)
+    return load_generator(path), info
+
+
+def content_error(G, drag, config: DragConfig) -> tuple[str, float]:
+    """The drag's end reason and the largest distance of a fitted dragged landmark from its target
+    (the demo benchmark's content criterion, bench_demo_drags.py)."""
+    s = DragSession(G, G.mapping(drag.z_before, None), config=config)
+    s.set_points(drag.handles, drag.targets)
+    for last in s.run(max_steps=200):
+        pass
+    marks = world.landmarks(world.fit_params(to_uint8(s.image()), init=drag.params_before), G.img_resolution)
+    names = SCENARIOS[drag.scenario].landmarks
+    return last.reason, max(float(np.hypot(*np.subtract(marks[n], t))) for n, t in zip(names, drag.targets))
+
+
+def test_a_head_turn_the_constant_rate_leaves_half_way_lands_with_the_distance_scaled_rate(demo):
+    """turn_head seed 3 (nose and upper lip, 15 px): at the registry's rate the drag runs out of its
+    200 steps 8-10 px short; with studio's lr_reach it arrives, nose and lip fitted within 2 px."""
+    G, info = demo
+    drag = make_drag("turn_head", 3, G.z_dim, G.img_resolution)
+    reason, error = content_error(G, drag, DragConfig.preset("studio", learning_rate=info.learning_rate))
+    assert reason == "reached" and error <= 2.0, (reason, error)
+    reason, error = content_error(G, drag, DragConfig.preset("studio", lr_reach=0.0, learning_rate=info.learning_rate))
+    assert reason != "reached" and error > 4.0, (reason, error)
 
 
 def test_presets():
