@@ -16,9 +16,10 @@ StyleGAN3 feature maps extend past the image by a margin; FeatureField crops it 
 generator's feature_geometry), so a feature sample and an image pixel correspond exactly.
 
 What goes beyond the published algorithm is a DragConfig option whose logic lives in its own
-module: coarser blocks for context (feature_layers), snapping and adaptive templates (tracking),
-the automatic fixed region and the pull on a coarser block (supervision). presets.py names the published settings ("paper", the
-defaults) and the demo benchmark's best ("studio").
+module: coarser blocks for context (feature_layers), snapping, patch matching and adaptive
+templates (tracking), the automatic fixed region and the pull on a coarser block (supervision);
+the distance-scaled learning rate is distance_lr_factor below. presets.py names the published
+settings ("paper", the defaults) and the demo benchmark's best ("studio").
 """
 from __future__ import annotations
 

@@ -3,10 +3,13 @@
 "paper" is DragGAN as published (L2 nearest-neighbour tracking against the initial handle feature,
 r1 / r2 scaled by the image size, one feature block, a plain Adam run that ends on a stall) and
 equals DragConfig's defaults. "studio" is what the demo-drag benchmark measured best
-(benchmarks/README.md: landed 27% against 24%, paired MSE 2.94 against 3.54), and not the default:
-the gain is small, open mouths land less often, its coarse blocks make a tiny 64-px model's drag
-move about half as far in the same steps, and snapping can move a handle so near its target that
-the drag has nothing left to do (a box-aligned drag in the GIMP e2e test changed no pixel). A
+(benchmarks/README.md, issue 17's second round: landed 37% against 24%, paired MSE 3.16 against
+3.70, 87 steps per drag against 122), and not the default: open mouths land less often (1 of 13
+against 3), its coarse blocks make a tiny 64-px model's drag move about half as far in the same
+steps, and its learning rate grows up to 4x on long drags, which the editor tests' small models
+were not measured with. Snapping keeps the user's target unless the snap would swallow more than
+half of the drag (then the target moves with the handle: a box-aligned drag in the GIMP e2e test
+once changed no pixel because its handle was snapped next to its target). A
 preset lists only the fields it sets; the learning rate comes from the model's registry entry.
 """
 from __future__ import annotations
