@@ -64,10 +64,12 @@ class DragConfig:
     stall_restarts: int = 0  # on a stall, restart Adam (moments cleared) this many times before stopping
     template_adapt: float = 0.0  # per step, adapted template += rate * (tracked feature - it); 0: published
     motion_step: float = 1.0  # pixels of motion the loss asks for per step (capped at the distance left); 1: published
-    coarse_motion: int = 0  # also pull on the block this many levels coarser, over r1 of its cells (supervision.py); 0: off
-    track_patch: float = 0.0  # track by a disk of this radius (px) around each candidate, not one pixel (tracking.py); 0: off
-    lr_reach: float = 0.0  # farther than this (fraction of the image height) from the target, the learning rate grows with
-    # the distance (distance_lr_factor, at most LR_BOOST_CAP times); 0: constant, as published
+    coarse_motion: int = 0  # also pull on the block this many levels coarser, over r1 of its cells
+    # (supervision.py); 0: off
+    track_patch: float = 0.0  # track by a disk of this radius (px) around each candidate, not one pixel
+    # (tracking.PatchField); 0: off
+    lr_reach: float = 0.0  # farther than this (fraction of the image height) from the target, the learning rate
+    # grows with the distance (distance_lr_factor, at most LR_BOOST_CAP times); 0: constant, as published
     auto_region: float = 0.0  # without a user mask, hold features far from the drag with this weight (supervision.py)
     snap: float = 0.0  # move a new handle on a featureless pixel to a distinctive one within snap * r2 px; its target
     # stays unless the snap leaves under half the drag, then moves with it (tracking.snap_drags); 0: never
@@ -379,7 +381,7 @@ class DragSession:
 
     @torch.no_grad()
     def field(self) -> FeatureField:
-        """The current latent's feature field as tracking searches it (templates are its samples), to inspect matches."""
+        """The current latent's feature field as tracking searches it (templates are its samples)."""
         return self._tracked(self._features(full=False)[0])
 
     def _tracked(self, field: FeatureField) -> FeatureField:
@@ -407,7 +409,7 @@ class DragSession:
                 # Only new drags: a tracked handle is on its feature, and a point to hold (handle = target) stays put.
                 # A target moves with its handle where the snap would swallow most of the drag (snap_drags).
                 movable = ~kept & ((new_t - new_h).norm(dim=1) > 0)
-                # Pixels, not patches: snapping looks for a distinctive pixel (and patches would cost (2 r2 + 1)^2 x more).
+                # Pixels, not patches: snapping looks for a distinctive pixel (patches would cost (2 r2 + 1)^2 x more).
                 new_h, new_t = snap_drags(full_field, new_h, new_t, movable, self.config.snap * self.r2, self.r2)
             fresh = field.sample(new_h)
         templates, adapted = fresh.clone(), fresh.clone()
