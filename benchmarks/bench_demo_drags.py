@@ -94,10 +94,12 @@ def drag_once(G, drag, config: DragConfig, steps: int, fit: bool, target_img: to
     box = region(drag, G.img_resolution)
     mse_edit, ssim_edit = compare(after, target_img, box)
     mse_none, ssim_none = compare(before, target_img, box)
-    final = np.hypot(*(np.array(step.handles[:n]) - np.array(drag.targets[:n])).T)
+    # against the session's targets: snapping moves a target with its handle (the drag vector stays)
+    shift = np.array(s.target_list()[:n]) - np.array(drag.targets[:n])
+    final = np.hypot(*(np.array(step.handles[:n]) - np.array(s.target_list()[:n])).T)
     row = {"scenario": drag.scenario, "seed": drag.seed, "reached": step.reason == "reached", "reason": step.reason,
            "steps": step.step, "seconds": seconds, "ms_per_step": 1000 * seconds / step.step,
-           "final_distance": float(final.mean()), "mse_edit": mse_edit, "ssim_edit": ssim_edit,
+           "final_distance": float(final.mean()), "snap_px": float(np.hypot(*shift.T).max()),  # how far snapping moved a target "mse_edit": mse_edit, "ssim_edit": ssim_edit,
            "mse_none": mse_none, "ssim_none": ssim_none, "trajectory": trajectory, "distances": per_step,
            "margin_start": margin_start, "margin_end": match_margins(s.field(), s.handles, s.templates, s.r2).tolist()}
     if image_path:
@@ -110,7 +112,7 @@ def drag_once(G, drag, config: DragConfig, steps: int, fit: bool, target_img: to
         row["anchor_errors"] = distances(marks, scenario.anchors, drag.targets[n:])
         row["content_error_after"] = float(np.mean(errors))
         # where the tracker put each handle against where the world's fit puts its landmark in the result
-        row["tracked_vs_fit"] = distances(marks, scenario.landmarks, step.handles)
+        row["tracked_vs_fit"] = distances(marks, scenario.landmarks, list(np.array(step.handles[:n]) - shift))
         row["landed"] = row["reached"] and max(errors) <= LANDED_PX
         row["close"] = row["reached"] and max(errors) <= CLOSE_PX
     return row

@@ -16,16 +16,17 @@ StyleGAN3 feature maps extend past the image by a margin; FeatureField crops it 
 generator's feature_geometry), so a feature sample and an image pixel correspond exactly.
 
 What goes beyond the published algorithm is a DragConfig option whose logic lives in its own
-module: coarser blocks for context (feature_layers), snapping and adaptive templates (tracking),
-the automatic fixed region (supervision). presets.py names the published settings ("paper", the
-defaults) and the demo benchmark's best ("studio").
+module: coarser blocks for context (feature_layers), snapping, patch matching and adaptive
+templates (tracking), the automatic fixed region and the pull on a coarser block (supervision);
+the distance-scaled learning rate is distance_lr_factor below. presets.py names the published
+settings ("paper", the defaults) and the demo benchmark's best ("studio").
 """
 from __future__ import annotations
 
 import dataclasses
 import math
 import time
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -35,8 +36,8 @@ from . import precision
 from .feature_layers import layered_field
 from .features import IDENTITY, FeatureGeometry
 from .presets import PRESETS
-from .supervision import auto_fixed_region
-from .tracking import adapt_templates, best_candidates, snap_to_features, track_anchored, window_distances
+from .supervision import auto_fixed_region, coarse_offsets, coarse_weight
+from .tracking import PatchField, adapt_templates, best_candidates, snap_drags, track_anchored, window_distances
 from .stylegan2 import Generator, Window, ws_from_seed
 
 Point = tuple[float, float]
@@ -64,8 +65,15 @@ class DragConfig:
     stall_restarts: int = 0  # on a stall, restart Adam (moments cleared) this many times before stopping
     template_adapt: float = 0.0  # per step, adapted template += rate * (tracked feature - it); 0: published
     motion_step: float = 1.0  # pixels of motion the loss asks for per step (capped at the distance left); 1: published
+    coarse_motion: int = 0  # also pull on the block this many levels coarser, over r1 of its cells
+    # (supervision.py); 0: off
+    track_patch: float = 0.0  # track by a disk of this radius (px) around each candidate, not one pixel
+    # (tracking.PatchField); 0: off
+    lr_reach: float = 0.0  # farther than this (fraction of the image height) from the target, the learning rate
+    # grows with the distance (distance_lr_factor, at most LR_BOOST_CAP times); 0: constant, as published
     auto_region: float = 0.0  # without a user mask, hold features far from the drag with this weight (supervision.py)
-    snap: float = 0.0  # move a new handle on a featureless pixel to a distinctive one within snap * r2 px; 0: never
+    snap: float = 0.0  # move a new handle on a featureless pixel to a distinctive one within snap * r2 px; its target
+    # stays unless the snap leaves under half the drag, then moves with it (tracking.snap_drags); 0: never
     path: str = "fast"  # 'fast' or 'reference'
     precision: str = "auto"  # the per-step synthesis' number type: 'auto' (bf16 on CPUs with native bf16, else fp32),
     # 'fp32', 'bf16' or 'fp16' (draggan_core.precision)
@@ -78,10 +86,10 @@ class DragConfig:
         precision.check(self.precision)
         if self.learning_rate <= 0 or self.w_layers < 1 or self.mask_lambda < 0:
             raise ValueError("learning_rate must be > 0, w_layers >= 1, mask_lambda >= 0")
-        if self.coarse_blocks < 0 or self.stall_restarts < 0:
-            raise ValueError("coarse_blocks and stall_restarts must be >= 0")
-        if self.auto_region < 0 or self.snap < 0:
-            raise ValueError("auto_region and snap must be >= 0")
+        if self.coarse_blocks < 0 or self.stall_restarts < 0 or self.coarse_motion < 0:
+            raise ValueError("coarse_blocks, coarse_motion and stall_restarts must be >= 0")
+        if self.auto_region < 0 or self.snap < 0 or self.track_patch < 0 or self.lr_reach < 0:
+            raise ValueError("auto_region, snap, track_patch and lr_reach must be >= 0")
         if self.motion_step < 1:
             raise ValueError("motion_step must be >= 1")
         if not 0 <= self.template_adapt <= 1:
@@ -139,6 +147,23 @@ def feature_geometry(G: Generator, k: int) -> FeatureGeometry:
 
 def stop_distance_for(n_points: int, height: int) -> float:
     return (1.0 if n_points <= 5 else 2.0) * max(1.0, height / 512)
+
+
+LR_BOOST_CAP = 4.0  # distance_lr_factor's largest factor
+
+
+def distance_lr_factor(distance: float, height: int, reach: float, cap: float = LR_BOOST_CAP) -> float:
+    """How much to raise the learning rate for a handle `distance` px from its target (DragConfig.lr_reach).
+
+    Adam moves each latent coordinate by at most about the learning rate per step, so an edit that
+    needs a large change of the latent (turning or moving a head: W+ coordinates change by up to 3-4
+    on the demo model) cannot arrive within the step limit at the rate that suits a small one. The
+    factor is distance / (reach * height), at least 1 (the published rate near the target, where
+    precision matters) and at most `cap`. reach 0: always 1.
+    """
+    if reach <= 0:
+        return 1.0
+    return float(min(cap, max(1.0, distance / (reach * height))))
 
 
 def disk_offsets(radius: float) -> torch.Tensor:
@@ -240,6 +265,13 @@ def track_points(field: FeatureField, handles: torch.Tensor, templates: torch.Te
     return best_candidates(*window_distances(field, handles, templates, r2, metric))
 
 
+class CoarsePull(NamedTuple):
+    """A coarser block's field (scaled to weigh like the drag block) and its disk in image pixels."""
+
+    field: FeatureField
+    offsets: torch.Tensor
+
+
 def _as_points(points: Sequence[Sequence[float]], name: str) -> list[Point]:
     out = []
     for p in points:
@@ -299,7 +331,8 @@ class DragSession:
         n_opt = min(self.config.w_layers, G.num_ws)
         self.w_opt = ws[:, :n_opt].clone().requires_grad_(True)
         self.w_fixed = ws[:, n_opt:].clone()
-        self.optimizer = torch.optim.Adam([self.w_opt], lr=self.config.learning_rate)
+        self.base_lr = self.config.learning_rate  # the rate distance_lr_factor scales (set_learning_rate changes it)
+        self.optimizer = torch.optim.Adam([self.w_opt], lr=self.base_lr)
         self.block = self.config.feature_block if self.config.feature_block is not None else default_feature_block(G)
         n_layers = num_feature_layers(G)
         if not 0 <= self.block < n_layers:
@@ -309,6 +342,7 @@ class DragSession:
         self.r1 = self.config.r1 if self.config.r1 is not None else max(2.0, 3 * H / 512)
         self.r2 = self.config.r2 if self.config.r2 is not None else max(4, round(12 * H / 512))
         self.disk = disk_offsets(self.r1).to(self.device)
+        self.patch = disk_offsets(self.config.track_patch).to(self.device) if self.config.track_patch else None
         self.handles = torch.zeros(0, 2, device=self.device)
         self.targets = torch.zeros(0, 2, device=self.device)
         self.templates: torch.Tensor | None = None  # each handle's feature when it was set
@@ -334,8 +368,10 @@ class DragSession:
         """The current W+ latent [1, num_ws, w_dim] (detached), to save or to resume from."""
         return torch.cat([self.w_opt.detach(), self.w_fixed], dim=1)
 
-    def _features(self, full: bool, window: Window | None = None) -> tuple[FeatureField, torch.Tensor | None]:
-        """The feature block's field (window: only that part of it, see step_window) and, if full, the image."""
+    def _features(self, full: bool, window: Window | None = None
+                  ) -> tuple[FeatureField, torch.Tensor | None, "CoarsePull | None"]:
+        """The feature block's field (window: only that part of it, see step_window), if full the image,
+        and config.coarse_motion's coarser field."""
         ws = torch.cat([self.w_opt, self.w_fixed], dim=1)
         dense = self.config.path == "reference"
         # Rows past w_opt are constants: grad_rows spares backward their (unread) weight gradients.
@@ -349,32 +385,45 @@ class DragSession:
         else:
             img, feats = self.G.synthesis(ws, stop_at_block=self.block, **kwargs)
         map_size = self.G.synthesis.blocks()[self.block].resolution if window is not None else None
-        field = FeatureField(feats[self.block], self.size, dense=dense, geometry=self.geometry, window=window,
-                             map_size=map_size)
+        fine = FeatureField(feats[self.block], self.size, dense=dense, geometry=self.geometry, window=window,
+                            map_size=map_size)
+        field = fine
         if self.config.coarse_blocks:
-            field = layered_field(field, feats, self.block, self.config.coarse_blocks,
+            field = layered_field(fine, feats, self.block, self.config.coarse_blocks,
                                   lambda k: feature_geometry(self.G, k))
-        return field, img
+        return field, img, self._coarse_pull(feats, fine)
+
+    def _coarse_pull(self, feats: list[torch.Tensor], fine: FeatureField) -> "CoarsePull | None":
+        """The coarser block's field and disk for config.coarse_motion (None when off or no coarser block)."""
+        k = max(0, self.block - self.config.coarse_motion)
+        if not self.config.coarse_motion or k == self.block:
+            return None
+        fmap = feature_geometry(self.G, k).apply(feats[k].to(torch.float32))
+        field = FeatureField(fmap * coarse_weight(fine.fmap, fmap), self.size)
+        return CoarsePull(field, coarse_offsets(self.disk, self.size, tuple(fmap.shape[2:])))
 
     def step_window(self) -> Window | None:
         """The window of the feature block the next drag step reads; None where it reads the whole map.
 
         A step tracks each handle within +-r2 of its rounded position and supervises a disk of radius
         r1 around the tracked handle, shifted by up to motion_step pixels: it reads nothing farther
-        from the handles. So the generator computes only what that window depends on
-        (stylegan2.SynthesisNetwork.window_plan), and the features there are the same. Not with a
-        fixed region (a mask or the automatic region compare whole maps), coarser blocks (read at
-        their own scales), the reference path, or a StyleGAN3 generator; nor when the window would
-        cover more than WINDOW_SHARE of the map (handles far apart), where it saves little.
+        from the handles (track_patch widens each candidate by its disk). So the generator computes only
+        what that window depends on (stylegan2.SynthesisNetwork.window_plan), and the features there
+        are the same. Not with a fixed region (a mask or the automatic region compare whole maps),
+        coarser blocks or a coarse pull (read at their own scales), the reference path, or a StyleGAN3
+        generator; nor when the window would cover more than WINDOW_SHARE of the map (handles far
+        apart), where it saves little.
         """
-        synthesis = self.G.synthesis
-        if (not hasattr(synthesis, "window_plan") or self.config.path == "reference" or self.config.coarse_blocks
-                or self.fixed is not None or self.auto_fixed is not None or not len(self.handles)):
+        synthesis, config = self.G.synthesis, self.config
+        if (not hasattr(synthesis, "window_plan") or config.path == "reference" or config.coarse_blocks
+                or config.coarse_motion or self.fixed is not None or self.auto_fixed is not None
+                or not len(self.handles)):
             return None
         h, w = synthesis.blocks()[self.block].resolution
         H, W = self.size
-        # the tracking window, the handle's rounding, the motion disk and shift, and bilinear sampling's next sample
-        reach = self.r2 + 0.5 + self.r1 + self.config.motion_step + 1.0
+        # the tracking window (each candidate widened by its patch), the handle's rounding, the motion disk and
+        # shift, and bilinear sampling's next sample
+        reach = self.r2 + config.track_patch + 0.5 + self.r1 + config.motion_step + 1.0
         xs, ys = self.handles[:, 0].tolist(), self.handles[:, 1].tolist()
 
         def span(low: float, high: float, samples: int, pixels: int) -> tuple[int, int]:
@@ -387,8 +436,12 @@ class DragSession:
 
     @torch.no_grad()
     def field(self) -> FeatureField:
-        """The current latent's feature field (what tracking searches), e.g. to inspect matches."""
-        return self._features(full=False)[0]
+        """The current latent's feature field as tracking searches it (templates are its samples)."""
+        return self._tracked(self._features(full=False)[0])
+
+    def _tracked(self, field: FeatureField) -> FeatureField:
+        """What tracking and snapping compare: the field itself, or its patches (config.track_patch)."""
+        return PatchField(field, self.patch) if self.patch is not None else field
 
     def set_points(self, handles: Sequence[Sequence[float]], targets: Sequence[Sequence[float]]) -> None:
         """Set handle and target points (image pixels). Unmoved tracked handles keep their templates."""
@@ -405,12 +458,14 @@ class DragSession:
             n_old = min(len(hs), len(self.handles))
             kept[:n_old] = (new_h[:n_old] - self.handles[:n_old]).norm(dim=1) <= 0.5
         with torch.no_grad():
-            field, _ = self._features(full=False)
+            full_field = self._features(full=False)[0]
+            field = self._tracked(full_field)
             if self.config.snap:
                 # Only new drags: a tracked handle is on its feature, and a point to hold (handle = target) stays put.
-                snapped = snap_to_features(field, new_h, self.config.snap * self.r2, self.r2)
+                # A target moves with its handle where the snap would swallow most of the drag (snap_drags).
                 movable = ~kept & ((new_t - new_h).norm(dim=1) > 0)
-                new_h = torch.where(movable[:, None], snapped, new_h)
+                # Pixels, not patches: snapping looks for a distinctive pixel (patches would cost (2 r2 + 1)^2 x more).
+                new_h, new_t = snap_drags(full_field, new_h, new_t, movable, self.config.snap * self.r2, self.r2)
             fresh = field.sample(new_h)
         templates, adapted = fresh.clone(), fresh.clone()
         for i in torch.nonzero(kept).flatten().tolist():
@@ -418,7 +473,7 @@ class DragSession:
         self.handles, self.targets, self.templates = new_h, new_t, templates
         self.adapted = adapted
         self.auto_fixed = auto_fixed_region(self.size, self.handles, self.targets) if self.config.auto_region else None
-        self.auto_reference = field if self.auto_fixed is not None else None  # a feature map: kept only when used
+        self.auto_reference = full_field if self.auto_fixed is not None else None  # a feature map: kept only when used
 
     def set_mask(self, mask: np.ndarray | torch.Tensor | None) -> None:
         """Editable region [H, W] (bool, or 0..1 / 0..255 for soft edges); None = everything editable."""
@@ -436,18 +491,21 @@ class DragSession:
             self.fixed = self.fixed_reference = None  # all editable or nothing editable: no mask term
             return
         with torch.no_grad():
-            self.fixed_reference, _ = self._features(full=False)
+            self.fixed_reference = self._features(full=False)[0]
         self.fixed = fixed
 
     def _restart_optimizer(self) -> None:
         """A fresh Adam at the current lr: after a stall its moments hold the old direction's history."""
-        lr = self.optimizer.param_groups[0]["lr"]
-        self.optimizer = torch.optim.Adam([self.w_opt], lr=lr)
+        self.optimizer = torch.optim.Adam([self.w_opt], lr=self.base_lr)
 
     def set_learning_rate(self, lr: float) -> None:
-        """Change the step size without losing Adam's moments."""
+        """Change the step size without losing Adam's moments (the base rate, when config.lr_reach scales it)."""
+        self.base_lr = lr
+        self._scale_learning_rate(1.0)
+
+    def _scale_learning_rate(self, factor: float) -> None:
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = self.base_lr * factor
 
     # ------------------------------------------------------------------ loop
 
@@ -456,8 +514,11 @@ class DragSession:
             return self.config.stop_distance
         return stop_distance_for(len(self.handles), self.size[0])
 
-    def loss(self, field: FeatureField) -> torch.Tensor:
+    def loss(self, field: FeatureField, coarse: "CoarsePull | None" = None) -> torch.Tensor:
+        """The step's loss: motion on the drag block (and on a coarser one), plus the fixed region's term."""
         loss = motion_loss(field, self.handles, self.targets, self.disk, step=self.config.motion_step)
+        if coarse is not None:
+            loss = loss + motion_loss(coarse.field, self.handles, self.targets, coarse.offsets)
         if self.fixed is not None and self.config.mask_lambda > 0:
             loss = loss + self.config.mask_lambda * field.masked_l1(self.fixed_reference, self.fixed)
         elif self.fixed is None and self.auto_fixed is not None:
@@ -481,16 +542,19 @@ class DragSession:
         restarts = 0
         reference = self.config.path == "reference"
         for i in range(max_steps):
-            field, img = self._features(full=reference, window=None if reference else self.step_window())
+            field, img, coarse = self._features(full=reference, window=None if reference else self.step_window())
             with torch.no_grad():
-                self.handles = self._track(field)
-            loss = self.loss(field)
+                self.handles = self._track(self._tracked(field))
+            loss = self.loss(field, coarse)
             max_dist, loss_value, handles = self._summary(loss)
             reason = "reached" if max_dist <= stop_at else None
             if reason is None:
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                self.optimizer.step()
+                if loss.requires_grad:  # not when every handle is within motion_loss's 1 px and nothing else pulls
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if self.config.lr_reach:
+                        self._scale_learning_rate(distance_lr_factor(max_dist, self.size[0], self.config.lr_reach))
+                    self.optimizer.step()
                 self.steps_done += 1
                 if stall.update(max_dist):
                     if restarts < self.config.stall_restarts:

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from .features import FeatureGeometry
 
 
-def _norm(fmap: torch.Tensor) -> torch.Tensor:
+def feature_scale(fmap: torch.Tensor) -> torch.Tensor:
     """Root of the mean squared feature-vector length (detached: a scale, not something to optimise)."""
     return fmap.detach().square().sum(dim=1).mean().sqrt().clamp_min(1e-8)
 
@@ -31,8 +31,8 @@ class LayeredField:
 
     def __init__(self, fine, coarse: list[torch.Tensor]):
         self.size, self._fine = fine.size, fine
-        scale = _norm(fine.fmap)
-        self.coarse = [c * (scale / _norm(c)) for c in coarse]
+        scale = feature_scale(fine.fmap)
+        self.coarse = [c * (scale / feature_scale(c)) for c in coarse]
 
     def masked_l1(self, other: "LayeredField", fixed: torch.Tensor) -> torch.Tensor:
         return self._fine.masked_l1(other._fine, fixed)

@@ -3,20 +3,26 @@
 "paper" is DragGAN as published (L2 nearest-neighbour tracking against the initial handle feature,
 r1 / r2 scaled by the image size, one feature block, a plain Adam run that ends on a stall) and
 equals DragConfig's defaults. "studio" is what the demo-drag benchmark measured best
-(benchmarks/README.md: landed 27% against 24%, paired MSE 2.94 against 3.54), and not the default:
-the gain is small, open mouths land less often, its coarse blocks make a tiny 64-px model's drag
-move about half as far in the same steps, and snapping can move a handle so near its target that
-the drag has nothing left to do (a box-aligned drag in the GIMP e2e test changed no pixel). A
+(benchmarks/README.md, issue 17's second round: landed 37% against 24%, paired MSE 3.16 against
+3.70, 87 steps per drag against 122), and not the default: open mouths land less often (1 of 13
+against 3), its coarse blocks make a tiny 64-px model's drag move about half as far in the same
+steps, and its learning rate grows up to 4x on long drags, which the editor tests' small models
+were not measured with. Snapping keeps the user's target unless the snap would swallow more than
+half of the drag (then the target moves with the handle: a box-aligned drag in the GIMP e2e test
+once changed no pixel because its handle was snapped next to its target). A
 preset lists only the fields it sets; the learning rate comes from the model's registry entry.
 """
 from __future__ import annotations
 
 PRESETS: dict[str, dict[str, object]] = {
     "paper": {"track_metric": "l2", "r1": None, "r2": None, "stall_steps": 60, "coarse_blocks": 0, "snap": 0.0,
-              "auto_region": 0.0, "template_adapt": 0.0, "stall_restarts": 0, "motion_step": 1.0},
+              "auto_region": 0.0, "template_adapt": 0.0, "stall_restarts": 0, "motion_step": 1.0, "lr_reach": 0.0,
+              "coarse_motion": 0, "track_patch": 0.0},
     # Measured on the demo drags (benchmarks/README.md): coarser blocks for context, snapping clicks off a
-    # thin part onto it, and a soft hold on what lies far from the drag. template_adapt, stall_restarts and
-    # motion_step did not help there and stay off.
+    # thin part onto it, a soft hold on what lies far from the drag, and a learning rate that grows with the
+    # distance left. template_adapt, stall_restarts, motion_step, coarse_motion and track_patch did not help
+    # there and stay off.
     "studio": {"track_metric": "l2", "r1": None, "r2": None, "stall_steps": 60, "coarse_blocks": 2, "snap": 1.5,
-               "auto_region": 10.0, "template_adapt": 0.0, "stall_restarts": 0, "motion_step": 1.0},
+               "auto_region": 10.0, "template_adapt": 0.0, "stall_restarts": 0, "motion_step": 1.0,
+               "lr_reach": 0.015},
 }

@@ -1,14 +1,25 @@
-"""An automatic soft fixed region for drags without a user mask.
+"""Motion supervision beyond the published disk: an automatic fixed region and a pull on a coarser block.
 
-Without a mask nothing holds the rest of the image, and the cheapest way for the optimiser to
-move a small part (the lower lip) is often to move or scale everything (the whole head). This
-region keeps the features far from every handle-to-target segment as they were: weight 0 within
-`reach` of a segment, rising linearly to 1 at twice that. The reach grows with the drag's length,
-so a long drag (turning or moving a head) frees a large area and a short one a small area.
+auto_fixed_region: without a mask nothing holds the rest of the image, and the cheapest way for
+the optimiser to move a small part (the lower lip) is often to move or scale everything (the
+whole head). This region keeps the features far from every handle-to-target segment as they were:
+weight 0 within `reach` of a segment, rising linearly to 1 at twice that. The reach grows with the
+drag's length, so a long drag (turning or moving a head) frees a large area and a short one a
+small area.
+
+Coarse pull (coarse_offsets, coarse_weight): the published loss pulls a disk of r1 pixels (2 px
+at 128 px) on the 128-px block, and one point cannot say whether it means the face or the head:
+on the demo model a "move the head" drag on the head centre moves the face inside the head, like
+a turn, while the silhouette stays. A coarser block's features describe the layout (where the
+head is), so the same pull on a coarser block, over a disk of r1 of *that block's* cells (16 px
+at the 16-px block of a 128-px model), asks the part around the handle to move as a whole.
+drag.DragSession adds it to the published loss (DragConfig.coarse_motion); these are its pieces.
 """
 from __future__ import annotations
 
 import torch
+
+from .feature_layers import feature_scale
 
 BASE_REACH = 12.0 / 128  # reach of a zero-length drag, as a fraction of the image height (12 px at 128 px)
 LENGTH_FACTOR = 2.0  # the reach grows by this many times the longest drag
@@ -30,3 +41,19 @@ def auto_fixed_region(size: tuple[int, int], handles: torch.Tensor, targets: tor
                             torch.arange(W, dtype=torch.float32, device=handles.device), indexing="ij")
     dist = segment_distance(torch.stack([xs.reshape(-1), ys.reshape(-1)], 1), handles, targets).amin(dim=1)
     return ((dist - reach) / reach).clamp(0, 1).reshape(H, W)
+
+
+def coarse_offsets(disk: torch.Tensor, size: tuple[int, int], coarse_shape: tuple[int, int]) -> torch.Tensor:
+    """The disk's offsets (in cells) scaled to image pixels of a coarse map of coarse_shape cells."""
+    H, W = size
+    return disk * torch.tensor([W / coarse_shape[1], H / coarse_shape[0]], dtype=disk.dtype, device=disk.device)
+
+
+
+def coarse_weight(fine_fmap: torch.Tensor, coarse_fmap: torch.Tensor) -> torch.Tensor:
+    """Scale that makes a coarse block's motion term weigh like the drag block's (detached).
+
+    Blocks differ in channel count and magnitude; the ratio of their mean feature-vector lengths
+    (feature_layers.feature_scale) brings the coarse term to the fine one's size.
+    """
+    return feature_scale(fine_fmap) / feature_scale(coarse_fmap)

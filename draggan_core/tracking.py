@@ -6,11 +6,34 @@ match a look-alike better than itself. An anchored adaptive template also compar
 updated copy of the feature where the handle was tracked, and sums both distances, so the
 original still holds it. match_margins says how unambiguous each match is (best against
 second-best distance), for the benchmark's failure diagnosis. snap_to_features moves a handle set
-on a featureless pixel to the nearest distinctive one, which the tracker can hold.
+on a featureless pixel to the nearest distinctive one, which the tracker can hold; snap_drags does
+that for whole drags and keeps each target, unless the snap would swallow most of the drag: then
+the target moves with the handle (the user's drag vector stays).
+PatchField makes every one of them compare a small disk of features around each candidate instead
+of a single pixel: the neighbourhood the motion loss moves, which a look-alike pixel rarely shares.
 """
 from __future__ import annotations
 
 import torch
+
+
+class PatchField:
+    """A feature field whose sample at a point is the features of a disk of points around it, concatenated.
+
+    Tracking against such samples matches a patch (the sum of squared feature differences over the
+    disk, for the 'l2' metric) rather than one pixel. A part that changes look as it moves (a lip
+    line that opens) leaves a pixel that still looks like the old part; its neighbourhood does not.
+    `offsets` [P, 2] are image-pixel offsets (drag.disk_offsets); the samples are scaled by
+    1 / sqrt(P), so a patch distance is the root-mean-square over the disk of per-point distances.
+    """
+
+    def __init__(self, field, offsets: torch.Tensor):
+        self.field, self.offsets, self.size = field, offsets, field.size
+
+    def sample(self, xy: torch.Tensor) -> torch.Tensor:
+        """xy [M, 2] -> [M, P * C]: the disk's features around each point, in the offsets' order."""
+        q = (xy[:, None, :] + self.offsets[None]).reshape(-1, 2)
+        return self.field.sample(q).reshape(len(xy), -1) / len(self.offsets) ** 0.5
 
 
 def square_offsets(r: int) -> torch.Tensor:
@@ -123,3 +146,27 @@ def snap_to_features(field, handles: torch.Tensor, radius: float, r: int, keep: 
     nearest = cand[torch.arange(n, device=handles.device), reach.argmin(dim=1)]
     stays = own >= keep * score.amax(dim=1)
     return torch.where(stays[:, None], handles, nearest)
+
+
+SNAP_MIN_LEFT = 0.5  # snap_drags keeps a target when at least this share of the drag is left after the snap
+
+
+def snap_drags(field, handles: torch.Tensor, targets: torch.Tensor, movable: torch.Tensor, radius: float,
+               r: int, min_left: float = SNAP_MIN_LEFT) -> tuple[torch.Tensor, torch.Tensor]:
+    """Snap the movable handles (snap_to_features); per drag, keep its target or move it with the handle.
+
+    A click a few pixels off a thin part (an ear tip the generator draws short of where the user
+    sees it) means "this part, to that target": the target stays, and the part lands there. But a
+    snap that leaves less than `min_left` of the drag's length to go (a click on a flat region
+    snapped to something near the target) did not find the part the user meant to drag that far,
+    and keeping the target would leave the drag nothing to do: there the target moves with the
+    handle, so the user's drag vector stays. Moved targets are kept inside the image.
+    """
+    snapped = snap_to_features(field, handles, radius, r)
+    new_h = torch.where(movable[:, None], snapped, handles)
+    asked, left = (targets - handles).norm(dim=1), (targets - new_h).norm(dim=1)
+    follow = movable & (left < min_left * asked)
+    H, W = field.size
+    limit = torch.tensor([W - 1, H - 1], dtype=targets.dtype, device=targets.device)
+    moved = torch.minimum((targets + (new_h - handles)).clamp_min(0), limit)
+    return new_h, torch.where(follow[:, None], moved, targets)

@@ -1,17 +1,24 @@
 """The drag mechanisms beyond the published algorithm (issue 17), on synthetic feature maps and a tiny generator."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from conftest import make_generator
-from draggan_core.drag import DragConfig, DragSession, FeatureField, disk_offsets, motion_loss, track_points
+from draggan_core import load_generator, registry
+from draggan_core.demo import world
+from draggan_core.demo.scenarios import SCENARIOS, make_drag
+from draggan_core.drag import (LR_BOOST_CAP, DragConfig, DragSession, FeatureField, disk_offsets, distance_lr_factor,
+                               motion_loss, track_points)
 from draggan_core.feature_layers import layered_field
+from draggan_core.images import to_uint8
 from draggan_core.features import IDENTITY
 from draggan_core.presets import PRESETS
-from draggan_core.supervision import auto_fixed_region, segment_distance
-from draggan_core.tracking import adapt_templates, distinctiveness, match_margins, snap_to_features, track_anchored
+from draggan_core.supervision import auto_fixed_region, coarse_offsets, coarse_weight, segment_distance
+from draggan_core.tracking import (PatchField, adapt_templates, distinctiveness, match_margins, snap_drags,
+                                   snap_to_features, track_anchored)
 
 
 def field_of(fmap):
@@ -80,6 +87,31 @@ def test_an_adapted_template_follows_a_part_that_changed_look():
     assert track_anchored(field_of(fmap), start, initial, adapted, 3).tolist() == [[7.0, 5.0]]
 
 
+def test_a_patch_field_samples_the_disk_around_each_point():
+    torch.manual_seed(7)
+    fmap = torch.randn(1, 3, 12, 12)
+    offsets = disk_offsets(1.0)
+    out = PatchField(field_of(fmap), offsets).sample(torch.tensor([[4.0, 5.0], [8.0, 2.0]]))
+    assert out.shape == (2, 5 * 3)
+    by_hand = torch.cat([fmap[0, :, 5 + dy, 4 + dx] for dx, dy in offsets.long().tolist()]) / 5 ** 0.5
+    assert torch.allclose(out[0], by_hand)
+
+
+def test_patch_tracking_follows_the_neighbourhood_where_a_lone_pixel_looks_alike():
+    """The part (centre at x=12) changed its own look a little; a pixel at x=6 looks exactly like the old
+    centre but has other neighbours. One-pixel tracking jumps there; the patch stays with the part."""
+    torch.manual_seed(8)
+    fmap = torch.randn(1, 6, 20, 20)
+    offsets = disk_offsets(2.0)
+    template = PatchField(field_of(fmap), offsets).sample(torch.tensor([[12.0, 8.0]]))
+    centre = fmap[0, :, 8, 12].clone()
+    fmap[0, :, 8, 6] = centre  # the look-alike
+    fmap[0, :, 8, 12] = centre + 0.3 * torch.randn(6)  # the part, a little changed
+    start = torch.tensor([[9.0, 8.0]])
+    assert track_points(field_of(fmap), start, centre[None], r2=4).tolist() == [[6.0, 8.0]]
+    assert track_points(PatchField(field_of(fmap), offsets), start, template, r2=4).tolist() == [[12.0, 8.0]]
+
+
 def test_a_longer_motion_step_shifts_the_samples_further_but_never_past_the_target():
     torch.manual_seed(5)
     fmap = torch.randn(1, 3, 16, 16)
@@ -109,6 +141,27 @@ def test_the_automatic_region_frees_the_drag_and_more_for_a_longer_drag():
     assert float(long[20, 40]) == 0
 
 
+def test_the_coarse_pull_spans_r1_of_the_coarse_blocks_cells_and_weighs_like_the_fine_block():
+    """On a 16 x 16 map under a 64 x 64 image a cell is 4 px: a disk of radius 1 cell reaches 4 px."""
+    disk = disk_offsets(1.0)
+    offsets = coarse_offsets(disk, (64, 64), (16, 16))
+    assert sorted(map(tuple, offsets.tolist())) == [(-4, 0), (0, -4), (0, 0), (0, 4), (4, 0)]
+    assert coarse_offsets(disk, (64, 32), (16, 16))[:, 0].abs().max() == 2  # x and y scale apart
+    torch.manual_seed(6)
+    fine, coarse = torch.randn(1, 4, 64, 64), torch.randn(1, 32, 16, 16)
+    w = coarse_weight(fine, coarse)
+    assert torch.allclose(coarse_weight(fine, 3 * coarse), w / 3)
+    scaled = (coarse * w).square().sum(1).mean().sqrt()
+    assert torch.allclose(scaled, fine.square().sum(1).mean().sqrt())  # same mean feature length after scaling
+    # by hand: the content at q (image px) is pulled 1 px right on the coarse map, sampled in place
+    field = FeatureField(coarse, (64, 64))
+    h, t = torch.tensor([[30.0, 30.0]]), torch.tensor([[50.0, 30.0]])
+    up = F.interpolate(coarse, size=(64, 64), mode="bilinear", align_corners=False)[0]
+    qs = [(30 + dx, 30 + dy) for dx, dy in offsets.long().tolist()]
+    expected = torch.stack([(up[:, y, x + 1] - up[:, y, x]).abs() for x, y in qs]).mean()
+    assert torch.allclose(motion_loss(field, h, t, offsets), expected, atol=1e-5)
+
+
 def tip_map() -> torch.Tensor:
     """Flat background with one bright tip at (10, 6) on a fading line down from it (a thin ear)."""
     fmap = torch.zeros(1, 2, 20, 20)
@@ -128,6 +181,25 @@ def test_a_handle_clicked_just_off_a_tip_snaps_to_it_and_one_on_it_stays():
     snapped = snap_to_features(field, torch.tensor([[10.4, 3.3], [10.0, 6.0], [3.0, 15.0]]), radius=4, r=3)
     assert snapped[:2].tolist() == [[10.0, 6.0], [10.0, 6.0]]
     assert snapped[2].tolist() == [3.0, 15.0]  # nothing distinctive within reach: it stays
+
+
+def test_a_snapped_drag_keeps_its_target_unless_the_snap_swallows_most_of_it():
+    """The tip is at (10, 6). A click 2.7 px above it with a long drag: the part goes to the user's target.
+    A click 3 px above it dragged 4 px down onto the tip: the snap leaves 1 px of 4, so the target
+    moves with the handle and the drag keeps its vector."""
+    field = field_of(tip_map())
+    movable = torch.tensor([True, True, False])
+    handles = torch.tensor([[10.4, 3.3], [10.0, 3.0], [3.0, 3.0]])  # the third: a point to hold
+    targets = torch.tensor([[18.0, 3.3], [10.0, 7.0], [3.0, 3.0]])
+    new_h, new_t = snap_drags(field, handles, targets, movable, radius=4, r=3)
+    assert new_h.tolist() == [[10.0, 6.0], [10.0, 6.0], [3.0, 3.0]]
+    assert torch.equal(new_t[0], targets[0]) and torch.equal(new_t[2], targets[2])
+    assert new_t[1].tolist() == [10.0, 10.0]  # (10, 7) + the snap's (0, 3)
+    every = snap_drags(field, handles, targets, movable, 4, 3, min_left=2.0)[1]  # every snap "swallows": vectors kept
+    assert torch.allclose(every - new_h, targets - handles)
+    edge = snap_drags(field, torch.tensor([[10.0, 3.0]]), torch.tensor([[10.0, 17.0]]), torch.tensor([True]), 4, 3,
+                      min_left=2.0)[1]
+    assert edge.tolist() == [[10.0, 19.0]]  # (10, 17) + (0, 3), cut at the 20 x 20 image's edge
 
 
 @pytest.fixture(scope="module")
@@ -168,9 +240,107 @@ def test_snapping_moves_only_new_drag_handles(G):
     expected = snap_to_features(field, torch.tensor([[30.4, 20.6]]), 1.5 * s.r2, s.r2)
     s.set_points([(30.4, 20.6), (12.3, 40.8)], [(36, 20), (12.3, 40.8)])
     assert s.handle_list() == [tuple(expected[0].tolist()), (12.300000190734863, 40.79999923706055)]  # a point to hold stays
+    _, expected_targets = snap_drags(field, torch.tensor([[30.4, 20.6], [12.3, 40.8]]),
+                                     torch.tensor([[36.0, 20.0], [12.3, 40.8]]), torch.tensor([True, False]),
+                                     1.5 * s.r2, s.r2)
+    assert torch.allclose(torch.tensor(s.target_list()), expected_targets)  # the session's targets are snap_drags'
     tracked = s.handle_list()
     s.set_points(tracked, [(40, 20), (12.3, 40.8)])  # continuing: tracked handles keep their place
     assert s.handle_list() == tracked
+
+
+def test_the_coarse_pull_adds_the_coarser_blocks_motion_term(G):
+    s = DragSession(G, 2, config=DragConfig(coarse_motion=2))
+    plain = DragSession(G, 2, config=DragConfig())
+    for session in (s, plain):
+        session.set_points([(20, 20)], [(30, 20)])
+    field, _, coarse = s._features(full=False)
+    assert plain._features(full=False)[2] is None  # off by default: the published loss
+    k = s.block - 2
+    cells = G.synthesis.block_resolutions[k]
+    assert torch.allclose(coarse.offsets, s.disk * 64 / cells)
+    extra = motion_loss(coarse.field, s.handles, s.targets, coarse.offsets)
+    assert float(extra.detach()) > 0
+    assert torch.allclose(s.loss(field, coarse), plain.loss(field) + extra)
+    far = DragSession(G, 2, config=DragConfig(coarse_motion=99))  # past the first block: the first block
+    far.set_points([(20, 20)], [(30, 20)])
+    assert far._features(full=False)[2].offsets.abs().max() == s.disk.abs().max() * 64 / G.synthesis.block_resolutions[0]
+    steps = list(s.run(max_steps=3))
+    assert len(steps) == 3 and all(torch.isfinite(torch.tensor(st.loss)) for st in steps)
+
+
+def test_patch_tracking_keeps_patch_templates_and_snaps_by_pixels(G):
+    s = DragSession(G, 2, config=DragConfig(track_patch=2.0, snap=1.5))
+    s.set_points([(30.4, 20.6)], [(36, 20)])
+    plain = s._features(full=False)[0]
+    expected = snap_to_features(plain, torch.tensor([[30.4, 20.6]]), 1.5 * s.r2, s.r2)
+    assert torch.equal(s.handles, expected)  # snapping looked at pixels
+    assert s.templates.shape == (1, 13 * plain.sample(s.handles).shape[1])  # 13 points in a disk of radius 2
+    assert torch.allclose(s.templates, s.field().sample(s.handles))  # field() is what tracking compares
+    steps = list(s.run(max_steps=2))
+    assert len(steps) == 2
+
+
+def test_the_learning_rate_grows_with_the_distance_left_between_one_and_the_cap():
+    assert distance_lr_factor(30.0, 128, 0.0) == 1.0  # off: the published constant rate
+    assert distance_lr_factor(1.0, 128, 0.015) == 1.0  # near the target: the base rate
+    assert distance_lr_factor(3.84, 128, 0.015) == pytest.approx(2.0)  # twice the reach (1.92 px at 128 px)
+    assert distance_lr_factor(7.68, 512, 0.015) == 1.0  # the reach scales with the image
+    assert distance_lr_factor(100.0, 128, 0.015) == LR_BOOST_CAP
+
+
+def test_a_far_drag_steps_at_the_raised_rate_and_set_learning_rate_moves_the_base(G):
+    s = DragSession(G, 2, config=DragConfig(learning_rate=1e-3, lr_reach=0.05))  # reach 3.2 px at 64 px
+    s.set_points([(20, 20)], [(40, 20)])
+    first = next(iter(s.run(max_steps=1)))
+    assert s.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * distance_lr_factor(first.distance, 64, 0.05))
+    assert s.optimizer.param_groups[0]["lr"] > 1e-3
+    s.set_learning_rate(2e-4)
+    assert s.base_lr == 2e-4 and s.optimizer.param_groups[0]["lr"] == 2e-4
+    step = next(iter(s.run(max_steps=1)))
+    assert s.optimizer.param_groups[0]["lr"] == pytest.approx(2e-4 * distance_lr_factor(step.distance, 64, 0.05))
+    fixed = DragSession(G, 2, config=DragConfig(learning_rate=1e-3))
+    fixed.set_points([(20, 20)], [(40, 20)])
+    next(iter(fixed.run(max_steps=1)))
+    assert fixed.optimizer.param_groups[0]["lr"] == 1e-3  # off by default
+
+
+def test_a_stop_distance_under_the_supervised_pixel_ends_on_a_stall_not_an_error(G):
+    """Within 1 px motion_loss asks nothing; with a stop distance below that the loop must still end cleanly."""
+    s = DragSession(G, 2, config=DragConfig(stop_distance=0.1, stall_steps=3))
+    s.set_points([(20, 20)], [(20.6, 20)])
+    latent = s.latent()
+    steps = list(s.run(max_steps=20))
+    assert steps[-1].reason == "stalled" and torch.equal(s.latent(), latent)
+
+
+@pytest.fixture(scope="module")
+def demo():
+    path, info = registry.resolve(None)
+    return load_generator(path), info
+
+
+def content_error(G, drag, config: DragConfig) -> tuple[str, float]:
+    """The drag's end reason and the largest distance of a fitted dragged landmark from its target
+    (the demo benchmark's content criterion, bench_demo_drags.py)."""
+    s = DragSession(G, G.mapping(drag.z_before, None), config=config)
+    s.set_points(drag.handles, drag.targets)
+    for last in s.run(max_steps=200):
+        pass
+    marks = world.landmarks(world.fit_params(to_uint8(s.image()), init=drag.params_before), G.img_resolution)
+    names = SCENARIOS[drag.scenario].landmarks
+    return last.reason, max(float(np.hypot(*np.subtract(marks[n], t))) for n, t in zip(names, drag.targets))
+
+
+def test_a_head_turn_the_constant_rate_leaves_half_way_lands_with_the_distance_scaled_rate(demo):
+    """turn_head seed 3 (nose and upper lip, 15 px): at the registry's rate the drag runs out of its
+    200 steps 8-10 px short; with studio's lr_reach it arrives, nose and lip fitted within 2 px."""
+    G, info = demo
+    drag = make_drag("turn_head", 3, G.z_dim, G.img_resolution)
+    reason, error = content_error(G, drag, DragConfig.preset("studio", learning_rate=info.learning_rate))
+    assert reason == "reached" and error <= 2.0, (reason, error)
+    reason, error = content_error(G, drag, DragConfig.preset("studio", lr_reach=0.0, learning_rate=info.learning_rate))
+    assert reason != "reached" and error > 4.0, (reason, error)
 
 
 def test_presets():

@@ -122,7 +122,8 @@ def test_a_drag_step_reads_a_window_only_when_nothing_else_needs_the_whole_map(s
     assert session.step_window() is None  # the mask term compares whole maps
 
 
-WINDOWED_OPTIONS = [{}, {"motion_step": 3.0, "snap": 1.5}, {"template_adapt": 0.2}]  # every option a step reads with
+WINDOWED_OPTIONS = [{}, {"motion_step": 3.0, "snap": 1.5}, {"template_adapt": 0.2},  # each option that moves where
+                    {"track_patch": 3.0, "lr_reach": 0.015}]                       # a step reads the features
 
 
 @pytest.mark.parametrize("options", WINDOWED_OPTIONS)
@@ -141,7 +142,7 @@ def test_a_windowed_drag_is_the_whole_map_drag(demo, points, options, monkeypatc
         runs.append(([step.handles for step in s.run(max_steps=15)], s.image()))
     (track_w, img_w), (track_all, img_all) = runs
     assert track_w == track_all and track_w[-1] != track_w[0]
-    assert float((img_w - img_all).abs().max()) <= 1e-4
+    assert float((img_w - img_all).abs().max()) <= 1e-3  # float rounding: convolutions over other sizes
 
 
 def test_a_windowed_drag_is_the_whole_map_drag_when_the_feature_block_is_below_the_image(monkeypatch):
@@ -204,8 +205,11 @@ def test_bf16_image_and_features_are_close_to_fp32(demo):
 
 
 # after a 20-step drag: the studio preset's coarse blocks and held region add bf16 rounding to the
-# image's largest difference (measured 0.12 on the demo drag below; the paper preset stays under 0.1)
-DRAG_IMAGE_MAX = {"paper": IMAGE_MAX, "studio": 0.15}
+# image's largest difference (measured 0.12 on the demo drag below; the paper preset stays under 0.1),
+# and its distance-scaled learning rate (lr_reach, issue 17) moves the latent up to 4x as far per step,
+# so the steps where bf16's tracking picks a pixel next to fp32's change more of the image: measured
+# max 0.40 on 0.8% of the values over 0.1, mean 0.005, handles within 1 px at every step
+DRAG_IMAGE_MAX = {"paper": IMAGE_MAX, "studio": 0.45}
 
 
 @pytest.mark.parametrize("preset", ["paper", "studio"])
