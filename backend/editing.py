@@ -167,23 +167,27 @@ def picture_png(session: Session, req: DragRequest, render: torch.Tensor, fast: 
 
 # ----------------------------------------------------------------------------- real images: inversion
 
-CPU_STEP_FACTOR = 0.4  # model-size defaults take too long on a CPU; this inverts the 128 px demo in about a minute
+# Model-size defaults take too long on a CPU. Pivotal tuning does most of the work there: the demo
+# model's W / W+ / PTI at 30 / 10 / 100 steps (these factors) reach 35 dB after 5.0 s and stop at
+# 45 dB after 12.9 s on two cores, where 200 / 80 / 100 took 9.3 s and 24.1 s to the same 45 dB
+# (benchmarks/README.md, "Time to PSNR", issue 19).
+CPU_STEP_FACTORS = {"w": 0.06, "w+": 0.05, "pti": 0.4}
 
 
 def invert_config(model: LoadedModel, device: torch.device, req: SessionRequest) -> tuple[InversionConfig, int]:
     """The inversion's settings (every step count explicit, so equal settings give equal session
     keys) and its total step budget. Defaults scale with the model's size (InversionConfig) and
-    are cut to CPU_STEP_FACTOR of that on a CPU; the request may set each stage's steps within
+    are cut to CPU_STEP_FACTORS of that on a CPU; the request may set each stage's steps within
     the limits."""
     base = InversionConfig().resolved(model.G)
-    factor = CPU_STEP_FACTOR if device.type == "cpu" else 1.0
+    cpu = device.type == "cpu"
 
-    def pick(asked: int | None, default: int, floor: int) -> int:
-        return asked if asked is not None else max(floor, round(default * factor))
+    def pick(asked: int | None, default: int, stage: str, floor: int) -> int:
+        return asked if asked is not None else max(floor, round(default * (CPU_STEP_FACTORS[stage] if cpu else 1.0)))
     inv = req.invert
-    w = pick(inv.steps_w, base.w_steps, 20)
-    wplus = pick(inv.steps_wplus, base.wplus_steps, 10)
-    pti = pick(inv.steps_pti, base.pti_steps, 10) if inv.pti else 0
+    w = pick(inv.steps_w, base.w_steps, "w", 20)
+    wplus = pick(inv.steps_wplus, base.wplus_steps, "w+", 10)
+    pti = pick(inv.steps_pti, base.pti_steps, "pti", 10) if inv.pti else 0
     stages = ("w",) + (("w+",) if wplus else ()) + (("pti",) if pti else ())
     config = InversionConfig(stages=stages, w_steps=w, wplus_steps=wplus or None, pti_steps=pti or None)
     return config, w + wplus + pti
