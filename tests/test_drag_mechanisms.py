@@ -332,14 +332,16 @@ def content_error(G, drag, config: DragConfig) -> tuple[str, float]:
     return last.reason, max(float(np.hypot(*np.subtract(marks[n], t))) for n, t in zip(names, drag.targets))
 
 
-def test_a_head_turn_the_constant_rate_leaves_half_way_lands_with_the_distance_scaled_rate(demo):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])  # what 'auto' is on CPUs without and with native bf16
+def test_a_head_turn_the_constant_rate_leaves_half_way_lands_with_the_distance_scaled_rate(demo, precision):
     """turn_head seed 3 (nose and upper lip, 15 px): at the registry's rate the drag runs out of its
     200 steps 8-10 px short; with studio's lr_reach it arrives, nose and lip fitted within 2 px."""
     G, info = demo
     drag = make_drag("turn_head", 3, G.z_dim, G.img_resolution)
-    reason, error = content_error(G, drag, DragConfig.preset("studio", learning_rate=info.learning_rate))
+    studio = dict(learning_rate=info.learning_rate, precision=precision)
+    reason, error = content_error(G, drag, DragConfig.preset("studio", **studio))
     assert reason == "reached" and error <= 2.0, (reason, error)
-    reason, error = content_error(G, drag, DragConfig.preset("studio", lr_reach=0.0, learning_rate=info.learning_rate))
+    reason, error = content_error(G, drag, DragConfig.preset("studio", lr_reach=0.0, **studio))
     assert reason != "reached" and error > 4.0, (reason, error)
 
 
