@@ -47,7 +47,8 @@ def encode_png(image: Image.Image, fast: bool = False) -> bytes:
 def generate(lane: Lane, store: SessionStore, req: GenerateRequest) -> tuple[Session, bytes]:
     """A new session on the image of a seed, on `lane`'s device: its latent is known, so it can be dragged at once."""
     model = lane.models.load(req.model)
-    drag = DragSession(model.G, req.seed, config=lane.drag_config(model.entry.learning_rate), truncation_psi=req.psi)
+    drag = DragSession(model.G, req.seed, config=lane.new_drag_config(model.entry.learning_rate),
+                       truncation_psi=req.psi)
     height, width = model.size
     session = Session(model, drag, Mapping(width, height, width, height), id=store.new_id(), lane=lane.index)
     session.start_states()
@@ -282,7 +283,7 @@ def start_inversion(lane: Lane, store: SessionStore, jobs: JobStore, req: Sessio
 
     job = Job("invert", session.id, total, id=job_id, on_end=on_end, client=client, lane=lane.index,
               work=lambda job, between: run_invert(session, target, valid, config, req.invert.preview_every,
-                                                   lane.drag_config(model.entry.learning_rate), job, between))
+                                                   lane.new_drag_config(model.entry.learning_rate), job, between))
     try:
         lane.worker.submit(job)
     except ApiError:  # the queue is full: no session without its inversion

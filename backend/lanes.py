@@ -33,7 +33,7 @@ class Lane:
     precision: str = "auto"  # the drag steps' number type asked for (DaemonConfig.precision)
     placing: int = 0  # new sessions being made on it right now (guarded by Lanes._lock)
 
-    def drag_config(self, learning_rate: float) -> DragConfig:
+    def new_drag_config(self, learning_rate: float) -> DragConfig:
         """A new session's drag settings on this lane: the model's step size in the daemon's precision."""
         return DragConfig(learning_rate=learning_rate, precision=self.precision)
 

@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import threading
 import time
+import types
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from draggan_client.client import DaemonClient, DaemonError
 from backend.config import Limits
+from backend.editing import invert_config
+from backend.validation import InvertRequest, SessionRequest
+from draggan_core import load_generator, registry
 from draggan_core.invert import Inverter
 from test_daemon_support import (TINY, client, image_of, models_dir, png_of, running_daemon, state,  # noqa: F401
                                  wait_for)
@@ -264,3 +269,18 @@ def test_tuned_generators_count_in_the_session_memory_limit(small_generator):
     made = [store.add(session(True)) for _ in range(3)]
     assert made[0].bytes >= 10_000_000 and len(store) == 2
     assert store.find(made[0].key) is None and store.find(made[2].key) is made[2]
+
+
+def test_cpu_defaults_leave_most_of_the_inversion_to_pivotal_tuning():
+    """On a CPU the daemon's default schedule for the 128-px demo model is W / W+ / PTI = 30 / 10 / 100
+    (benchmarks/README.md, "Time to PSNR": 35 dB after about 5 s on two cores); a GPU keeps the
+    model-size defaults, and a request's own step counts win on either."""
+    demo = types.SimpleNamespace(G=load_generator(registry.resolve(None)[0]))
+    request = SessionRequest(image=Image.new("RGBA", (8, 8)), from_session=None)
+    cpu, total = invert_config(demo, torch.device("cpu"), request)
+    assert (cpu.w_steps, cpu.wplus_steps, cpu.pti_steps, total) == (30, 10, 100, 140)
+    gpu, _ = invert_config(demo, torch.device("cuda"), request)
+    assert (gpu.w_steps, gpu.wplus_steps, gpu.pti_steps) == (500, 200, 250)
+    asked = SessionRequest(image=request.image, from_session=None, invert=InvertRequest(50, 0, 20, True, 10))
+    own, total = invert_config(demo, torch.device("cpu"), asked)
+    assert (own.stages, own.w_steps, own.pti_steps, total) == (("w", "pti"), 50, 20, 70)
