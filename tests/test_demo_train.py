@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +15,7 @@ from draggan_core.checkpoint import load_generator
 from draggan_core.demo import train
 from draggan_core.demo.grow import grow, grown_config
 from draggan_core.demo.objective import Objective, gradient_l1, laplacian_pyramid_l1
+from draggan_core.demo.targets import TargetRenderer
 from draggan_core.formats import native
 from draggan_core.losses import reconstruction_loss
 from draggan_core.stylegan2 import Generator
@@ -150,3 +155,44 @@ def test_init_from_grows_the_model_and_the_run_keeps_its_size(tmp_path, capsys):
     assert train.main(["--evaluate", str(exported)]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert set(metrics) == {"l1", "ssim"} and metrics["l1"] > 0 and -1 <= metrics["ssim"] <= 1
+
+
+def test_targets_rendered_in_worker_processes_equal_those_rendered_in_process():
+    params = train.params_from_z(torch.randn(5, 32, generator=torch.Generator().manual_seed(3))).numpy()
+    with TargetRenderer(64, workers=2) as pool:
+        assert torch.equal(pool(params), TargetRenderer(64)(params))
+
+
+def test_a_run_with_render_workers_trains_the_same_weights(tmp_path):
+    _train(tmp_path / "inline", 2)
+    _train(tmp_path / "workers", 2, "--render-workers", "2")
+    inline, workers = _weights(tmp_path / "inline"), _weights(tmp_path / "workers")
+    assert all(torch.equal(inline[k], workers[k]) for k in inline)
+
+
+def test_a_run_bounded_by_minutes_stops_on_time_and_saves_its_state(tmp_path):
+    # 0.001 minutes is 60 ms: a few iterations at most, nowhere near 10,000 on any machine
+    _train(tmp_path / "timed", 10_000, "--minutes", "0.001")
+    state = torch.load(tmp_path / "timed" / "state.pt", weights_only=True)
+    assert 1 <= state["iteration"] < 10_000
+    assert state["log"][-1]["iteration"] == state["iteration"]
+
+
+def test_the_decay_of_a_timed_run_follows_the_clock():
+    assert [train.time_lr_scale(t, 600, 60) for t in (0, 540, 570, 600)] == [1.0, 1.0, 0.55, 0.1]
+    assert train.time_lr_scale(599, 600, 0) == 1.0
+
+
+def test_the_gpu_training_script_runs_on_the_cpu_and_exports_a_model_that_continues_the_shipped_one(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "DEVICE": "cpu", "MINUTES": "0.02", "BATCH": "2", "WORKERS": "2", "CHANNEL_BASE": "2048",
+           "OUT": str(tmp_path / "out"), "WORKDIR": str(tmp_path / "run"), "PYTHON": sys.executable}
+    done = subprocess.run([str(root / "scripts" / "train_demo_gpu.sh")], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    exported = tmp_path / "out" / "demo_model.safetensors"
+    shipped = native.read_metadata(str(root / "draggan_core" / "demo" / "demo_model.safetensors"))
+    meta = native.read_metadata(str(exported))
+    assert int(meta["trained_iterations"]) > int(shipped["trained_iterations"])
+    assert load_generator(str(exported)).img_resolution == 128
+    assert "render workers 2" in (tmp_path / "out" / "device.txt").read_text()

@@ -37,6 +37,7 @@ from ..stylegan2 import Generator, GeneratorConfig, compute_w_avg
 from . import world
 from .grow import grow, grown_config
 from .objective import Objective
+from .targets import TargetRenderer
 
 DEMO_CONFIG = GeneratorConfig(z_dim=32, w_dim=128, img_resolution=128, mapping_layers=4,
                               channel_base=2048, channel_max=128, w_avg_beta=None)
@@ -48,10 +49,9 @@ def params_from_z(z: torch.Tensor) -> torch.Tensor:
     return torch.special.ndtr(z_hat[:, : world.NUM_PARAMS])
 
 
-def render_targets(z: torch.Tensor, size: int) -> torch.Tensor:
+def render_targets(z: torch.Tensor, size: int, renderer: TargetRenderer | None = None) -> torch.Tensor:
     """The images the generator should draw for z: [N, 3, size, size] in [-1, 1]."""
-    rgb = world.render_batch(params_from_z(z).numpy(), size=size)
-    return torch.from_numpy(rgb).permute(0, 3, 1, 2).to(torch.float32) / 127.5 - 1
+    return (renderer or TargetRenderer(size))(params_from_z(z).numpy())
 
 
 @torch.no_grad()
@@ -90,7 +90,8 @@ class Trainer:
 
     def __init__(self, workdir: Path, seed: int, lr: float, batch: int, ema_beta: float,
                  init_from: str | None = None, mapping_lr_boost: float = 100.0, device: str = "cpu",
-                 config: GeneratorConfig | None = None, objective: Objective | None = None):
+                 config: GeneratorConfig | None = None, objective: Objective | None = None,
+                 render_workers: int = 0):
         self.workdir, self.batch, self.ema_beta = workdir, batch, ema_beta
         self.objective = objective or Objective()
         self.device = pick_device(device)
@@ -103,6 +104,7 @@ class Trainer:
             self._start_from(init_from)
         self.G.to(self.device)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        self.renderer = TargetRenderer(self.G.img_resolution, render_workers)
         self.opt = self._optimizer(lr, mapping_lr_boost)
         self.rng = torch.Generator().manual_seed(seed)
         self.log: list[dict] = []
@@ -165,7 +167,7 @@ class Trainer:
     def step(self) -> float:
         t0 = time.perf_counter()
         z = torch.randn(self.batch, self.G.z_dim, generator=self.rng)
-        target = render_targets(z, self.G.img_resolution).to(self.device)
+        target = render_targets(z, self.G.img_resolution, self.renderer).to(self.device)
         z = z.to(self.device)
         img = self.G.synthesis(self.G.mapping(z), noise_mode="const", fused_modconv=False)
         loss = self.objective(img, target)
@@ -194,6 +196,15 @@ def lr_scale(iteration: int, iters: int, decay_iters: int) -> float:
     if decay_iters <= 0 or left >= decay_iters:
         return 1.0
     return 0.1 + 0.9 * max(left, 0) / decay_iters
+
+
+def time_lr_scale(elapsed: float, budget: float, decay: float) -> float:
+    """The same decay for a run bounded by time (seconds): 1, then down to 0.1 over the budget's last `decay`.
+
+    A run on a lent GPU has minutes, not a known number of iterations; its rate is only known once
+    it runs, so the decay is placed by the clock.
+    """
+    return lr_scale(int(elapsed * 1000), int(budget * 1000), int(decay * 1000))
 
 
 def export(trainer: Trainer, path: str | Path) -> dict[str, float]:
@@ -229,6 +240,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--ema-beta", type=float, default=0.998)
     p.add_argument("--lr-decay-iters", type=int, default=0,
                    help="lower the learning rate linearly to 10%% over the last N iterations before --iters")
+    p.add_argument("--minutes", type=float, default=0,
+                   help="also stop after this many minutes of this invocation (0: no time limit)")
+    p.add_argument("--lr-decay-minutes", type=float, default=0,
+                   help="with --minutes: lower the learning rate linearly to 10%% over its last N minutes")
+    p.add_argument("--render-workers", type=int, default=0,
+                   help="render the world's targets in N processes (0: in the training process); "
+                        "a GPU run needs them to keep the GPU busy")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES,
@@ -280,33 +298,49 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     objective = Objective(args.ssim_weight, args.gradient_weight, args.laplacian_weight)
     trainer = Trainer(workdir, args.seed, args.lr, args.batch, args.ema_beta, args.init_from,
-                      args.mapping_lr_boost, args.device, run_config(p, args, workdir), objective)
+                      args.mapping_lr_boost, args.device, run_config(p, args, workdir), objective,
+                      args.render_workers)
+    try:
+        train_loop(trainer, args, workdir)
+    finally:
+        trainer.renderer.close()
+    if args.export:
+        export(trainer, args.export)
+    return 0
+
+
+def train_loop(trainer: Trainer, args: argparse.Namespace, workdir: Path) -> None:
+    """Resume if there is a run, then step until --iters or --minutes, saving and exporting as asked."""
     if trainer.load():
         print(f"resumed at iteration {trainer.iteration}")
     start, start_iter, smoothed = time.time(), trainer.iteration, None
-    while trainer.iteration < args.iters:
-        trainer.set_lr_scale(lr_scale(trainer.iteration, args.iters, args.lr_decay_iters))
+    budget = args.minutes * 60
+    done = trainer.iteration >= args.iters
+    while not done:
+        scale = lr_scale(trainer.iteration, args.iters, args.lr_decay_iters)
+        if budget:
+            scale = min(scale, time_lr_scale(time.time() - start, budget, args.lr_decay_minutes * 60))
+        trainer.set_lr_scale(scale)
         loss = trainer.step()
         smoothed = loss if smoothed is None else 0.98 * smoothed + 0.02 * loss
-        if trainer.iteration % 10 == 0 or trainer.iteration == args.iters:
-            rate = (trainer.iteration - start_iter) / (time.time() - start)
+        elapsed = time.time() - start
+        done = trainer.iteration >= args.iters or bool(budget and elapsed >= budget)
+        if trainer.iteration % 10 == 0 or done:
+            rate = (trainer.iteration - start_iter) / elapsed
             eta = (args.iters - trainer.iteration) / max(rate, 1e-9)
-            done = trainer.iteration / args.iters
-            bar = "#" * int(done * 30)
+            if budget:
+                eta = min(eta, budget - elapsed)
+            bar = "#" * int(trainer.iteration / args.iters * 30)
             sys.stdout.write(f"\r[{bar:<30}] {trainer.iteration}/{args.iters} loss {smoothed:.4f} "
                              f"{rate:.2f} it/s eta {eta / 60:.0f} min ")
             sys.stdout.flush()
-        if trainer.iteration % args.save_every == 0 or trainer.iteration == args.iters:
+        if trainer.iteration % args.save_every == 0 or done:
             trainer.log.append({"iteration": trainer.iteration, "loss": smoothed, "time": time.time(),
                                 **trainer.evaluate()})
             trainer.save()
             print(f"\n{json.dumps(trainer.log[-1])}")
         if args.export_every and trainer.iteration % args.export_every == 0:
             export(trainer, workdir / "model.safetensors")
-    if args.export:
-        export(trainer, args.export)
-    return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
