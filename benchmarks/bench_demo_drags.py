@@ -99,7 +99,9 @@ def drag_once(G, drag, config: DragConfig, steps: int, fit: bool, target_img: to
     final = np.hypot(*(np.array(step.handles[:n]) - np.array(s.target_list()[:n])).T)
     row = {"scenario": drag.scenario, "seed": drag.seed, "reached": step.reason == "reached", "reason": step.reason,
            "steps": step.step, "seconds": seconds, "ms_per_step": 1000 * seconds / step.step,
-           "final_distance": float(final.mean()), "snap_px": float(np.hypot(*shift.T).max()),  # how far snapping moved a target "mse_edit": mse_edit, "ssim_edit": ssim_edit,
+           "final_distance": float(final.mean()),
+           "snap_px": float(np.hypot(*shift.T).max()),  # how far snapping moved a target
+           "mse_edit": mse_edit, "ssim_edit": ssim_edit,
            "mse_none": mse_none, "ssim_none": ssim_none, "trajectory": trajectory, "distances": per_step,
            "margin_start": margin_start, "margin_end": match_margins(s.field(), s.handles, s.templates, s.r2).tolist()}
     if image_path:
