@@ -132,7 +132,8 @@ def start_drag(sid: str):
     job = Job("drag", sid, req.steps,
               work=functools.partial(editing.run_drag, session, req, start, d.config.limits.max_states_per_session),
               on_end=lambda _job, _state: d.sessions.release(session), client=request.remote_addr or "",
-              lane=session.lane, targets=req.targets, handles=req.handles, id=job_id, from_state=req.from_state)
+              lane=session.lane, targets=req.targets, handles=req.handles, id=job_id, from_state=req.from_state,
+              preset=req.preset)
     try:
         d.lanes.of(session).worker.submit(job)
     except ApiError:  # the queue is full: the session stays as it was

@@ -9,6 +9,7 @@ full layer).
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -85,16 +86,18 @@ def session_like(store: SessionStore, source: Session, image: Image.Image) -> Se
 
 
 def drag_config(session: Session, req: DragRequest) -> DragConfig:
-    return DragConfig(learning_rate=req.learning_rate or session.model.entry.learning_rate, w_layers=req.w_layers,
-                      mask_lambda=req.mask_lambda, r1=req.r1, r2=req.r2, precision=session.drag.config.precision)
+    return DragConfig.preset(req.preset, learning_rate=req.learning_rate or session.model.entry.learning_rate,
+                             w_layers=req.w_layers, mask_lambda=req.mask_lambda, r1=req.r1, r2=req.r2,
+                             precision=session.drag.config.precision)
 
 
 def with_config(drag: DragSession, config: DragConfig) -> DragSession:
     """The DragSession under new settings. Step size and mask weight change in place, keeping the
-    optimiser's moments and the tracked templates; other settings are fixed at construction, so
-    changing them restarts from the current latent."""
-    old = drag.config
-    if (old.w_layers, old.r1, old.r2) != (config.w_layers, config.r1, config.r2):
+    optimiser's moments and the tracked templates; other settings (a preset's blocks, snapping, region)
+    are fixed at construction, so changing them restarts from the current latent."""
+    same_but_rates = dataclasses.replace(drag.config, learning_rate=config.learning_rate,
+                                         mask_lambda=config.mask_lambda)
+    if same_but_rates != config:
         return DragSession(drag.G, drag.latent(), config=config)
     drag.config = config
     drag.set_learning_rate(config.learning_rate)

@@ -99,6 +99,7 @@ class Job:
     psnr: float | None = None
     quality: dict | None = None  # invert jobs once done: {stage: {psnr, ssim, steps, seconds, stopped}}
     from_state: str | None = None  # drag jobs: the kept state it started from (None: the session's current one)
+    preset: str | None = None  # drag jobs: the named settings it runs with (draggan_core/presets.py)
     state_id: str | None = None  # once done: the session state it made (a drag's result, an inversion's start)
     stop_requested: bool = False
     cancel_requested: bool = False
@@ -162,7 +163,7 @@ class Job:
             "elapsed_seconds": self.clock.elapsed(), "reason": self.reason,
             "error": self.error.body()["error"] if self.error else None, "preview_step": self.preview_step,
             "result": self.describe_result(), "changed": self.changed,
-            "from_state": self.from_state, "state_id": self.state_id,
+            "from_state": self.from_state, "preset": self.preset, "state_id": self.state_id,
             "inversion": {"stage": self.stage, "stage_step": self.stage_step, "stage_steps": self.stage_steps,
                           "psnr": _finite(self.psnr)} if self.kind == "invert" else None,
         }

@@ -10,6 +10,7 @@ from typing import Any
 
 from draggan_core import __version__
 from draggan_core.alignment import FRAMINGS, LANDMARKS, MAX_BOX_FACTOR, MIN_BOX_SIDE
+from draggan_core.presets import PRESETS
 
 from .config import Limits
 
@@ -205,8 +206,12 @@ def schemas(limits: Limits) -> dict[str, Schema]:
             "from_state": nullable({**STRING, "description": "a state of the session to start from (a job's "
                                                              "state_id, or the session's initial_state_id); "
                                                              "default: the session's current state"}),
+            "preset": nullable({"enum": list(PRESETS), "default": "paper",
+                                "description": "named drag settings: 'paper' is DragGAN as published; 'studio' "
+                                               "lands more drags on the demo benchmark (benchmarks/README.md); "
+                                               "the fields above override the preset's"}),
         }, optional=("mask", "steps", "preview_every", "learning_rate", "mask_lambda", "w_layers", "r1", "r2",
-                     "feather", "from_state")),
+                     "feather", "from_state", "preset")),
         "Job": closed({
             "job_id": STRING, "kind": {"enum": ["drag", "invert"]}, "session_id": STRING,
             "state": {"enum": ["queued", "running", "done", "failed", "cancelled"]},
@@ -224,6 +229,7 @@ def schemas(limits: Limits) -> dict[str, Schema]:
             "changed": nullable({**RECT, "description": "real layers: the pixels the composited result changed"}),
             "from_state": nullable({**STRING, "description": "drags: the state it started from (null: the "
                                                              "session's current state)"}),
+            "preset": nullable({"enum": list(PRESETS), "description": "drags: the named settings it runs with"}),
             "state_id": nullable({**STRING, "description": "once done: the session state it made (a drag's "
                                                            "result; an inversion's initial state)"}),
             "inversion": nullable(closed({"stage": nullable({"enum": ["w", "w+", "pti"]}), "stage_step": INTEGER,

@@ -18,6 +18,7 @@ from typing import Any
 from PIL import Image
 
 from draggan_core.alignment import LANDMARKS, MAX_BOX_FACTOR, MIN_BOX_SIDE
+from draggan_core.presets import PRESETS
 
 from . import pngread
 from .budget import DecodeBudget
@@ -351,10 +352,18 @@ class DragRequest:
     r2: int | None
     feather: int = 8  # layer pixels; compositing into the layer of an inverted session
     from_state: str | None = None  # a kept state of the session to start from; None: its current state
+    preset: str = "paper"  # the named DragConfig settings (draggan_core/presets.py); the fields above override them
 
 
 DRAG_FIELDS = ("handles", "targets", "mask", "steps", "preview_every", "learning_rate", "mask_lambda", "w_layers",
-               "r1", "r2", "feather", "from_state")
+               "r1", "r2", "feather", "from_state", "preset")
+
+
+def preset_name(body: dict[str, Any]) -> str:
+    name = text(body, "preset") or "paper"
+    if name not in PRESETS:
+        raise bad_request(f"unknown preset {short(name)}; the presets are {', '.join(PRESETS)}", "bad_preset")
+    return name
 
 
 def parse_drag(body: dict[str, Any], limits: Limits, mapping: Mapping, budget: DecodeBudget | None = None
@@ -383,5 +392,6 @@ def parse_drag(body: dict[str, Any], limits: Limits, mapping: Mapping, budget: D
         r2=integer(body, "r2", None, 1, 128),
         feather=integer(body, "feather", 8, 0, 256),
         from_state=text(body, "from_state"),
+        preset=preset_name(body),
     )
     return DragRequest(handles, targets, None if found is None else decoded(found, "L", budget), **options)

@@ -40,6 +40,10 @@ BUSY_RETRY_S = 0.2
 STAGES = {"w": "W projection", "w+": "W+ projection", "pti": "pivotal tuning"}
 REASONS = {"reached": "targets reached", "max_steps": "step limit", "stalled": "handles stopped moving",
            "stopped": "stopped"}
+# The daemon's named drag settings (draggan_core/presets.py; tests check the two agree) as the editors
+# offer them: the published algorithm first, the default.
+PRESETS = (("paper", "Published DragGAN"),
+           ("studio", "Studio (lands more drags; no faster steps)"))
 
 
 class WorkflowError(Exception):
@@ -140,6 +144,7 @@ class DragSettings:
     r2: Optional[int] = None
     w_layers: Optional[int] = None
     feather: Optional[int] = None  # real layers: the blend width at the mask's edge
+    preset: Optional[str] = None  # one of PRESETS' names; None: the daemon's default (the published one)
 
     def options(self) -> Dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}

@@ -168,3 +168,9 @@ def test_wait_gives_up_after_its_timeout(client):
     finally:
         client.cancel(job["job_id"])
         client.wait(job["job_id"])
+
+
+def test_the_presets_the_editors_offer_are_the_daemons():
+    from draggan_client.workflow import PRESETS as OFFERED
+    from draggan_core.presets import PRESETS
+    assert [name for name, _label in OFFERED] == list(PRESETS) and OFFERED[0][0] == "paper"

@@ -52,6 +52,41 @@ def test_generate_then_drag_with_progress_and_result(client):
     assert again["state"] == "done"
 
 
+def test_a_drag_runs_with_the_preset_it_names_and_reports_it(client):
+    """Two drags from the same state: the published settings twice give the same steps, the studio
+    preset other ones (its coarse blocks, snapping and region change every step)."""
+    made = client.generate(seed=5, model=TINY)
+    start = client.session(made["session_id"])["initial_state_id"]
+
+    def drag(**options) -> dict:
+        job = client.drag(made["session_id"], handles=[[30, 30]], targets=[[40, 36]], steps=6, from_state=start,
+                          **options)
+        return client.wait(job["job_id"], poll_interval=0.02)
+
+    paper, again, studio = drag(), drag(preset="paper"), drag(preset="studio")
+    assert [j["preset"] for j in (paper, again, studio)] == ["paper", "paper", "studio"]
+    assert paper["handles"] == again["handles"] and paper["loss"] == again["loss"]
+    assert studio["state"] == "done" and (studio["handles"], studio["loss"]) != (paper["handles"], paper["loss"])
+
+
+def test_a_request_preset_becomes_the_drag_settings_with_the_request_fields_on_top():
+    from backend.editing import drag_config
+    from backend.validation import parse_drag
+    from draggan_core.drag import DragConfig
+    from backend.config import Limits
+
+    class Entry:
+        learning_rate = 0.004
+
+    class FakeSession:
+        model = type("Model", (), {"entry": Entry})
+        drag = type("Drag", (), {"config": DragConfig(precision="fp32")})
+
+    req = parse_drag({"handles": [[1, 1]], "targets": [[5, 5]], "preset": "studio", "r2": 7}, Limits(),
+                     Mapping(64, 64, 64, 64))
+    assert drag_config(FakeSession, req) == DragConfig.preset("studio", learning_rate=0.004, r2=7, precision="fp32")
+
+
 def test_stop_keeps_the_edit_so_far(client, steps):
     made = client.generate(seed=6, model=TINY)
     steps.gate.clear()  # the job pauses after each step until the gate opens

@@ -108,6 +108,10 @@ CASES = [
      "unknown_state", "has no state 'nope'"),
     ("from_state not text", "POST", "/sessions/{sid}/drag", dict(json={**DRAG, "from_state": 3}), 400, "bad_request",
      "'from_state' must be a string"),
+    ("drag unknown preset", "POST", "/sessions/{sid}/drag", dict(json={**DRAG, "preset": "fast"}), 400,
+     "bad_preset", "unknown preset 'fast'; the presets are paper, studio"),
+    ("preset not text", "POST", "/sessions/{sid}/drag", dict(json={**DRAG, "preset": ["studio"]}), 400,
+     "bad_request", "'preset' must be a string"),
     ("reset unknown session", "POST", "/sessions/nope/reset", {}, 404, "unknown_session", "'nope'"),
     ("reset with a body", "POST", "/sessions/{sid}/reset", dict(json={"all": True}), 400, "unknown_field", "'all'"),
     ("image of unknown session", "GET", "/sessions/nope/image", {}, 404, "unknown_session", "'nope'"),
@@ -153,6 +157,7 @@ FIELD_VALUES = {
     "r2": st.integers(-1, 200) | JSON_VALUES, "feather": st.integers(-1, 300) | JSON_VALUES,
     "mask": st.sampled_from([b64(GOOD_PNG), "", "AAAA", b64(png_of(Image.new("L", (64, 64), 255)))]) | JSON_VALUES,
     "from_state": st.text(max_size=30) | JSON_VALUES,
+    "preset": st.sampled_from(["paper", "studio", "Studio", ""]) | JSON_VALUES,
 }
 assert set(FIELD_VALUES) == set(DRAG_FIELDS)  # the property below covers every field
 OPTIONS = {k: v for k, v in FIELD_VALUES.items() if k not in ("handles", "targets")}
