@@ -43,7 +43,8 @@ REASONS = {"reached": "targets reached", "max_steps": "step limit", "stalled": "
 # The daemon's named drag settings (draggan_core/presets.py; tests check the two agree) as the editors
 # offer them: the published algorithm first, the default.
 PRESETS = (("paper", "Published DragGAN"),
-           ("studio", "Studio (lands more drags; no faster steps)"))
+           ("studio", "Studio (lands more drags)"))
+PRESET_NAMES = tuple(name for name, _label in PRESETS)
 
 
 class WorkflowError(Exception):
@@ -147,7 +148,9 @@ class DragSettings:
     preset: Optional[str] = None  # one of PRESETS' names; None: the daemon's default (the published one)
 
     def options(self) -> Dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        """The request's fields. The default preset is left out like None: a daemon from before presets
+        refuses fields it does not know, and an artist who never chose one should still reach it."""
+        return {k: v for k, v in asdict(self).items() if v is not None and not (k == "preset" and v == PRESETS[0][0])}
 
 
 @dataclass

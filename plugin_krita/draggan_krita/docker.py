@@ -6,6 +6,7 @@ from PyQt5.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, 
                              QScrollArea, QSpinBox, QToolButton, QVBoxLayout, QWidget)
 
 from .draggan_client import catalogue as cat
+from .draggan_client.workflow import PRESETS
 
 LIGHT = {"connected": "#2eb82e", "connecting": "#e6b800", "error": "#e03030", "disconnected": "#888888"}
 LOG_REFRESH_MS = 500  # the Log view follows the daemon's (or the set-up's) output while it runs
@@ -148,8 +149,18 @@ class DragGANDocker(DockWidget):
         p = s.params
         self.steps = _spin(1, 2000, p["steps"], name="draggan_steps")
         self.mask_lambda = _spin(0.0, 10000.0, p["mask_lambda"], decimals=1, step=1.0, name="draggan_mask_lambda")
+        self.preset = QComboBox()
+        self.preset.setObjectName("draggan_preset")
+        for name, label in PRESETS:
+            self.preset.addItem(label, name)
+        self.preset.setCurrentIndex(max(0, self.preset.findData(p["preset"])))
+        self.preset.setToolTip("Published DragGAN: the algorithm as in the paper. Studio: coarser features for "
+                               "context, clicks snapped onto the part, what lies far from the drag held still and "
+                               "larger steps while the handle is far: more drags reach their target (the demo "
+                               "benchmark: 37% against 24%).")
         form.addRow("Steps", self.steps)
         form.addRow("Mask strength (lambda)", self.mask_lambda)
+        form.addRow("Drag settings", self.preset)
         self.adv_toggle = QCheckBox("Advanced")
         self.adv_toggle.setObjectName("draggan_advanced")
         form.addRow(self.adv_toggle)
@@ -245,6 +256,7 @@ class DragGANDocker(DockWidget):
         self.cancel_btn.clicked.connect(self.ctl.cancel)
         self.reset_original_btn.clicked.connect(self.ctl.reset_to_original)
         self.adv_toggle.toggled.connect(self.adv.setVisible)
+        self.preset.currentIndexChanged.connect(self._store)
         for w in (self.steps, self.mask_lambda, self.r1, self.r2, self.lr, self.w_layers, self.preview_every,
                   self.invert_w, self.invert_wplus, self.invert_pti):
             w.valueChanged.connect(self._store)
@@ -358,7 +370,7 @@ class DragGANDocker(DockWidget):
             "params": {"steps": self.steps.value(), "mask_lambda": self.mask_lambda.value(),
                        "r1": self.r1.value() or None, "r2": self.r2.value() or None,
                        "learning_rate": self.lr.value() or None, "w_layers": self.w_layers.value(),
-                       "preview_every": self.preview_every.value(),
+                       "preview_every": self.preview_every.value(), "preset": self.preset.currentData(),
                        "invert_w": self.invert_w.value() or None,
                        "invert_wplus": self.invert_wplus.value() if self.invert_wplus.value() >= 0 else None,
                        "invert_pti": self.invert_pti.value() if self.invert_pti.value() >= 0 else None}})

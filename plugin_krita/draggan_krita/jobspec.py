@@ -19,6 +19,7 @@ DEFAULT_PARAMS = {
     "r2": None,
     "learning_rate": None,
     "w_layers": 6,
+    "preset": workflow.PRESETS[0][0],  # the daemon's named drag settings (workflow.PRESETS)
     # GAN inversion of layers the daemon did not generate: steps per stage (None = the daemon's default
     # for the model and device; 0 skips the W+ or the pivotal tuning stage)
     "invert_w": None,
@@ -44,6 +45,9 @@ def clean_params(params):
     for key, value in (params or {}).items():
         if key not in DEFAULT_PARAMS:
             continue
+        if key == "preset":  # a name; one this plug-in does not know (an older or newer one's) is dropped
+            out[key] = value if value in workflow.PRESET_NAMES else DEFAULT_PARAMS[key]
+            continue
         if DEFAULT_PARAMS[key] is None and (value is None or value == "" or (value == 0 and key not in ZERO_IS_A_VALUE)
                                             or (key in ZERO_IS_A_VALUE and float(value) < 0)):
             out[key] = None
@@ -67,7 +71,8 @@ def invert_settings(params):
 def drag_settings(params):
     p = clean_params(params)
     return workflow.DragSettings(steps=p["steps"], mask_lambda=p["mask_lambda"], preview_every=p["preview_every"],
-                                 learning_rate=p["learning_rate"], r1=p["r1"], r2=p["r2"], w_layers=p["w_layers"])
+                                 learning_rate=p["learning_rate"], r1=p["r1"], r2=p["r2"], w_layers=p["w_layers"],
+                                 preset=p["preset"])
 
 
 def edit_request(points, params, layer_bgra, width, height, selection, model):

@@ -366,6 +366,8 @@ class E2EExtension(Extension):
                  progress_texts=sorted(texts)[:12], handles=pts.pairs)
         check(ctl.last_result and ctl.last_result.get("ok"), "run failed", result=ctl.last_result,
               message=ctl.last_message)
+        check(ctl.status.get("preset") == "paper", "the first drag did not run with the published settings",
+              status=ctl.status)
         yield 300
         doc.refreshProjection()
         doc.waitForDone()
@@ -430,6 +432,10 @@ class E2EExtension(Extension):
         doc.setActiveNode(source)
         yield 200
         w(QSpinBox, "draggan_steps").setValue(200)
+        presets = w(QComboBox, "draggan_preset")
+        presets.setCurrentIndex(presets.findData("studio"))  # this drag runs with the studio settings
+        check(ctl.settings.params["preset"] == "studio", "the chosen drag settings were not stored",
+              params=ctl.settings.params)
         handles_before = [list(p) for p in pts.handles()]
         with gate.holding(DAEMON_URL):  # the drag waits after step 2 until Stop
             w(QPushButton, "draggan_run").click()
@@ -448,6 +454,8 @@ class E2EExtension(Extension):
         check(ctl.last_result and ctl.last_result.get("ok") and "stopped" in ctl.last_result["text"],
               "stopped run did not keep its result", result=ctl.last_result)
         check(ctl.status["step"] < 200, "stop did not stop early", step=ctl.status["step"])
+        check(ctl.status.get("preset") == "studio", "the drag did not run with the chosen settings", status=ctl.status)
+        presets.setCurrentIndex(presets.findData("paper"))  # the profile keeps it: later runs start published
         stopped = ctl.last_result["layer"]
         check("stopped" in stopped and stopped in names2, "no result layer after Stop", layers=names2)
         k.action("edit_undo").trigger()
