@@ -24,6 +24,7 @@ from .images import to_pil
 from .latents import load_latent, save_latent
 from .overlay import draw_points, save_gif
 from .precision import PRECISIONS
+from .presets import PRESETS
 from .stylegan2 import ws_from_seed
 
 EXPECTED_ERRORS = (CheckpointError, registry.UnknownModelError, DownloadError, OSError, ValueError)
@@ -79,8 +80,9 @@ def load_mask(path: str, size: tuple[int, int]) -> np.ndarray:
 def cmd_drag(args: argparse.Namespace) -> int:
     G, info = load_model(args)
     handles, targets = parse_points(args.points)
-    cfg = DragConfig(learning_rate=args.lr or registry.default_learning_rate(info), w_layers=args.w_layers,
-                     mask_lambda=args.mask_lambda, r1=args.r1, r2=args.r2, path=args.path, precision=args.precision)
+    cfg = DragConfig.preset(args.preset, learning_rate=args.lr or registry.default_learning_rate(info),
+                            w_layers=args.w_layers, mask_lambda=args.mask_lambda, r1=args.r1, r2=args.r2,
+                            path=args.path, precision=args.precision)
     start = load_latent(args.latent) if args.latent else args.seed
     session = DragSession(G, start, config=cfg, truncation_psi=args.psi)
     session.set_points(handles, targets)
@@ -113,7 +115,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .demo.showcase import run_scenario
     G, info = load_model(argparse.Namespace(model=registry.DEMO_MODEL, device=args.device))
     out = Path(args.out)
-    drag, step = run_scenario(G, info, args.scenario, args.seed, out, steps=args.steps)
+    drag, step = run_scenario(G, info, args.scenario, args.seed, out, steps=args.steps, preset=args.preset)
     print(f"{args.scenario} on seed {args.seed}: {step.reason} after {step.step} steps ({step.elapsed:.1f} s)")
     print(f"handles {[tuple(round(v, 1) for v in h) for h in step.handles]} "
           f"targets {[tuple(round(v, 1) for v in t) for t in drag.targets]}")
@@ -184,6 +186,9 @@ def build_parser(*extensions: Callable[[Any], None]) -> argparse.ArgumentParser:
     p.add_argument("--w-layers", type=int, default=6, help="number of W+ rows optimised")
     p.add_argument("--r1", type=float, default=None)
     p.add_argument("--r2", type=int, default=None)
+    p.add_argument("--preset", choices=list(PRESETS), default="paper",
+                   help="named settings: paper (DragGAN as published) or studio (lands more drags on the demo "
+                        "benchmark); the options above override it")
     p.add_argument("--path", choices=("fast", "reference"), default="fast")
     p.add_argument("--precision", choices=PRECISIONS, default=DragConfig.precision,
                    help="number type of the drag steps' synthesis (auto: bf16 on CPUs with AVX-512 BF16 or AMX, "
@@ -202,6 +207,7 @@ def build_parser(*extensions: Callable[[Any], None]) -> argparse.ArgumentParser:
                    choices=["move_head", "turn_head", "left_ear_up", "right_ear_up", "open_mouth"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--preset", choices=list(PRESETS), default="paper", help="named drag settings (see drag)")
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     p.add_argument("--out", default="out/demo")
     p.set_defaults(func=cmd_demo)

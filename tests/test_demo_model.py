@@ -83,6 +83,18 @@ def test_an_ear_the_published_settings_leave_behind_lands_with_the_studio_preset
     assert not ok and error > 4, error
 
 
+def test_the_cli_demo_drags_with_the_preset_it_is_given(tmp_path, capsys):
+    """The ear above through `draggan demo --preset`: studio reaches it (the test above: in either
+    precision), and the published settings draw another picture."""
+    from draggan_core import cli
+    for preset in ("studio", "paper"):
+        assert cli.main(["demo", "--seed", "1", "--preset", preset, "--out", str(tmp_path / preset)]) == 0
+    studio, _paper = capsys.readouterr().out.split("right_ear_up on seed 1: ")[1:]
+    assert studio.startswith("reached"), studio
+    assert np.abs(np.asarray(Image.open(tmp_path / "studio" / "after.png"), np.int16)
+                  - np.asarray(Image.open(tmp_path / "paper" / "after.png"), np.int16)).max() > 32
+
+
 def test_cli_generate_and_demo_use_the_demo_model(tmp_path):
     env = {**os.environ, "DRAGGAN_MODELS": str(tmp_path / "none")}
     out = tmp_path / "g.png"

@@ -21,11 +21,12 @@ from .train import render_targets
 
 
 def run_scenario(G: torch.nn.Module, info: registry.ModelInfo, scenario: str, seed: int, out: Path,
-                 steps: int = 200, preview_every: int = 2, scale: int = 3) -> tuple[Drag, DragStep]:
+                 steps: int = 200, preview_every: int = 2, scale: int = 3, preset: str = "paper"
+                 ) -> tuple[Drag, DragStep]:
     """Drag `scenario` on `seed`'s image; write before.png, after.png, after_points.png and drag.gif to `out`."""
     drag = make_drag(scenario, seed, G.z_dim, G.img_resolution)
     session = DragSession(G, G.mapping(drag.z_before.to(G.mapping.w_avg.device), None),
-                          config=DragConfig(learning_rate=registry.default_learning_rate(info)))
+                          config=DragConfig.preset(preset, learning_rate=registry.default_learning_rate(info)))
     session.set_points(drag.handles, drag.targets)
     out.mkdir(parents=True, exist_ok=True)
     before = to_pil(session.image())
