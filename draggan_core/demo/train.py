@@ -164,7 +164,9 @@ class Trainer:
         self.earlier = state.get("earlier", self.earlier)
         return True
 
-    def step(self) -> float:
+    def step(self) -> torch.Tensor:
+        """One iteration; returns the loss as a tensor on the device, not a float: reading it would wait for
+        the GPU, and not waiting lets this process draw and render the next batch while the GPU works."""
         t0 = time.perf_counter()
         z = torch.randn(self.batch, self.G.z_dim, generator=self.rng)
         target = render_targets(z, self.G.img_resolution, self.renderer).to(self.device)
@@ -179,7 +181,7 @@ class Trainer:
                 p_ema.lerp_(p, 1 - self.ema_beta)
         self.iteration += 1
         self.seconds += time.perf_counter() - t0
-        return float(loss.detach())
+        return loss.detach()
 
     def evaluate(self, n: int = 16) -> dict[str, float]:
         """The model card's L1 and SSIM for the EMA generator (the one exported)."""
@@ -322,7 +324,7 @@ def train_loop(trainer: Trainer, args: argparse.Namespace, workdir: Path) -> Non
             scale = min(scale, time_lr_scale(time.time() - start, budget, args.lr_decay_minutes * 60))
         trainer.set_lr_scale(scale)
         loss = trainer.step()
-        smoothed = loss if smoothed is None else 0.98 * smoothed + 0.02 * loss
+        smoothed = loss if smoothed is None else 0.98 * smoothed + 0.02 * loss  # stays on the device
         elapsed = time.time() - start
         done = trainer.iteration >= args.iters or bool(budget and elapsed >= budget)
         if trainer.iteration % 10 == 0 or done:
@@ -331,11 +333,11 @@ def train_loop(trainer: Trainer, args: argparse.Namespace, workdir: Path) -> Non
             if budget:
                 eta = min(eta, budget - elapsed)
             bar = "#" * int(trainer.iteration / args.iters * 30)
-            sys.stdout.write(f"\r[{bar:<30}] {trainer.iteration}/{args.iters} loss {smoothed:.4f} "
+            sys.stdout.write(f"\r[{bar:<30}] {trainer.iteration}/{args.iters} loss {float(smoothed):.4f} "
                              f"{rate:.2f} it/s eta {eta / 60:.0f} min ")
             sys.stdout.flush()
         if trainer.iteration % args.save_every == 0 or done:
-            trainer.log.append({"iteration": trainer.iteration, "loss": smoothed, "time": time.time(),
+            trainer.log.append({"iteration": trainer.iteration, "loss": float(smoothed), "time": time.time(),
                                 **trainer.evaluate()})
             trainer.save()
             print(f"\n{json.dumps(trainer.log[-1])}")
