@@ -389,11 +389,11 @@ def dialog_labels(source: str, start: str, end: str | None) -> dict:
 
 
 @pytest.mark.parametrize("fields, sections, ok_button", [
-    (["model-choice", "steps", "mask-lambda", "keep-outside", "path", "learning-rate", "r1", "r2", "w-layers",
+    (["model-choice", "preset", "steps", "mask-lambda", "keep-outside", "path", "learning-rate", "r1", "r2", "w-layers",
       "points", "inversion-w-steps", "inversion-wplus-steps", "inversion-tuning-steps", "feather", "align",
       "preview-every"],
      [("draggan.py", "def _model_choice_argument", "class DragGAN"),
-      ("draggan.py", "if name == DRAG_PROC:", "if name == NEW_PROC:")], ""),
+      ("draggan.py", "if name == DRAG_PROC:", "if name == NEW_PROC:")], ""),  # _preset_argument is in the first
     (["model-choice", "seed", "psi"],
      [("draggan.py", "def _model_choice_argument", "class DragGAN"),
       ("draggan.py", "if name == NEW_PROC:", "if name == DAEMON_PROC:")], ""),
