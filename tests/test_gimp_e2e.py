@@ -146,9 +146,15 @@ def test_gimp_plugin_end_to_end(version, daemon, tmp_path):
     assert rep["drag_points"]["tracked"]["count"] == 1
     assert rep["drag_points"]["tracked"]["strokes"] == pairs(rep["drag_points"]["parasite"])
 
+    # ... run with the "studio" preset the script named; the drags naming none ran the default, "paper"
+    # (GIMP's default for the argument, not the last run's value), the first result again included
+    assert job_of(client, rep["drag_points"]["parasite"])["preset"] == "studio"
+    assert job_of(client, drag["parasite"])["preset"] == "paper"
+
     # Both results taken away, the same drag on the source: the first result again, pixel-equal
     assert calls["drag_repeat"]["status"] == "success", calls["drag_repeat"]
     assert rep["drag_repeat"]["equal_to_first"] and rep["drag_repeat"]["layers"] == drag["layers"]
+    assert job_of(client, rep["drag_repeat"]["parasite"])["preset"] == "paper"
     # Reset to original: the image's note names the original picture, no tracked path is left
     assert calls["reset"]["status"] == "success", calls["reset"]
     assert "Reset to the original picture" in rep["reset"]["message"] and rep["reset"]["tracked"] is None
@@ -162,6 +168,7 @@ def test_gimp_plugin_end_to_end(version, daemon, tmp_path):
     assert off["mask"] == {"at_0_0": 255, "at_40_40": 0}
     # the same session, started from the source's own state (not from the two drags made since)
     assert off["parasite"]["session_id"] == session and off["parasite"]["state_id"] not in (None, drag["parasite"]["state_id"])
+    assert job_of(client, off["parasite"])["preset"] == "paper"  # the unknown name never reached the daemon
 
     # Parasites survive saving as XCF
     assert rep["xcf"]["image_parasite"]["session_id"] == off["parasite"]["session_id"]
@@ -211,6 +218,15 @@ def test_gimp_plugin_end_to_end(version, daemon, tmp_path):
     assert "inconsistent state" not in log and "Traceback" not in log, log[-4000:]
     health = client.health()  # the generated session, the real layer's, the boxed one and the tilted cat's
     assert health["sessions"] - sessions_before == 4 and health["queue_length"] == 0 and health["jobs_running"] == 0
+
+
+def job_of(client, record: dict) -> dict:
+    """The daemon's status of the drag job that made the picture a layer's parasite names: the session
+    keeps each state with the job that made it (the daemon keeps the last 32 finished jobs)."""
+    states = client.session(record["session_id"])["states"]
+    made_by = [state["job_id"] for state in states if state["state_id"] == record["state_id"]]
+    assert len(made_by) == 1 and made_by[0], (record["state_id"], states)
+    return client.job(made_by[0])
 
 
 def write_plain_picture(client, path: Path, version: str) -> None:

@@ -126,6 +126,26 @@ def test_the_dialogs_drag_settings_are_what_the_daemon_accepts():
             parsed.preview_every, parsed.feather) == (40, 12.5, 0.01, 3.0, None, 4, 0, 5)
 
 
+def test_the_preset_choice_reaches_the_daemon_as_chosen():
+    """The Preset choice's nick is sent as it is (the daemon knows every name of workflow.PRESETS), an
+    empty one not at all (an older daemon without presets still takes the request); the choice's
+    default is the daemon's own."""
+    from backend.config import Limits
+    from backend.geometry import Mapping
+    from backend.validation import parse_drag, preset_name
+
+    assert logic.drag_settings(5, 20.0).preset is None
+    assert "preset" not in logic.drag_settings(5, 20.0, preset="").options()
+    assert "preset" not in logic.drag_settings(5, 20.0, preset=None).options()
+    assert logic.DEFAULT_PRESET == preset_name({}) and logic.DEFAULT_PRESET in dict(workflow.PRESETS)
+    for name, _label in workflow.PRESETS:
+        settings = logic.drag_settings(5, 20.0, preset=name)
+        assert settings.options()["preset"] == name
+        edit = workflow.Edit(4, 6, bytes(96), 4, [((1.0, 2.0), (3.0, 4.0))], settings=settings)
+        sent = json.loads(json.dumps(workflow.drag_request(edit)))
+        assert parse_drag(sent, Limits(), Mapping(4, 6, 64, 64)).preset == name
+
+
 def test_the_dialogs_inversion_settings():
     """0 (W) or -1 (W+, tuning) in the dialog is the daemon's default, 0 skips W+ or the tuning;
     previews are off (the plug-in shows none). What the daemon accepts: tests/test_workflow.py."""
@@ -369,11 +389,11 @@ def dialog_labels(source: str, start: str, end: str | None) -> dict:
 
 
 @pytest.mark.parametrize("fields, sections, ok_button", [
-    (["model-choice", "steps", "mask-lambda", "keep-outside", "path", "learning-rate", "r1", "r2", "w-layers",
+    (["model-choice", "preset", "steps", "mask-lambda", "keep-outside", "path", "learning-rate", "r1", "r2", "w-layers",
       "points", "inversion-w-steps", "inversion-wplus-steps", "inversion-tuning-steps", "feather", "align",
       "preview-every"],
      [("draggan.py", "def _model_choice_argument", "class DragGAN"),
-      ("draggan.py", "if name == DRAG_PROC:", "if name == NEW_PROC:")], ""),
+      ("draggan.py", "if name == DRAG_PROC:", "if name == NEW_PROC:")], ""),  # _preset_argument is in the first
     (["model-choice", "seed", "psi"],
      [("draggan.py", "def _model_choice_argument", "class DragGAN"),
       ("draggan.py", "if name == NEW_PROC:", "if name == DAEMON_PROC:")], ""),

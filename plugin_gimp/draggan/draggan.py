@@ -187,7 +187,7 @@ def run_drag(procedure, run_mode, image, drawables, config, data):
         except Exception as e:  # noqa: BLE001
             return common.failed(procedure, e)
         Gimp.progress_end()
-        fields = ["model-choice", "steps", "mask-lambda", "keep-outside"]
+        fields = ["model-choice", "preset", "steps", "mask-lambda", "keep-outside"]
         if _gimp_minor() >= (3, 2):
             fields.append("path")  # GIMP 3.0 has no widget for a path argument
         if not _show_dialog(procedure, config, "DragGAN Drag", fields,
@@ -227,7 +227,7 @@ def _drag(procedure, image, drawables, config, interactive):
     settings = logic.drag_settings(config.get_property("steps"), config.get_property("mask-lambda"),
                                    config.get_property("learning-rate"), config.get_property("r1"),
                                    config.get_property("r2"), config.get_property("w-layers"),
-                                   config.get_property("feather"))
+                                   config.get_property("feather"), config.get_property("preset"))
     preview_every = config.get_property("preview-every") if interactive else 0  # scripts get no preview layer
     settings.preview_every = preview_every
     invert = logic.invert_settings(config.get_property("inversion-w-steps"),
@@ -439,6 +439,18 @@ def _model_choice_argument(proc, default_label):
                              "'model')", choice, logic.DEFAULT_MODEL, RW)
 
 
+def _preset_argument(proc):
+    """The drag's named settings (workflow.PRESETS, the daemon's): scripts pass the name, e.g. "studio".
+    An ordinary choice argument, filled here once, for the reason _model_choice_argument gives. Its label
+    is not "Preset": every letter of that word is already a mnemonic of the dialog or its buttons."""
+    choice = Gimp.Choice.new()
+    for number, (nick, label) in enumerate(workflow.PRESETS):
+        choice.add(nick, number, label, "")
+    proc.add_choice_argument("preset", "Drag st_yle", "The drag's preset: 'paper' is DragGAN as published, "
+                             "'studio' lands more drags (the same number of steps, none faster)", choice,
+                             logic.DEFAULT_PRESET, RW)
+
+
 class DragGAN(Gimp.PlugIn):
     def do_set_i18n(self, name):
         return False
@@ -464,8 +476,9 @@ class DragGAN(Gimp.PlugIn):
                 "source layer is not modified. After the drag, the path 'DragGAN handles (tracked)' (selected) "
                 "runs from where tracking left each handle to its target, to go on from the result. Interactive "
                 "runs show a preview layer and a window with Stop and keep (the result so far) and Cancel. Drag "
-                "the result layer again to go on from it, the source to start from the original. Needs the "
-                "DragGAN daemon (`draggan serve`).", name)
+                "the result layer again to go on from it, the source to start from the original. 'preset' names "
+                "how the drag runs: 'paper' (the default) is DragGAN as published, 'studio' lands more drags. "
+                "Needs the DragGAN daemon (`draggan serve`).", name)
             proc.set_attribution("draggan-studio", "draggan-studio contributors", "2026")
             _daemon_arguments(proc)
             proc.add_path_argument("path", "P_ath", "Path whose strokes are the drags (empty: the selected path, "
@@ -501,6 +514,7 @@ class DragGAN(Gimp.PlugIn):
                                      "'DragGAN align', else the selection's box)", "", RW)
             proc.add_int_argument("preview-every", "Preview _update every", "Interactive runs: steps between updates of "
                                   "the preview layer (0: no preview); scripts get no preview layer", 0, 1000, 5, RW)
+            _preset_argument(proc)  # last: scripts that pass the arguments in order keep working
             proc.add_layer_return_value("layer", "Layer", "The new layer with the result", False, RW)
             return proc
         if name == NEW_PROC:

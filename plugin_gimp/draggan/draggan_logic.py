@@ -196,12 +196,18 @@ def invert_settings(steps_w: int = 0, steps_wplus: int = -1, steps_pti: int = -1
 
 
 def drag_settings(steps: int, mask_lambda: float, learning_rate: float = 0.0, r1: float = 0.0, r2: int = 0,
-                  w_layers: int = 6, feather: Optional[int] = None) -> workflow.DragSettings:
-    """The drag's settings from the dialog's numbers: 0 in learning_rate/r1/r2 means the daemon's default."""
+                  w_layers: int = 6, feather: Optional[int] = None, preset: Optional[str] = None
+                  ) -> workflow.DragSettings:
+    """The drag's settings from the dialog's numbers: 0 in learning_rate/r1/r2 means the daemon's default.
+    preset: the nick of the dialog's Preset choice (a name of workflow.PRESETS), sent as chosen, so the
+    daemon runs what the artist picked even if its own default changes; empty: the daemon's default."""
     return workflow.DragSettings(steps=int(steps), mask_lambda=float(mask_lambda), preview_every=0,
                                  learning_rate=float(learning_rate) if learning_rate > 0 else None,
                                  r1=float(r1) if r1 > 0 else None, r2=int(r2) if r2 > 0 else None,
-                                 w_layers=int(w_layers), feather=feather)
+                                 w_layers=int(w_layers), feather=feather, preset=(preset or "").strip() or None)
+
+
+DEFAULT_PRESET = "paper"  # the Preset choice's default, the daemon's own: DragGAN as published
 
 
 RESET_DONE = ("Reset to the original picture: the daemon forgot the drags (a plain layer's fit is kept). Dragging "

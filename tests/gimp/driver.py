@@ -147,11 +147,12 @@ try:
     rep["drag"]["flat_diff_outside"] = max(mean_diff(flat, src_rgb, W, 3, box) for box in
                                            [(0, 0, W, 6), (0, H - 6, W, H), (0, 0, 6, H), (W - 6, 0, W, H)])
 
-    # --- A second drag on the result, from the "points" argument (image coordinates), no selection
+    # --- A second drag on the result, from the "points" argument (image coordinates), no selection, with
+    # the "studio" preset (the drags before and after name none: they run the default, "paper")
     Gimp.Selection.none(img)
     top = img.get_layers()[0]
     status, second = call("drag_points", "python-fu-draggan-drag", img, [top], points="[[40, 40, 30, 44]]",
-                          steps=5, **daemon)
+                          steps=5, preset="studio", **daemon)
     rep["drag_points"] = {"layers": layer_names(img), "parasite": parasite(img.get_layers()[0]),
                           "mask": img.get_layers()[0].get_mask() is not None, "tracked": tracked(img),
                           "differs_from_first": pixels(img.get_layers()[0]) != result}
@@ -181,7 +182,8 @@ try:
     path = Gimp.Path.new(img, "drags")
     img.insert_path(path, None, 0)
     stroke(path, (8 + 20, 4 + 20), (8 + 26, 4 + 26))
-    status, third = call("drag_offset", "python-fu-draggan-drag", img, [src], steps=5, **daemon)
+    # ... naming a preset GIMP's choice does not know: GIMP keeps the default (with a warning)
+    status, third = call("drag_offset", "python-fu-draggan-drag", img, [src], steps=5, preset="fast", **daemon)
     names = layer_names(img)
     idx = names.index(src.get_name())
     above = img.get_layers()[idx - 1]
