@@ -127,9 +127,10 @@ def test_the_dialogs_drag_settings_are_what_the_daemon_accepts():
 
 
 def test_the_preset_choice_reaches_the_daemon_as_chosen():
-    """The Preset choice's nick is sent as it is (the daemon knows every name of workflow.PRESETS), an
-    empty one not at all (an older daemon without presets still takes the request); the choice's
-    default is the daemon's own."""
+    """The Preset choice's nick reaches the daemon as chosen (the daemon knows every name of
+    workflow.PRESETS); an empty one and the default are not sent at all (an older daemon without
+    presets still takes the request, workflow.DragSettings.options); the choice's default is the
+    daemon's own."""
     from backend.config import Limits
     from backend.geometry import Mapping
     from backend.validation import parse_drag, preset_name
@@ -140,7 +141,7 @@ def test_the_preset_choice_reaches_the_daemon_as_chosen():
     assert logic.DEFAULT_PRESET == preset_name({}) and logic.DEFAULT_PRESET in dict(workflow.PRESETS)
     for name, _label in workflow.PRESETS:
         settings = logic.drag_settings(5, 20.0, preset=name)
-        assert settings.options()["preset"] == name
+        assert settings.options().get("preset", logic.DEFAULT_PRESET) == name
         edit = workflow.Edit(4, 6, bytes(96), 4, [((1.0, 2.0), (3.0, 4.0))], settings=settings)
         sent = json.loads(json.dumps(workflow.drag_request(edit)))
         assert parse_drag(sent, Limits(), Mapping(4, 6, 64, 64)).preset == name

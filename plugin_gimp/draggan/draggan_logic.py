@@ -207,7 +207,7 @@ def drag_settings(steps: int, mask_lambda: float, learning_rate: float = 0.0, r1
                                  w_layers=int(w_layers), feather=feather, preset=(preset or "").strip() or None)
 
 
-DEFAULT_PRESET = "paper"  # the Preset choice's default, the daemon's own: DragGAN as published
+DEFAULT_PRESET = workflow.PRESETS[0][0]  # the Preset choice's default, the daemon's own: DragGAN as published
 
 
 RESET_DONE = ("Reset to the original picture: the daemon forgot the drags (a plain layer's fit is kept). Dragging "
