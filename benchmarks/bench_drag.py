@@ -9,7 +9,7 @@ spin-waits). Each run makes the same fixed drags; a drag's first
 step (templates, warm-up, compilation) is timed apart from the rest.
 
 Levers, combined with '+' (e.g. bf16+compile, paper+bf16):
-  paper, studio        a DragConfig preset (draggan_core/presets.py); a lever without one is the defaults ('paper')
+  paper, quick, studio a DragConfig preset (draggan_core/presets.py); a lever without one is the defaults ('paper')
   auto, fp32, bf16, fp16  DragConfig.precision ('auto': the default, bf16 on CPUs with native bf16; fp16: CUDA
                        only); a lever without one is fp32, the baseline
   reference            DragConfig(path='reference'): full render, map resized to the image (the published loop)

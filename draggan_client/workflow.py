@@ -43,7 +43,8 @@ REASONS = {"reached": "targets reached", "max_steps": "step limit", "stalled": "
 # The daemon's named drag settings (draggan_core/presets.py; tests check the two agree) as the editors
 # offer them: the published algorithm first, the default.
 PRESETS = (("paper", "Published DragGAN"),
-           ("studio", "Studio (lands more drags)"))
+           ("quick", "Quick (lands more drags, fastest to land)"),
+           ("studio", "Studio (lands the most drags, slower steps)"))
 PRESET_NAMES = tuple(name for name, _label in PRESETS)
 
 

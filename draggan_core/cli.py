@@ -187,7 +187,7 @@ def build_parser(*extensions: Callable[[Any], None]) -> argparse.ArgumentParser:
     p.add_argument("--r1", type=float, default=None)
     p.add_argument("--r2", type=int, default=None)
     p.add_argument("--preset", choices=list(PRESETS), default="paper",
-                   help="named settings: paper (DragGAN as published) or studio (lands more drags on the demo "
+                   help="named settings: paper (DragGAN as published), quick or studio (land more drags on the demo "
                         "benchmark); the options above override it")
     p.add_argument("--path", choices=("fast", "reference"), default="fast")
     p.add_argument("--precision", choices=PRECISIONS, default=DragConfig.precision,

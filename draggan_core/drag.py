@@ -97,7 +97,7 @@ class DragConfig:
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "DragConfig":
-        """A named preset (presets.PRESETS: 'paper', 'studio'), with some fields overridden."""
+        """A named preset (presets.PRESETS: 'paper', 'quick', 'studio'), with some fields overridden."""
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
         return cls(**{**PRESETS[name], **overrides})

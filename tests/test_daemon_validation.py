@@ -109,7 +109,7 @@ CASES = [
     ("from_state not text", "POST", "/sessions/{sid}/drag", dict(json={**DRAG, "from_state": 3}), 400, "bad_request",
      "'from_state' must be a string"),
     ("drag unknown preset", "POST", "/sessions/{sid}/drag", dict(json={**DRAG, "preset": "fast"}), 400,
-     "bad_preset", "unknown preset 'fast'; the presets are paper, studio"),
+     "bad_preset", "unknown preset 'fast'; the presets are paper, quick, studio"),
     ("preset not text", "POST", "/sessions/{sid}/drag", dict(json={**DRAG, "preset": ["studio"]}), 400,
      "bad_request", "'preset' must be a string"),
     ("reset unknown session", "POST", "/sessions/nope/reset", {}, 404, "unknown_session", "'nope'"),

@@ -122,6 +122,16 @@ def test_a_drag_step_reads_a_window_only_when_nothing_else_needs_the_whole_map(s
     assert session.step_window() is None  # the mask term compares whole maps
 
 
+def test_the_quick_preset_keeps_the_step_window_and_studio_does_not(small_generator):
+    """What makes 'quick' quick (presets.py): none of its settings reads whole feature maps."""
+    windows = {}
+    for name in ("quick", "studio"):
+        session = DragSession(small_generator, 0, config=DragConfig.preset(name))
+        session.set_points([(10, 12)], [(16, 12)])
+        windows[name] = session.step_window()
+    assert windows["quick"] is not None and windows["studio"] is None
+
+
 WINDOWED_OPTIONS = [{}, {"motion_step": 3.0, "snap": 1.5}, {"template_adapt": 0.2},  # each option that moves where
                     {"track_patch": 3.0, "lr_reach": 0.015}]                       # a step reads the features
 
