@@ -446,9 +446,8 @@ def _preset_argument(proc):
     choice = Gimp.Choice.new()
     for number, (nick, label) in enumerate(workflow.PRESETS):
         choice.add(nick, number, label, "")
-    proc.add_choice_argument("preset", "Drag st_yle", "The drag's preset: 'paper' is DragGAN as published, "
-                             "'studio' lands more drags (the same number of steps, none faster)", choice,
-                             logic.DEFAULT_PRESET, RW)
+    proc.add_choice_argument("preset", "Drag st_yle", "The drag's preset (scripts: paper, quick or studio). "
+                             + workflow.PRESETS_HELP, choice, logic.DEFAULT_PRESET, RW)
 
 
 class DragGAN(Gimp.PlugIn):

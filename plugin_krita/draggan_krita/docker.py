@@ -6,7 +6,7 @@ from PyQt5.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, 
                              QScrollArea, QSpinBox, QToolButton, QVBoxLayout, QWidget)
 
 from .draggan_client import catalogue as cat
-from .draggan_client.workflow import PRESETS
+from .draggan_client.workflow import PRESETS, PRESETS_HELP
 
 LIGHT = {"connected": "#2eb82e", "connecting": "#e6b800", "error": "#e03030", "disconnected": "#888888"}
 LOG_REFRESH_MS = 500  # the Log view follows the daemon's (or the set-up's) output while it runs
@@ -154,10 +154,7 @@ class DragGANDocker(DockWidget):
         for name, label in PRESETS:
             self.preset.addItem(label, name)
         self.preset.setCurrentIndex(max(0, self.preset.findData(p["preset"])))
-        self.preset.setToolTip("Published DragGAN: the algorithm as in the paper. Studio: coarser features for "
-                               "context, clicks snapped onto the part, what lies far from the drag held still and "
-                               "larger steps while the handle is far: more drags reach their target (the demo "
-                               "benchmark: 37% against 24%).")
+        self.preset.setToolTip(PRESETS_HELP)
         form.addRow("Steps", self.steps)
         form.addRow("Mask strength (lambda)", self.mask_lambda)
         form.addRow("Drag settings", self.preset)
