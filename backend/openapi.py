@@ -207,9 +207,10 @@ def schemas(limits: Limits) -> dict[str, Schema]:
                                                              "state_id, or the session's initial_state_id); "
                                                              "default: the session's current state"}),
             "preset": nullable({"enum": list(PRESETS), "default": "paper",
-                                "description": "named drag settings: 'paper' is DragGAN as published; 'studio' "
-                                               "lands more drags on the demo benchmark (benchmarks/README.md); "
-                                               "the fields above override the preset's"}),
+                                "description": "named drag settings: 'paper' is DragGAN as published; 'quick' "
+                                               "and 'studio' land more drags on the demo benchmark, studio the "
+                                               "most, at a higher cost per step (benchmarks/README.md); the "
+                                               "fields above override the preset's"}),
         }, optional=("mask", "steps", "preview_every", "learning_rate", "mask_lambda", "w_layers", "r1", "r2",
                      "feather", "from_state", "preset")),
         "Job": closed({
