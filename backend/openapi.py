@@ -10,7 +10,7 @@ from typing import Any
 
 from draggan_core import __version__
 from draggan_core.alignment import FRAMINGS, LANDMARKS, MAX_BOX_FACTOR, MIN_BOX_SIDE
-from draggan_core.presets import PRESETS
+from draggan_core.presets import DEFAULT as DEFAULT_PRESET, PRESETS
 
 from .config import Limits
 
@@ -206,7 +206,7 @@ def schemas(limits: Limits) -> dict[str, Schema]:
             "from_state": nullable({**STRING, "description": "a state of the session to start from (a job's "
                                                              "state_id, or the session's initial_state_id); "
                                                              "default: the session's current state"}),
-            "preset": nullable({"enum": list(PRESETS), "default": "paper",
+            "preset": nullable({"enum": list(PRESETS), "default": DEFAULT_PRESET,
                                 "description": "named drag settings: 'paper' is DragGAN as published; 'quick' "
                                                "and 'studio' land more drags on the demo benchmark, studio the "
                                                "most, at a higher cost per step (benchmarks/README.md); the "

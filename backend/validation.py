@@ -18,7 +18,7 @@ from typing import Any
 from PIL import Image
 
 from draggan_core.alignment import LANDMARKS, MAX_BOX_FACTOR, MIN_BOX_SIDE
-from draggan_core.presets import PRESETS
+from draggan_core.presets import DEFAULT as DEFAULT_PRESET, PRESETS
 
 from . import pngread
 from .budget import DecodeBudget
@@ -352,7 +352,7 @@ class DragRequest:
     r2: int | None
     feather: int = 8  # layer pixels; compositing into the layer of an inverted session
     from_state: str | None = None  # a kept state of the session to start from; None: its current state
-    preset: str = "paper"  # the named DragConfig settings (draggan_core/presets.py); the fields above override them
+    preset: str = DEFAULT_PRESET  # the named DragConfig settings (draggan_core/presets.py); the fields above override them
 
 
 DRAG_FIELDS = ("handles", "targets", "mask", "steps", "preview_every", "learning_rate", "mask_lambda", "w_layers",
@@ -360,7 +360,7 @@ DRAG_FIELDS = ("handles", "targets", "mask", "steps", "preview_every", "learning
 
 
 def preset_name(body: dict[str, Any]) -> str:
-    name = text(body, "preset") or "paper"
+    name = text(body, "preset") or DEFAULT_PRESET
     if name not in PRESETS:
         raise bad_request(f"unknown preset {short(name)}; the presets are {', '.join(PRESETS)}", "bad_preset")
     return name

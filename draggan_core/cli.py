@@ -24,7 +24,7 @@ from .images import to_pil
 from .latents import load_latent, save_latent
 from .overlay import draw_points, save_gif
 from .precision import PRECISIONS
-from .presets import PRESETS
+from .presets import DEFAULT as DEFAULT_PRESET, PRESETS
 from .stylegan2 import ws_from_seed
 
 EXPECTED_ERRORS = (CheckpointError, registry.UnknownModelError, DownloadError, OSError, ValueError)
@@ -186,7 +186,7 @@ def build_parser(*extensions: Callable[[Any], None]) -> argparse.ArgumentParser:
     p.add_argument("--w-layers", type=int, default=6, help="number of W+ rows optimised")
     p.add_argument("--r1", type=float, default=None)
     p.add_argument("--r2", type=int, default=None)
-    p.add_argument("--preset", choices=list(PRESETS), default="paper",
+    p.add_argument("--preset", choices=list(PRESETS), default=DEFAULT_PRESET,
                    help="named settings: paper (DragGAN as published), quick or studio (land more drags on the demo "
                         "benchmark); the options above override it")
     p.add_argument("--path", choices=("fast", "reference"), default="fast")
@@ -207,7 +207,7 @@ def build_parser(*extensions: Callable[[Any], None]) -> argparse.ArgumentParser:
                    choices=["move_head", "turn_head", "left_ear_up", "right_ear_up", "open_mouth"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=200)
-    p.add_argument("--preset", choices=list(PRESETS), default="paper", help="named drag settings (see drag)")
+    p.add_argument("--preset", choices=list(PRESETS), default=DEFAULT_PRESET, help="named drag settings (see drag)")
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     p.add_argument("--out", default="out/demo")
     p.set_defaults(func=cmd_demo)

@@ -18,6 +18,8 @@ preset lists only the fields it sets; the learning rate comes from the model's r
 """
 from __future__ import annotations
 
+DEFAULT = "paper"  # what DragConfig's defaults equal, and what the daemon, the CLI and the editors start on
+
 PRESETS: dict[str, dict[str, object]] = {
     "paper": {"track_metric": "l2", "r1": None, "r2": None, "stall_steps": 60, "coarse_blocks": 0, "snap": 0.0,
               "auto_region": 0.0, "template_adapt": 0.0, "stall_restarts": 0, "motion_step": 1.0, "lr_reach": 0.0,

@@ -173,4 +173,5 @@ def test_wait_gives_up_after_its_timeout(client):
 def test_the_presets_the_editors_offer_are_the_daemons():
     from draggan_client.workflow import PRESETS as OFFERED
     from draggan_core.presets import PRESETS
-    assert [name for name, _label in OFFERED] == list(PRESETS) and OFFERED[0][0] == "paper"
+    from draggan_core.presets import DEFAULT
+    assert [name for name, _label in OFFERED] == list(PRESETS) and OFFERED[0][0] == DEFAULT == "paper"

@@ -15,13 +15,14 @@ from .. import registry
 from ..drag import DragConfig, DragSession, DragStep
 from ..images import to_pil
 from ..overlay import draw_points, save_gif
+from ..presets import DEFAULT as DEFAULT_PRESET
 from ..stylegan2 import seed_to_z
 from .scenarios import Drag, make_drag
 from .train import render_targets
 
 
 def run_scenario(G: torch.nn.Module, info: registry.ModelInfo, scenario: str, seed: int, out: Path,
-                 steps: int = 200, preview_every: int = 2, scale: int = 3, preset: str = "paper"
+                 steps: int = 200, preview_every: int = 2, scale: int = 3, preset: str = DEFAULT_PRESET
                  ) -> tuple[Drag, DragStep]:
     """Drag `scenario` on `seed`'s image; write before.png, after.png, after_points.png and drag.gif to `out`."""
     drag = make_drag(scenario, seed, G.z_dim, G.img_resolution)

@@ -476,7 +476,8 @@ class DragGAN(Gimp.PlugIn):
                 "runs from where tracking left each handle to its target, to go on from the result. Interactive "
                 "runs show a preview layer and a window with Stop and keep (the result so far) and Cancel. Drag "
                 "the result layer again to go on from it, the source to start from the original. 'preset' names "
-                "how the drag runs: 'paper' (the default) is DragGAN as published, 'studio' lands more drags. "
+                "how the drag runs: 'paper' (the default) is DragGAN as published, 'quick' and 'studio' land "
+                "more drags (see the argument). "
                 "Needs the DragGAN daemon (`draggan serve`).", name)
             proc.set_attribution("draggan-studio", "draggan-studio contributors", "2026")
             _daemon_arguments(proc)

@@ -199,8 +199,8 @@ def drag_settings(steps: int, mask_lambda: float, learning_rate: float = 0.0, r1
                   w_layers: int = 6, feather: Optional[int] = None, preset: Optional[str] = None
                   ) -> workflow.DragSettings:
     """The drag's settings from the dialog's numbers: 0 in learning_rate/r1/r2 means the daemon's default.
-    preset: the nick of the dialog's Preset choice (a name of workflow.PRESETS), sent as chosen, so the
-    daemon runs what the artist picked even if its own default changes; empty: the daemon's default."""
+    preset: the nick of the dialog's Preset choice (a name of workflow.PRESETS); empty: the daemon's
+    default (DragSettings.options leaves the default out, for daemons from before presets)."""
     return workflow.DragSettings(steps=int(steps), mask_lambda=float(mask_lambda), preview_every=0,
                                  learning_rate=float(learning_rate) if learning_rate > 0 else None,
                                  r1=float(r1) if r1 > 0 else None, r2=int(r2) if r2 > 0 else None,
