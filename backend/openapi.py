@@ -208,8 +208,9 @@ def schemas(limits: Limits) -> dict[str, Schema]:
                                                              "default: the session's current state"}),
             "preset": nullable({"enum": list(PRESETS), "default": DEFAULT_PRESET,
                                 "description": "named drag settings: 'paper' is DragGAN as published; 'quick' "
-                                               "and 'studio' land more drags on the demo benchmark, studio the "
-                                               "most, at a higher cost per step (benchmarks/README.md); the "
+                                               "and 'studio' land more drags on the demo benchmark, studio at "
+                                               "a higher cost per step; 'move' first fits the picture warped by "
+                                               "the points, to move a whole part (benchmarks/README.md); the "
                                                "fields above override the preset's"}),
         }, optional=("mask", "steps", "preview_every", "learning_rate", "mask_lambda", "w_layers", "r1", "r2",
                      "feather", "from_state", "preset")),

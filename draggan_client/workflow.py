@@ -44,12 +44,15 @@ REASONS = {"reached": "targets reached", "max_steps": "step limit", "stalled": "
 # offer them: the published algorithm first, the default.
 PRESETS = (("paper", "Published DragGAN"),
            ("quick", "Quick (lands more drags, fastest to land)"),
-           ("studio", "Studio (lands the most drags, slower steps)"))
+           ("studio", "Studio (lands the most drags, slower steps)"),
+           ("move", "Move (carries the whole part under the points)"))
 PRESET_NAMES = tuple(name for name, _label in PRESETS)
 PRESETS_HELP = ("Published DragGAN: the algorithm as in the paper. Quick: clicks snapped onto the part and larger "
                 "steps while a handle is far: more drags land, in the least time. Studio: also coarser features "
                 "for context and what lies far from the drag held still: the most drags land, but each step "
-                "costs more (demo benchmark: 24%, 34% and 41% of drags land).")
+                "costs more (demo benchmark: 24%, 34% and 41% of drags land). Move: first shifts the picture "
+                "under the points with them, then drags as Quick: for moving a whole part (a head, an object) "
+                "rather than reshaping it.")
 
 
 class WorkflowError(Exception):

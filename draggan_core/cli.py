@@ -188,7 +188,7 @@ def build_parser(*extensions: Callable[[Any], None]) -> argparse.ArgumentParser:
     p.add_argument("--r2", type=int, default=None)
     p.add_argument("--preset", choices=list(PRESETS), default=DEFAULT_PRESET,
                    help="named settings: paper (DragGAN as published), quick or studio (land more drags on the demo "
-                        "benchmark); the options above override it")
+                        "benchmark), move (carries the whole part under the points); the options above override it")
     p.add_argument("--path", choices=("fast", "reference"), default="fast")
     p.add_argument("--precision", choices=PRECISIONS, default=DragConfig.precision,
                    help="number type of the drag steps' synthesis (auto: bf16 on CPUs with AVX-512 BF16 or AMX, "

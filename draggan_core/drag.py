@@ -37,11 +37,16 @@ from .feature_layers import layered_field
 from .features import IDENTITY, FeatureGeometry
 from .presets import PRESETS
 from .supervision import auto_fixed_region, coarse_offsets, coarse_weight
-from .tracking import PatchField, adapt_templates, best_candidates, snap_drags, track_anchored, window_distances
+from .tracking import (PatchField, adapt_templates, best_candidates, search_between, snap_drags, track_anchored,
+                       window_distances)
+from .warp import displacement_field, predicted_positions, warp_image
 from .stylegan2 import Generator, Window, ws_from_seed
 
 Point = tuple[float, float]
 WINDOW_SHARE = 0.5  # a step computes a window of the feature block only while it is at most this share of the map
+# The warp fit's learning rate against the session's: it moves the whole latent to a whole-image target in a
+# fixed number of steps (measured on the demo drags: 5x the registry's 2e-3 lands a moved head in 100 steps).
+WARP_LR_FACTOR = 5.0
 
 
 @dataclasses.dataclass
@@ -74,6 +79,8 @@ class DragConfig:
     auto_region: float = 0.0  # without a user mask, hold features far from the drag with this weight (supervision.py)
     snap: float = 0.0  # move a new handle on a featureless pixel to a distinctive one within snap * r2 px; its target
     # stays unless the snap leaves under half the drag, then moves with it (tracking.snap_drags); 0: never
+    warp_steps: int = 0  # first fit the latent this many steps to the start image warped by the points (warp.py),
+    # then track and drag from there: moves a whole part rather than reshaping it; 0: off, as published
     path: str = "fast"  # 'fast' or 'reference'
     precision: str = "auto"  # the per-step synthesis' number type: 'auto' (bf16 on CPUs with native bf16, else fp32),
     # 'fp32', 'bf16' or 'fp16' (draggan_core.precision)
@@ -90,6 +97,8 @@ class DragConfig:
             raise ValueError("coarse_blocks, coarse_motion and stall_restarts must be >= 0")
         if self.auto_region < 0 or self.snap < 0 or self.track_patch < 0 or self.lr_reach < 0:
             raise ValueError("auto_region, snap, track_patch and lr_reach must be >= 0")
+        if self.warp_steps < 0:
+            raise ValueError("warp_steps must be >= 0")
         if self.motion_step < 1:
             raise ValueError("motion_step must be >= 1")
         if not 0 <= self.template_adapt <= 1:
@@ -97,7 +106,7 @@ class DragConfig:
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "DragConfig":
-        """A named preset (presets.PRESETS: 'paper', 'quick', 'studio'), with some fields overridden."""
+        """A named preset (presets.PRESETS: 'paper', 'quick', 'studio', 'move'), with some fields overridden."""
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
         return cls(**{**PRESETS[name], **overrides})
@@ -352,6 +361,7 @@ class DragSession:
         self.auto_fixed: torch.Tensor | None = None  # config.auto_region's weights, used while no mask is set
         self.auto_reference: FeatureField | None = None
         self.steps_done = 0
+        self.warp_pending = False  # set_points asked for the warp fit (config.warp_steps) and run() has not done it
 
     # ------------------------------------------------------------------ state
 
@@ -374,10 +384,7 @@ class DragSession:
         and config.coarse_motion's coarser field."""
         ws = torch.cat([self.w_opt, self.w_fixed], dim=1)
         dense = self.config.path == "reference"
-        # Rows past w_opt are constants: grad_rows spares backward their (unread) weight gradients.
-        # The non-fused modulated convolution shares one weight instead of forming a modulated copy
-        # per layer and step: 1.1-1.2x faster steps on a CPU (benchmarks/README.md, issue 19).
-        kwargs = dict(noise_mode="const", grad_rows=self.w_opt.shape[1], fused_modconv=False, dtype=self.dtype)
+        kwargs = self._synthesis_options()
         if full:
             img, feats = self.G.synthesis(ws, return_features=True, **kwargs)
         elif window is not None:
@@ -392,6 +399,15 @@ class DragSession:
             field = layered_field(fine, feats, self.block, self.config.coarse_blocks,
                                   lambda k: feature_geometry(self.G, k))
         return field, img, self._coarse_pull(feats, fine)
+
+    def _synthesis_options(self) -> dict:
+        """How a drag step calls the synthesis network.
+
+        Rows past w_opt are constants: grad_rows spares backward their (unread) weight gradients.
+        The non-fused modulated convolution shares one weight instead of forming a modulated copy
+        per layer and step: 1.1-1.2x faster steps on a CPU (benchmarks/README.md, issue 19).
+        """
+        return dict(noise_mode="const", grad_rows=self.w_opt.shape[1], fused_modconv=False, dtype=self.dtype)
 
     def _coarse_pull(self, feats: list[torch.Tensor], fine: FeatureField) -> "CoarsePull | None":
         """The coarser block's field and disk for config.coarse_motion (None when off or no coarser block)."""
@@ -472,6 +488,8 @@ class DragSession:
             templates[i], adapted[i] = self.templates[i], self.adapted[i]
         self.handles, self.targets, self.templates = new_h, new_t, templates
         self.adapted = adapted
+        # the warp fit moves the content of new drags; tracked handles and points held in place ask for none
+        self.warp_pending = bool(self.config.warp_steps) and bool((~kept & ((new_t - new_h).norm(dim=1) > 0)).any())
         self.auto_fixed = auto_fixed_region(self.size, self.handles, self.targets) if self.config.auto_region else None
         self.auto_reference = full_field if self.auto_fixed is not None else None  # a feature map: kept only when used
 
@@ -538,10 +556,17 @@ class DragSession:
             raise ValueError("max_steps must be >= 1")
         stop_at = self.stop_distance()
         start = time.perf_counter()
+        first = 0
+        if self.warp_pending:
+            for step in self._warp_fit(max_steps, start, preview_every, should_stop):
+                yield step
+                if step.done:
+                    return
+            first = step.step
         stall = _StallCounter(self.config.stall_steps)
         restarts = 0
         reference = self.config.path == "reference"
-        for i in range(max_steps):
+        for i in range(first, max_steps):
             field, img, coarse = self._features(full=reference, window=None if reference else self.step_window())
             with torch.no_grad():
                 self.handles = self._track(self._tracked(field))
@@ -576,6 +601,50 @@ class DragSession:
                            reason=reason, preview=preview)
             if reason is not None:
                 return
+
+    def _warp_fit(self, max_steps: int, start: float, preview_every: int,
+                  should_stop: Callable[[], bool] | None) -> Iterator[DragStep]:
+        """config.warp_steps: fit the latent to the start image warped by the drags (warp.py), then find the handles.
+
+        The motion loss moves what is near a handle; this whole-image target also moves what the handle
+        belongs to (a head's outline with its face). It yields a DragStep per step like the loop (the
+        handles stay put until the fit ends: the tracker cannot follow a jump of many pixels), then
+        searches each handle's template along its path (tracking.search_between) and leaves the drag
+        loop a fresh optimiser. A stop during the fit ends it there, handles found; a fit that uses all of
+        max_steps ends the run.
+        """
+        steps = min(self.config.warp_steps, max_steps)
+        editable = None if self.fixed is None else 1 - self.fixed
+        field = displacement_field(self.size, self.handles, self.targets, editable)
+        target = warp_image(self.image(), field)
+        optimizer = torch.optim.Adam([self.w_opt], lr=self.base_lr * WARP_LR_FACTOR)
+        for i in range(steps):
+            ws = torch.cat([self.w_opt, self.w_fixed], dim=1)
+            loss = (self.G.synthesis(ws, **self._synthesis_options()).float() - target).abs().mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            self.steps_done += 1
+            stopped = i < steps - 1 and should_stop is not None and should_stop()
+            last = stopped or i == steps - 1
+            if last:
+                self._find_handles_after_warp(predicted_positions(field, self.handles))
+            reason = "stopped" if stopped else "max_steps" if last and steps == max_steps else None
+            preview = self.image() if last or (preview_every and (i + 1) % preview_every == 0) else None
+            yield DragStep(step=i + 1, handles=self.handle_list(), targets=self.target_list(),
+                           loss=float(loss.detach()), distance=float((self.targets - self.handles).norm(dim=1).max()),
+                           elapsed=time.perf_counter() - start, done=reason is not None, reason=reason,
+                           preview=preview)
+            if last:
+                return
+
+    @torch.no_grad()
+    def _find_handles_after_warp(self, predicted: torch.Tensor) -> None:
+        tracked = self._tracked(self._features(full=False)[0])
+        metric = self.config.track_metric
+        self.handles = search_between(tracked, self.handles, predicted, self.templates, self.r2, metric)
+        self.warp_pending = False
+        self._restart_optimizer()
 
     def _track(self, field: FeatureField) -> torch.Tensor:
         """The published search against the initial templates, or the anchored adaptive one (template_adapt > 0)."""

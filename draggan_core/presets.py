@@ -11,7 +11,12 @@ measured with, and its coarse blocks and automatic region read whole feature map
 cannot use the step window (drag.DragSession.step_window): 1.6x the published step's time at
 128 px, 4.6x at 512. "quick" is the published algorithm with studio's snapping and learning rate
 only: it lands 34%, fewer than studio, but keeps the step window, so a landed drag costs the
-least time (4.4 s of dragging per landed demo drag against 7.4 for studio and 10.6 published). Snapping keeps the user's target unless the snap would swallow more than
+least time (4.4 s of dragging per landed demo drag against 7.4 for studio and 10.6 published).
+"move" is quick after a warp fit (DragConfig.warp_steps, warp.py): the latent is first fitted to the
+start image warped by the points, so what lies under them moves with them, outline and all, then the
+loop tracks and refines. It is for moving a whole part: one point on a head's centre carries the
+head (the other presets move the face inside the head and stop there), but two points dragged the
+same way move the whole picture too, so a head meant to turn shifts instead: not a default. Snapping keeps the user's target unless the snap would swallow more than
 half of the drag (then the target moves with the handle: a box-aligned drag in the GIMP e2e test
 once changed no pixel because its handle was snapped next to its target). A
 preset lists only the fields it sets; the learning rate comes from the model's registry entry.
@@ -23,16 +28,20 @@ DEFAULT = "paper"  # what DragConfig's defaults equal, and what the daemon, the 
 PRESETS: dict[str, dict[str, object]] = {
     "paper": {"track_metric": "l2", "r1": None, "r2": None, "stall_steps": 60, "coarse_blocks": 0, "snap": 0.0,
               "auto_region": 0.0, "template_adapt": 0.0, "stall_restarts": 0, "motion_step": 1.0, "lr_reach": 0.0,
-              "coarse_motion": 0, "track_patch": 0.0},
+              "coarse_motion": 0, "track_patch": 0.0, "warp_steps": 0},
     # studio's snapping and distance-scaled learning rate, nothing that reads whole maps
     "quick": {"track_metric": "l2", "r1": None, "r2": None, "stall_steps": 60, "coarse_blocks": 0, "snap": 1.5,
               "auto_region": 0.0, "template_adapt": 0.0, "stall_restarts": 0, "motion_step": 1.0, "lr_reach": 0.015,
-              "coarse_motion": 0, "track_patch": 0.0},
+              "coarse_motion": 0, "track_patch": 0.0, "warp_steps": 0},
     # Measured on the demo drags (benchmarks/README.md): coarser blocks for context, snapping clicks off a
     # thin part onto it, a soft hold on what lies far from the drag, and a learning rate that grows with the
     # distance left. template_adapt, stall_restarts, motion_step, coarse_motion and track_patch did not help
     # there and stay off.
     "studio": {"track_metric": "l2", "r1": None, "r2": None, "stall_steps": 60, "coarse_blocks": 2, "snap": 1.5,
                "auto_region": 10.0, "template_adapt": 0.0, "stall_restarts": 0, "motion_step": 1.0,
-               "lr_reach": 0.015},
+               "lr_reach": 0.015, "warp_steps": 0},
+    # quick after a warp fit: the content under the points moves with them first (a part's position)
+    "move": {"track_metric": "l2", "r1": None, "r2": None, "stall_steps": 60, "coarse_blocks": 0, "snap": 1.5,
+             "auto_region": 0.0, "template_adapt": 0.0, "stall_restarts": 0, "motion_step": 1.0, "lr_reach": 0.015,
+             "coarse_motion": 0, "track_patch": 0.0, "warp_steps": 100},
 }

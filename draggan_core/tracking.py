@@ -170,3 +170,19 @@ def snap_drags(field, handles: torch.Tensor, targets: torch.Tensor, movable: tor
     limit = torch.tensor([W - 1, H - 1], dtype=targets.dtype, device=targets.device)
     moved = torch.minimum((targets + (new_h - handles)).clamp_min(0), limit)
     return new_h, torch.where(follow[:, None], moved, targets)
+
+
+def search_between(field, starts: torch.Tensor, ends: torch.Tensor, templates: torch.Tensor, r2: int,
+                   metric: str = "l2") -> torch.Tensor:
+    """Per handle, the best match of its template anywhere from `starts` to `ends` (+-r2 around that path).
+
+    After a jump the content made in one go (DragSession's warp fit), a handle is somewhere between
+    where it was and where the warp put it, farther than the tracker's +-r2 step reaches. One square
+    around the path's midpoint covers it; handles are searched one by one, their squares differ.
+    """
+    found = []
+    for i in range(len(starts)):
+        reach = int(torch.ceil((ends[i] - starts[i]).norm() / 2)) + r2
+        middle = ((starts[i] + ends[i]) / 2)[None]
+        found.append(best_candidates(*window_distances(field, middle, templates[i:i + 1], reach, metric))[0])
+    return torch.stack(found).to(starts.dtype) if found else starts

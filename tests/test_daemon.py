@@ -53,8 +53,9 @@ def test_generate_then_drag_with_progress_and_result(client):
 
 
 def test_a_drag_runs_with_the_preset_it_names_and_reports_it(client):
-    """Two drags from the same state: the published settings twice give the same steps, the studio
-    preset other ones (its coarse blocks, snapping and region change every step)."""
+    """Drags from the same state: the published settings twice give the same steps, the studio
+    preset other ones (its coarse blocks, snapping and region change every step), and move spends
+    these few steps fitting the warped picture (draggan_core/warp.py), then ends them."""
     made = client.generate(seed=5, model=TINY)
     start = client.session(made["session_id"])["initial_state_id"]
 
@@ -67,6 +68,9 @@ def test_a_drag_runs_with_the_preset_it_names_and_reports_it(client):
     assert [j["preset"] for j in (paper, again, studio)] == ["paper", "paper", "studio"]
     assert paper["handles"] == again["handles"] and paper["loss"] == again["loss"]
     assert studio["state"] == "done" and (studio["handles"], studio["loss"]) != (paper["handles"], paper["loss"])
+    move = drag(preset="move")
+    assert move["preset"] == "move" and move["state"] == "done" and move["reason"] == "max_steps"
+    assert move["loss"] != paper["loss"]
 
 
 def test_a_request_preset_becomes_the_drag_settings_with_the_request_fields_on_top():

@@ -446,7 +446,7 @@ def _preset_argument(proc):
     choice = Gimp.Choice.new()
     for number, (nick, label) in enumerate(workflow.PRESETS):
         choice.add(nick, number, label, "")
-    proc.add_choice_argument("preset", "Drag st_yle", "The drag's preset (scripts: paper, quick or studio). "
+    proc.add_choice_argument("preset", "Drag st_yle", "The drag's preset (scripts: paper, quick, studio or move). "
                              + workflow.PRESETS_HELP, choice, logic.DEFAULT_PRESET, RW)
 
 
@@ -477,7 +477,7 @@ class DragGAN(Gimp.PlugIn):
                 "runs show a preview layer and a window with Stop and keep (the result so far) and Cancel. Drag "
                 "the result layer again to go on from it, the source to start from the original. 'preset' names "
                 "how the drag runs: 'paper' (the default) is DragGAN as published, 'quick' and 'studio' land "
-                "more drags (see the argument). "
+                "more drags, 'move' carries a whole part (see the argument). "
                 "Needs the DragGAN daemon (`draggan serve`).", name)
             proc.set_attribution("draggan-studio", "draggan-studio contributors", "2026")
             _daemon_arguments(proc)
