@@ -39,12 +39,12 @@ from .presets import PRESETS
 from .supervision import auto_fixed_region, coarse_offsets, coarse_weight
 from .tracking import (PatchField, adapt_templates, best_candidates, search_between, snap_drags, track_anchored,
                        window_distances)
-from .warp import displacement_field, predicted_positions, warp_image
+from .warp import displacement_at, displacement_field, warp_image
 from .stylegan2 import Generator, Window, ws_from_seed
 
 Point = tuple[float, float]
 WINDOW_SHARE = 0.5  # a step computes a window of the feature block only while it is at most this share of the map
-# The warp fit's learning rate against the session's: it moves the whole latent to a whole-image target in a
+# The warp fit's learning rate against the session's: it moves the whole latent to a whole-map target in a
 # fixed number of steps (measured on the demo drags: 5x the registry's 2e-3 lands a moved head in 100 steps).
 WARP_LR_FACTOR = 5.0
 
@@ -79,7 +79,7 @@ class DragConfig:
     auto_region: float = 0.0  # without a user mask, hold features far from the drag with this weight (supervision.py)
     snap: float = 0.0  # move a new handle on a featureless pixel to a distinctive one within snap * r2 px; its target
     # stays unless the snap leaves under half the drag, then moves with it (tracking.snap_drags); 0: never
-    warp_steps: int = 0  # first fit the latent this many steps to the start image warped by the points (warp.py),
+    warp_steps: int = 0  # first fit the latent this many steps to the start's features warped by the points (warp.py),
     # then track and drag from there: moves a whole part rather than reshaping it; 0: off, as published
     path: str = "fast"  # 'fast' or 'reference'
     precision: str = "auto"  # the per-step synthesis' number type: 'auto' (bf16 on CPUs with native bf16, else fp32),
@@ -604,23 +604,22 @@ class DragSession:
 
     def _warp_fit(self, max_steps: int, start: float, preview_every: int,
                   should_stop: Callable[[], bool] | None) -> Iterator[DragStep]:
-        """config.warp_steps: fit the latent to the start image warped by the drags (warp.py), then find the handles.
+        """config.warp_steps: fit the drag block's map to the start's map warped by the drags, then find the handles.
 
-        The motion loss moves what is near a handle; this whole-image target also moves what the handle
-        belongs to (a head's outline with its face). It yields a DragStep per step like the loop (the
-        handles stay put until the fit ends: the tracker cannot follow a jump of many pixels), then
-        searches each handle's template along its path (tracking.search_between) and leaves the drag
-        loop a fresh optimiser. A stop during the fit ends it there, handles found; a fit that uses all of
-        max_steps ends the run.
+        The motion loss moves what is near a handle; this whole-map target (warp.py) also moves what the
+        handle belongs to (a head's outline with its face). The feature block rather than the image: the
+        same result on the demo drags, and at 512 px the block is a quarter of the image's cost. It yields
+        a DragStep per step like the loop (the handles stay put until the fit ends: the tracker cannot
+        follow a jump of many pixels), then searches each handle's template along its path
+        (tracking.search_between) and leaves the drag loop a fresh optimiser. A stop during the fit ends
+        it there, handles found; a fit that uses all of max_steps ends the run.
         """
         steps = min(self.config.warp_steps, max_steps)
-        editable = None if self.fixed is None else 1 - self.fixed
-        field = displacement_field(self.size, self.handles, self.targets, editable)
-        target = warp_image(self.image(), field)
+        with torch.no_grad():
+            target = self._warped_start_map()
         optimizer = torch.optim.Adam([self.w_opt], lr=self.base_lr * WARP_LR_FACTOR)
         for i in range(steps):
-            ws = torch.cat([self.w_opt, self.w_fixed], dim=1)
-            loss = (self.G.synthesis(ws, **self._synthesis_options()).float() - target).abs().mean()
+            loss = (self._block_map() - target).abs().mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -628,7 +627,7 @@ class DragSession:
             stopped = i < steps - 1 and should_stop is not None and should_stop()
             last = stopped or i == steps - 1
             if last:
-                self._find_handles_after_warp(predicted_positions(field, self.handles))
+                self._find_handles_after_warp()
             reason = "stopped" if stopped else "max_steps" if last and steps == max_steps else None
             preview = self.image() if last or (preview_every and (i + 1) % preview_every == 0) else None
             yield DragStep(step=i + 1, handles=self.handle_list(), targets=self.target_list(),
@@ -638,8 +637,28 @@ class DragSession:
             if last:
                 return
 
+    def _block_map(self) -> torch.Tensor:
+        """The drag block's whole feature map [1, C, h, w] (fp32, margins cropped), with gradient to w_opt."""
+        ws = torch.cat([self.w_opt, self.w_fixed], dim=1)
+        feats = self.G.synthesis(ws, stop_at_block=self.block, **self._synthesis_options())[1]
+        return self.geometry.apply(feats[self.block].to(torch.float32))
+
+    def _warped_start_map(self) -> torch.Tensor:
+        """The target of the warp fit: the current map moved by the drags (held pixels of a mask stay)."""
+        fmap = self._block_map()
+        h, w = fmap.shape[2:]
+        H, W = self.size
+        scale = torch.tensor([w / W, h / H], device=self.device)
+        to_map = lambda p: (p + 0.5) * scale - 0.5  # noqa: E731 (image pixels -> map samples, FeatureField's rule)
+        editable = None
+        if self.fixed is not None:
+            editable = F.adaptive_avg_pool2d((1 - self.fixed)[None, None], (h, w))[0, 0]
+        field = displacement_field((h, w), to_map(self.handles), to_map(self.targets), editable)
+        return warp_image(fmap, field)
+
     @torch.no_grad()
-    def _find_handles_after_warp(self, predicted: torch.Tensor) -> None:
+    def _find_handles_after_warp(self) -> None:
+        predicted = self.handles + displacement_at(self.handles, self.handles, self.targets)
         tracked = self._tracked(self._features(full=False)[0])
         metric = self.config.track_metric
         self.handles = search_between(tracked, self.handles, predicted, self.templates, self.r2, metric)

@@ -5,7 +5,7 @@ import torch
 
 from draggan_core.tracking import search_between
 from draggan_core.drag import FeatureField
-from draggan_core.warp import displacement_field, predicted_positions, warp_image
+from draggan_core.warp import displacement_at, displacement_field, warp_image
 
 
 def test_a_lone_drag_moves_every_pixel_with_it():
@@ -53,11 +53,11 @@ def test_the_backward_warp_inverts_a_varying_field():
     assert torch.allclose(landed[7:], torch.arange(49, dtype=torch.float32)[7:], atol=0.2)
 
 
-def test_predicted_positions_add_the_handles_motion():
-    field = displacement_field((20, 20), torch.tensor([[3.0, 4.0], [15.0, 15.0]]),
-                               torch.tensor([[7.0, 4.0], [15.0, 15.0]]))
-    predicted = predicted_positions(field, torch.tensor([[3.0, 4.0], [15.0, 15.0]]))
-    assert torch.allclose(predicted, torch.tensor([[7.0, 4.0], [15.0, 15.0]]), atol=0.05)
+def test_the_motion_at_a_handle_is_its_drag_and_the_field_is_the_same_formula():
+    handles, targets = torch.tensor([[3.0, 4.0], [15.0, 15.0]]), torch.tensor([[7.0, 4.0], [15.0, 15.0]])
+    assert torch.allclose(displacement_at(handles, handles, targets), torch.tensor([[4.0, 0.0], [0.0, 0.0]]), atol=0.05)
+    field = displacement_field((20, 20), handles, targets)
+    assert torch.allclose(field[9, 12], displacement_at(torch.tensor([12.0, 9.0]), handles, targets))
 
 
 def test_the_search_between_finds_a_handle_beyond_the_trackers_reach():
