@@ -52,7 +52,8 @@ PRESETS_HELP = ("Published DragGAN: the algorithm as in the paper. Quick: clicks
                 "for context and what lies far from the drag held still: the most drags land, but each step "
                 "costs more (demo benchmark: 24%, 34% and 41% of drags land). Move: first shifts the picture "
                 "under the points with them, then drags as Quick: for moving a whole part (a head, an object) "
-                "rather than reshaping it.")
+                "rather than reshaping it; two points dragged alike move everything (47% land, most of them "
+                "moved heads and ears).")
 
 
 class WorkflowError(Exception):
