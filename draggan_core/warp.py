@@ -23,6 +23,13 @@ SOFTENING = 1.0  # px^2 added to squared distances: the field is finite at the p
 INVERSE_ITERATIONS = 8  # fixed-point steps of the backward warp (the field's slope is well under 1)
 
 
+def pixel_grid(H: int, W: int, device: torch.device) -> torch.Tensor:
+    """[H, W, 2] (x, y) of every pixel centre."""
+    ys, xs = torch.meshgrid(torch.arange(H, device=device, dtype=torch.float32),
+                            torch.arange(W, device=device, dtype=torch.float32), indexing="ij")
+    return torch.stack([xs, ys], dim=-1)
+
+
 def displacement_at(points: torch.Tensor, handles: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """[..., 2] motion (dx, dy) at points [..., 2], interpolated from the drags handles -> targets [N, 2]."""
     weights = 1.0 / ((points[..., None, :] - handles.float()).square().sum(-1) + SOFTENING)
@@ -35,22 +42,16 @@ def displacement_field(size: tuple[int, int], handles: torch.Tensor, targets: to
 
     editable: [H, W] in 0..1 (1 = may move) or None.
     """
-    H, W = size
-    device = handles.device
-    ys, xs = torch.meshgrid(torch.arange(H, device=device, dtype=torch.float32),
-                            torch.arange(W, device=device, dtype=torch.float32), indexing="ij")
-    field = displacement_at(torch.stack([xs, ys], dim=-1), handles, targets)
+    field = displacement_at(pixel_grid(*size, handles.device), handles, targets)
     if editable is not None:
-        field = field * editable.to(device=device, dtype=torch.float32)[..., None]
+        field = field * editable.to(device=handles.device, dtype=torch.float32)[..., None]
     return field
 
 
 def warp_image(image: torch.Tensor, field: torch.Tensor) -> torch.Tensor:
     """image [1, C, H, W] moved by field [H, W, 2]: output pixel p shows the input at s, s + field(s) = p."""
     H, W = field.shape[:2]
-    ys, xs = torch.meshgrid(torch.arange(H, device=field.device, dtype=torch.float32),
-                            torch.arange(W, device=field.device, dtype=torch.float32), indexing="ij")
-    pixels = torch.stack([xs, ys], dim=-1)
+    pixels = pixel_grid(H, W, field.device)
     scale = torch.tensor([2.0 / max(W - 1, 1), 2.0 / max(H - 1, 1)], device=field.device)
     as_grid = lambda points: (points * scale - 1)[None]  # noqa: E731 (pixels -> grid_sample's [-1, 1])
     planes = field.permute(2, 0, 1)[None]
