@@ -39,7 +39,7 @@ from .presets import PRESETS
 from .supervision import auto_fixed_region, coarse_offsets, coarse_weight
 from .tracking import (PatchField, adapt_templates, best_candidates, search_between, snap_drags, track_anchored,
                        window_distances)
-from .warp import displacement_at, displacement_field, warp_image
+from .warp import displacement_at, displacement_field, warp_map
 from .stylegan2 import Generator, Window, ws_from_seed
 
 Point = tuple[float, float]
@@ -654,7 +654,7 @@ class DragSession:
         if self.fixed is not None:
             editable = F.adaptive_avg_pool2d((1 - self.fixed)[None, None], (h, w))[0, 0]
         field = displacement_field((h, w), to_map(self.handles), to_map(self.targets), editable)
-        return warp_image(fmap, field)
+        return warp_map(fmap, field)
 
     @torch.no_grad()
     def _find_handles_after_warp(self) -> None:

@@ -12,12 +12,13 @@ cannot use the step window (drag.DragSession.step_window): 1.6x the published st
 128 px, 4.6x at 512. "quick" is the published algorithm with studio's snapping and learning rate
 only: it lands 34%, fewer than studio, but keeps the step window, so a landed drag costs the
 least time (4.4 s of dragging per landed demo drag against 7.4 for studio and 10.6 published).
-"move" is quick after a warp fit (DragConfig.warp_steps, warp.py): the latent is first fitted to the
-start image warped by the points, so what lies under them moves with them, outline and all, then the
-loop tracks and refines. It is for moving a whole part: one point on a head's centre carries the
-head (the other presets move the face inside the head and stop there), but two points dragged the
-same way move the whole picture too, so a head meant to turn shifts instead: not a default. Snapping keeps the user's target unless the snap would swallow more than
-half of the drag (then the target moves with the handle: a box-aligned drag in the GIMP e2e test
+"move" is quick after a warp fit (DragConfig.warp_steps, warp.py): the drag block's features are
+first fitted to the start's warped by the points, so what lies under them moves with them, outline
+and all, then the loop tracks and refines. It is for moving a whole part: one point on a head's
+centre carries the head (the other presets move the face inside the head and stop there), but two
+points dragged the same way move the whole picture too, so a head meant to turn shifts instead: not
+a default (47% of the demo drags land, but the paired MSE is worse than no edit). Snapping keeps the
+user's target unless the snap would swallow more than half of the drag (then the target moves with the handle: a box-aligned drag in the GIMP e2e test
 once changed no pixel because its handle was snapped next to its target). A
 preset lists only the fields it sets; the learning rate comes from the model's registry entry.
 """

@@ -48,8 +48,9 @@ def displacement_field(size: tuple[int, int], handles: torch.Tensor, targets: to
     return field
 
 
-def warp_image(image: torch.Tensor, field: torch.Tensor) -> torch.Tensor:
-    """image [1, C, H, W] moved by field [H, W, 2]: output pixel p shows the input at s, s + field(s) = p."""
+def warp_map(fmap: torch.Tensor, field: torch.Tensor) -> torch.Tensor:
+    """A map [1, C, H, W] (an image or a feature block) moved by field [H, W, 2]: output pixel p shows the
+    input at s, s + field(s) = p."""
     H, W = field.shape[:2]
     pixels = pixel_grid(H, W, field.device)
     scale = torch.tensor([2.0 / max(W - 1, 1), 2.0 / max(H - 1, 1)], device=field.device)
@@ -59,4 +60,4 @@ def warp_image(image: torch.Tensor, field: torch.Tensor) -> torch.Tensor:
     for _ in range(INVERSE_ITERATIONS):
         moved = F.grid_sample(planes, as_grid(source), align_corners=True, padding_mode="border")
         source = pixels - moved[0].permute(1, 2, 0)
-    return F.grid_sample(image.float(), as_grid(source), align_corners=True, padding_mode="border")
+    return F.grid_sample(fmap.float(), as_grid(source), align_corners=True, padding_mode="border")

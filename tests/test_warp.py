@@ -5,7 +5,7 @@ import torch
 
 from draggan_core.tracking import search_between
 from draggan_core.drag import FeatureField
-from draggan_core.warp import displacement_at, displacement_field, warp_image
+from draggan_core.warp import displacement_at, displacement_field, warp_map
 
 
 def test_a_lone_drag_moves_every_pixel_with_it():
@@ -34,7 +34,7 @@ def test_the_warp_shifts_content_by_the_field():
     image = torch.zeros(1, 1, 32, 32)
     image[0, 0, 10:14, 8:12] = 1.0
     field = displacement_field((32, 32), torch.tensor([[9.0, 11.0]]), torch.tensor([[14.0, 13.0]]))  # (+5, +2)
-    moved = warp_image(image, field)
+    moved = warp_map(image, field)
     expected = torch.zeros(1, 1, 32, 32)
     expected[0, 0, 12:16, 13:17] = 1.0
     assert torch.allclose(moved, expected, atol=1e-5)
@@ -46,7 +46,7 @@ def test_the_backward_warp_inverts_a_varying_field():
     targets = torch.tensor([[14.0, 16.0], [40.0, 16.0]])
     field = displacement_field((33, 49), handles, targets)
     xs = torch.arange(49, dtype=torch.float32).expand(1, 1, 33, 49)
-    moved = warp_image(xs, field)  # each output pixel shows the x it came from
+    moved = warp_map(xs, field)  # each output pixel shows the x it came from
     source = moved[0, 0, 16]
     landed = source + field[16, :, 0].gather(0, source.round().long().clamp(0, 48))
     # left of x = 6 the content came from outside the image (everything there moves right by ~6 px)
