@@ -81,6 +81,8 @@ class DragConfig:
     # stays unless the snap leaves under half the drag, then moves with it (tracking.snap_drags); 0: never
     warp_steps: int = 0  # first fit the latent this many steps to the start's features warped by the points (warp.py),
     # then track and drag from there: moves a whole part rather than reshaping it; 0: off, as published
+    warp_max_points: int = 0  # the warp fit only for drags of at most this many points (held ones included); 0: any.
+    # One point can only ask for a move; several can ask to reshape, which the warp's blend of vectors gets wrong
     path: str = "fast"  # 'fast' or 'reference'
     precision: str = "auto"  # the per-step synthesis' number type: 'auto' (bf16 on CPUs with native bf16, else fp32),
     # 'fp32', 'bf16' or 'fp16' (draggan_core.precision)
@@ -97,8 +99,8 @@ class DragConfig:
             raise ValueError("coarse_blocks, coarse_motion and stall_restarts must be >= 0")
         if self.auto_region < 0 or self.snap < 0 or self.track_patch < 0 or self.lr_reach < 0:
             raise ValueError("auto_region, snap, track_patch and lr_reach must be >= 0")
-        if self.warp_steps < 0:
-            raise ValueError("warp_steps must be >= 0")
+        if self.warp_steps < 0 or self.warp_max_points < 0:
+            raise ValueError("warp_steps and warp_max_points must be >= 0")
         if self.motion_step < 1:
             raise ValueError("motion_step must be >= 1")
         if not 0 <= self.template_adapt <= 1:
@@ -488,10 +490,17 @@ class DragSession:
             templates[i], adapted[i] = self.templates[i], self.adapted[i]
         self.handles, self.targets, self.templates = new_h, new_t, templates
         self.adapted = adapted
-        # the warp fit moves the content of new drags; tracked handles and points held in place ask for none
-        self.warp_pending = bool(self.config.warp_steps) and bool((~kept & ((new_t - new_h).norm(dim=1) > 0)).any())
+        self.warp_pending = self._wants_warp(kept, new_h, new_t)
         self.auto_fixed = auto_fixed_region(self.size, self.handles, self.targets) if self.config.auto_region else None
         self.auto_reference = full_field if self.auto_fixed is not None else None  # a feature map: kept only when used
+
+    def _wants_warp(self, kept: torch.Tensor, handles: torch.Tensor, targets: torch.Tensor) -> bool:
+        """config.warp_steps for these points: a new drag moves (tracked handles and points held in place ask for
+        no warp) and there are no more points than config.warp_max_points allows."""
+        limit = self.config.warp_max_points
+        if not self.config.warp_steps or (limit and len(handles) > limit):
+            return False
+        return bool((~kept & ((targets - handles).norm(dim=1) > 0)).any())
 
     def set_mask(self, mask: np.ndarray | torch.Tensor | None) -> None:
         """Editable region [H, W] (bool, or 0..1 / 0..255 for soft edges); None = everything editable."""

@@ -29,20 +29,20 @@ DEFAULT = "paper"  # what DragConfig's defaults equal, and what the daemon, the 
 PRESETS: dict[str, dict[str, object]] = {
     "paper": {"track_metric": "l2", "r1": None, "r2": None, "stall_steps": 60, "coarse_blocks": 0, "snap": 0.0,
               "auto_region": 0.0, "template_adapt": 0.0, "stall_restarts": 0, "motion_step": 1.0, "lr_reach": 0.0,
-              "coarse_motion": 0, "track_patch": 0.0, "warp_steps": 0},
+              "coarse_motion": 0, "track_patch": 0.0, "warp_steps": 0, "warp_max_points": 0},
     # studio's snapping and distance-scaled learning rate, nothing that reads whole maps
     "quick": {"track_metric": "l2", "r1": None, "r2": None, "stall_steps": 60, "coarse_blocks": 0, "snap": 1.5,
               "auto_region": 0.0, "template_adapt": 0.0, "stall_restarts": 0, "motion_step": 1.0, "lr_reach": 0.015,
-              "coarse_motion": 0, "track_patch": 0.0, "warp_steps": 0},
+              "coarse_motion": 0, "track_patch": 0.0, "warp_steps": 0, "warp_max_points": 0},
     # Measured on the demo drags (benchmarks/README.md): coarser blocks for context, snapping clicks off a
     # thin part onto it, a soft hold on what lies far from the drag, and a learning rate that grows with the
     # distance left. template_adapt, stall_restarts, motion_step, coarse_motion and track_patch did not help
     # there and stay off.
     "studio": {"track_metric": "l2", "r1": None, "r2": None, "stall_steps": 60, "coarse_blocks": 2, "snap": 1.5,
                "auto_region": 10.0, "template_adapt": 0.0, "stall_restarts": 0, "motion_step": 1.0,
-               "lr_reach": 0.015, "warp_steps": 0},
+               "lr_reach": 0.015, "warp_steps": 100, "warp_max_points": 1},
     # quick after a warp fit: the content under the points moves with them first (a part's position)
     "move": {"track_metric": "l2", "r1": None, "r2": None, "stall_steps": 60, "coarse_blocks": 0, "snap": 1.5,
              "auto_region": 0.0, "template_adapt": 0.0, "stall_restarts": 0, "motion_step": 1.0, "lr_reach": 0.015,
-             "coarse_motion": 0, "track_patch": 0.0, "warp_steps": 100},
+             "coarse_motion": 0, "track_patch": 0.0, "warp_steps": 100, "warp_max_points": 0},
 }

@@ -360,6 +360,16 @@ def test_a_warp_fit_runs_first_within_the_step_budget_and_only_for_new_drags(G):
     assert not held.warp_pending
 
 
+def test_a_warp_fit_limited_to_lone_points_skips_drags_of_more_points(G):
+    s = DragSession(G, 3, config=DragConfig(warp_steps=4, warp_max_points=1))
+    s.set_points([(20, 20), (40, 40)], [(30, 20), (40, 40)])  # a drag beside a held point: a reshape
+    assert not s.warp_pending
+    s.set_points([(24, 24)], [(34, 24)])  # one point: a move
+    assert s.warp_pending
+    with pytest.raises(ValueError, match="warp_max_points"):
+        DragConfig(warp_max_points=-1)
+
+
 def test_a_warp_fit_that_fills_the_budget_ends_the_run_and_a_stop_ends_it_early(G):
     s = DragSession(G, 3, config=DragConfig(warp_steps=10))
     s.set_points([(20, 20)], [(30, 20)])
@@ -375,16 +385,19 @@ def test_a_warp_fit_that_fills_the_budget_ends_the_run_and_a_stop_ends_it_early(
 
 
 def test_moving_a_head_by_one_point_lands_only_after_a_warp_fit(demo):
-    """move_head seed 0 (the head's centre, 11 px sideways): the published loop and quick move the face
-    inside the head and stop with the tracker 'arrived' and the head still ~10 px off; the move preset's
-    warp fit carries the outline too, fitted within 2 px."""
+    """move_head seed 0 (the head's centre, 11 px sideways): the published loop, quick and studio without
+    its warp move the face inside the head and stop with the tracker 'arrived' and the head still ~10 px
+    off; the move preset's warp fit, and studio's for a lone point, carry the outline too, within 2 px."""
     G, info = demo
     drag = make_drag("move_head", 0, G.z_dim, G.img_resolution)
-    for name in ("paper", "quick"):
-        reason, error = content_error(G, drag, DragConfig.preset(name, learning_rate=info.learning_rate))
-        assert error > 6.0, (name, reason, error)
-    reason, error = content_error(G, drag, DragConfig.preset("move", learning_rate=info.learning_rate))
-    assert reason == "reached" and error <= 2.0, (reason, error)
+    lr = info.learning_rate
+    for config in (DragConfig.preset("paper", learning_rate=lr), DragConfig.preset("quick", learning_rate=lr),
+                   DragConfig.preset("studio", learning_rate=lr, warp_steps=0)):
+        reason, error = content_error(G, drag, config)
+        assert error > 6.0, (config, reason, error)
+    for name in ("move", "studio"):
+        reason, error = content_error(G, drag, DragConfig.preset(name, learning_rate=lr))
+        assert reason == "reached" and error <= 2.0, (name, reason, error)
 
 
 def test_presets():
