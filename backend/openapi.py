@@ -209,7 +209,8 @@ def schemas(limits: Limits) -> dict[str, Schema]:
             "preset": nullable({"enum": list(PRESETS), "default": DEFAULT_PRESET,
                                 "description": "named drag settings: 'paper' is DragGAN as published; 'quick' "
                                                "and 'studio' land more drags on the demo benchmark, studio at "
-                                               "a higher cost per step; 'move' first fits the picture warped by "
+                                               "a higher cost per step (and a one-point drag first carries the "
+                                               "part under it); 'move' first fits the picture warped by "
                                                "the points, to move a whole part (benchmarks/README.md); the "
                                                "fields above override the preset's"}),
         }, optional=("mask", "steps", "preview_every", "learning_rate", "mask_lambda", "w_layers", "r1", "r2",

@@ -49,11 +49,11 @@ PRESETS = (("paper", "Published DragGAN"),
 PRESET_NAMES = tuple(name for name, _label in PRESETS)
 PRESETS_HELP = ("Published DragGAN: the algorithm as in the paper. Quick: clicks snapped onto the part and larger "
                 "steps while a handle is far: more drags land, in the least time. Studio: also coarser features "
-                "for context and what lies far from the drag held still: the most drags land, but each step "
-                "costs more (demo benchmark: 24%, 34% and 41% of drags land). Move: first shifts the picture "
-                "under the points with them, then drags as Quick: for moving a whole part (a head, an object) "
-                "rather than reshaping it; two points dragged alike move everything (47% land, most of them "
-                "moved heads and ears).")
+                "for context, what lies far from the drag held still, and a single point first carries the "
+                "whole part under it: the most drags land, but each step costs more (demo benchmark: 24%, 34% "
+                "and 60% of drags land). Move: first shifts the picture under every point with them, then "
+                "drags as Quick: for moving a whole part (a head, an object) with several points; two points "
+                "dragged alike move everything (47% land).")
 
 
 class WorkflowError(Exception):
