@@ -159,6 +159,17 @@ class DaemonChannel(HTTPChannel):
         except OSError:
             super().handle_close()
 
+    def close_soon(self) -> None:
+        """Close at this connection's next write event, as waitress's own maintenance does.
+
+        Not at once: the server's checks run while the event loop is still going through one poll's
+        results, and closing here frees the descriptor while a result for its number may still be pending;
+        a connection accepted in that pass gets the number and would be closed in its place, its client
+        reset before any answer (seen after slow clients were closed: a refused request's 401 never came)."""
+        self.lingering_until = None
+        self.linger_on_close = False
+        self.will_close = True
+
     def readable(self) -> bool:
         return self.lingering_until is not None or super().readable()
 
@@ -216,13 +227,14 @@ class DaemonHTTPServer(TcpWSGIServer):
         """Close idle connections beyond the limits per client and in all, those idle longest first. A new
         connection has just been active, so it is closed only when all the others are being answered."""
         limits = self.config.connections
+        open_channels = [channel for channel in self.active_channels.values() if not channel.will_close]
         by_client: dict[str, list[DaemonChannel]] = {}
-        for channel in list(self.active_channels.values()):
+        for channel in open_channels:
             by_client.setdefault(channel.addr[0], []).append(channel)
         for channels in by_client.values():
             close_idle(channels, len(channels) - limits.max_connections_per_client)
-        channels = list(self.active_channels.values())
-        close_idle(channels, len(channels) - limits.max_connections)
+        open_channels = [channel for channel in open_channels if not channel.will_close]
+        close_idle(open_channels, len(open_channels) - limits.max_connections)
 
     def maintenance(self, now: float) -> None:
         """Every second: close connections whose client is too slow. This replaces waitress's own idle timeout
@@ -231,7 +243,7 @@ class DaemonHTTPServer(TcpWSGIServer):
             reason = channel.overdue(now)
             if reason is not None:
                 log.debug("closing a connection from %s: %s", channel.addr[0], reason)
-                channel.handle_close()  # no request of it is being answered: it is the event loop's alone
+                channel.close_soon()
 
     def stop_accepting(self) -> None:
         """Close the listening socket (new connections are refused) but keep the wake-up pipe, which the
@@ -247,4 +259,4 @@ def close_idle(channels: list[DaemonChannel], excess: int) -> None:
     if excess > 0:
         idle = sorted((channel for channel in channels if channel.idle()), key=lambda channel: channel.last_activity)
         for channel in idle[:excess]:
-            channel.handle_close()
+            channel.close_soon()
