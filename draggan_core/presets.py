@@ -3,8 +3,9 @@
 "paper" is DragGAN as published (L2 nearest-neighbour tracking against the initial handle feature,
 r1 / r2 scaled by the image size, one feature block, a plain Adam run that ends on a stall) and
 equals DragConfig's defaults. "studio" is what the demo-drag benchmark measured best
-(benchmarks/README.md, issue 17, fifth round: landed 62% against 24%, content 1.7 px from the
-targets against 3.9, paired MSE 2.93 against 3.54, 5.8 s of dragging per landed drag against 10.4),
+(benchmarks/README.md, issue 17, seventh round, the sharp demo model: landed 75% against 43%,
+content 1.4 px from the targets against 3.3, paired MSE 3.39 against 4.90; fifth round, the previous
+model: 62% against 24%, 5.8 s of dragging per landed drag against 10.4),
 and not the default: open mouths land no more often,
 its coarse blocks make a tiny 64-px model's drag move about half as far in the same steps, its
 learning rate grows up to 4x on long drags, which the editor tests' small models were not

@@ -9,7 +9,7 @@
 #   here, to try it: DEVICE=cpu MINUTES=0.2 BATCH=4 OUT=/tmp/gpu_train scripts/train_demo_gpu.sh
 #
 # Settings (environment): MINUTES 7, DECAY_MINUTES 2 (the final learning-rate decay), BATCH 32,
-# CHANNEL_BASE 4096 (the widened model of the model card), INIT the shipped model, WORKERS cores - 2,
+# CHANNEL_BASE unset (INIT's own width; a larger one widens it), INIT the shipped model, WORKERS cores - 2,
 # DEVICE cuda, PYTHON .venv/bin/python where there is one, else python3 (the device's own holds torch).
 set -eu
 cd "$(dirname "$0")/.."
@@ -29,7 +29,7 @@ mkdir -p "$OUT"
 cat "$OUT/device.txt"
 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 "$PYTHON" -m draggan_core.demo.train \
     --device "${DEVICE:-cuda}" --workdir "${WORKDIR:-/tmp/demo_gpu_run}" \
-    --init-from "${INIT:-draggan_core/demo/demo_model.safetensors}" --channel-base "${CHANNEL_BASE:-4096}" \
+    --init-from "${INIT:-draggan_core/demo/demo_model.safetensors}" ${CHANNEL_BASE:+--channel-base "$CHANNEL_BASE"} \
     --batch "${BATCH:-32}" --render-workers "$WORKERS" --iters 100000000 \
     --minutes "${MINUTES:-7}" --lr-decay-minutes "${DECAY_MINUTES:-2}" --save-every "${SAVE_EVERY:-2000}" \
     --export "$OUT/demo_model.safetensors" 2>&1 | tr '\r' '\n' | grep -v '^\[' | tee "$OUT/train.log"

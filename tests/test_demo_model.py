@@ -39,10 +39,14 @@ def test_demo_model_is_the_default_and_loads(demo):
 
 def test_drag_moves_the_content_under_the_handle_to_the_target(demo):
     """Image patches: what was under the handle is at the target. (Ears are judged by the world's fit
-    below: an ear tip's patch is mostly background, so its correlation says little.)"""
+    below: an ear tip's patch is mostly background, so its correlation says little.) With the studio
+    preset, whose warp fit carries the whole head with a one-point move; the published loop slides the
+    face inside the head instead (benchmarks/README.md: tracking_jump), which leaves the patch only
+    partly there (correlation 0.75 on this seed)."""
     G, info = demo
     drag = make_drag("move_head", 0, G.z_dim, G.img_resolution)
-    s = DragSession(G, G.mapping(drag.z_before, None), config=DragConfig(learning_rate=info.learning_rate))
+    config = DragConfig.preset("studio", learning_rate=info.learning_rate)
+    s = DragSession(G, G.mapping(drag.z_before, None), config=config)
     s.set_points(drag.handles, drag.targets)
     h, t = s.handle_list()[0], drag.targets[0]  # the handle as dragged (snapped onto the part if it was off it)
     before = to_uint8(s.image())
@@ -72,11 +76,12 @@ def landed(G, drag, config: DragConfig) -> tuple[bool, float]:
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])  # what 'auto' is on CPUs without and with native bf16
 def test_an_ear_the_published_settings_leave_behind_lands_with_the_studio_preset(demo, precision):
-    """right_ear_up (`draggan demo`'s default) on seed 1: the world's ear tip is a few pixels off the
-    generator's, so the click is on the background; the paper's drag pulls background and stalls,
-    the studio preset snaps the handle onto the ear and lands it (benchmarks/README.md, issue 17)."""
+    """left_ear_up on seed 1: the published settings (the last block's features alone, a fixed
+    learning rate) leave the ear where it was after 200 steps, the content still about 11 px from the
+    target; the studio preset (two coarser blocks for context, a learning rate that grows with the
+    distance left) lands it (benchmarks/README.md, issue 17)."""
     G, info = demo
-    drag = make_drag("right_ear_up", 1, G.z_dim, G.img_resolution)
+    drag = make_drag("left_ear_up", 1, G.z_dim, G.img_resolution)
     ok, error = landed(G, drag, DragConfig.preset("studio", learning_rate=info.learning_rate, precision=precision))
     assert ok, error
     ok, error = landed(G, drag, DragConfig.preset("paper", learning_rate=info.learning_rate, precision=precision))
@@ -88,8 +93,9 @@ def test_the_cli_demo_drags_with_the_preset_it_is_given(tmp_path, capsys):
     precision), and the published settings draw another picture."""
     from draggan_core import cli
     for preset in ("studio", "paper"):
-        assert cli.main(["demo", "--seed", "1", "--preset", preset, "--out", str(tmp_path / preset)]) == 0
-    studio, _paper = capsys.readouterr().out.split("right_ear_up on seed 1: ")[1:]
+        assert cli.main(["demo", "--scenario", "left_ear_up", "--seed", "1", "--preset", preset,
+                         "--out", str(tmp_path / preset)]) == 0
+    studio, _paper = capsys.readouterr().out.split("left_ear_up on seed 1: ")[1:]
     assert studio.startswith("reached"), studio
     assert np.abs(np.asarray(Image.open(tmp_path / "studio" / "after.png"), np.int16)
                   - np.asarray(Image.open(tmp_path / "paper" / "after.png"), np.int16)).max() > 32

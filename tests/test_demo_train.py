@@ -185,7 +185,7 @@ def test_the_decay_of_a_timed_run_follows_the_clock():
 
 def test_the_gpu_training_script_runs_on_the_cpu_and_exports_a_model_that_continues_the_shipped_one(tmp_path):
     root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "DEVICE": "cpu", "MINUTES": "0.02", "BATCH": "2", "WORKERS": "2", "CHANNEL_BASE": "2048",
+    env = {**os.environ, "DEVICE": "cpu", "MINUTES": "0.02", "BATCH": "2", "WORKERS": "2",
            "OUT": str(tmp_path / "out"), "WORKDIR": str(tmp_path / "run"), "PYTHON": sys.executable}
     done = subprocess.run([str(root / "scripts" / "train_demo_gpu.sh")], env=env, capture_output=True, text=True,
                           timeout=300)
