@@ -68,6 +68,8 @@ class DragConfig:
     track_metric: str = "l2"  # 'l2' (the published code) or 'l1' (the paper's formula)
     coarse_blocks: int = 0  # also track and supervise on this many coarser blocks (feature_layers.py); 0: published
     stall_restarts: int = 0  # on a stall, restart Adam (moments cleared) this many times before stopping
+    stall_rows: int = 0  # on a stall, optimise this many W+ rows (finer styles join) and go on, before the
+    # restarts and once per session; 0: stop, as published
     template_adapt: float = 0.0  # per step, adapted template += rate * (tracked feature - it); 0: published
     motion_step: float = 1.0  # pixels of motion the loss asks for per step (capped at the distance left); 1: published
     coarse_motion: int = 0  # also pull on the block this many levels coarser, over r1 of its cells
@@ -95,8 +97,8 @@ class DragConfig:
         precision.check(self.precision)
         if self.learning_rate <= 0 or self.w_layers < 1 or self.mask_lambda < 0:
             raise ValueError("learning_rate must be > 0, w_layers >= 1, mask_lambda >= 0")
-        if self.coarse_blocks < 0 or self.stall_restarts < 0 or self.coarse_motion < 0:
-            raise ValueError("coarse_blocks, coarse_motion and stall_restarts must be >= 0")
+        if self.coarse_blocks < 0 or self.stall_restarts < 0 or self.coarse_motion < 0 or self.stall_rows < 0:
+            raise ValueError("coarse_blocks, coarse_motion, stall_restarts and stall_rows must be >= 0")
         if self.auto_region < 0 or self.snap < 0 or self.track_patch < 0 or self.lr_reach < 0:
             raise ValueError("auto_region, snap, track_patch and lr_reach must be >= 0")
         if self.warp_steps < 0 or self.warp_max_points < 0:
@@ -521,6 +523,25 @@ class DragSession:
             self.fixed_reference = self._features(full=False)[0]
         self.fixed = fixed
 
+    def _widen_rows(self) -> bool:
+        """config.stall_rows: let the finer W+ rows join the optimised ones; False when there are none to add.
+
+        The published six rows reach a 16-px style; a part that is small in the picture (a mouth on a
+        128-px cat) changes shape only through finer rows, so its drag stalls with the six. Opening
+        them from the start instead lets a long drag redraw what it should move (benchmarks/README.md,
+        issue 17, eighth round: studio's turned heads landed 1 of 8 instead of 5 with twelve rows from
+        the start), so they join only when the coarse rows stall: open mouths 6 of 13 instead of 0.
+        The rows stay open for the session's later drags.
+        """
+        rows = min(self.config.stall_rows, self.G.num_ws)
+        if rows <= self.w_opt.shape[1]:
+            return False
+        ws = self.latent()
+        self.w_opt = ws[:, :rows].clone().requires_grad_(True)
+        self.w_fixed = ws[:, rows:].clone()
+        self._restart_optimizer()
+        return True
+
     def _restart_optimizer(self) -> None:
         """A fresh Adam at the current lr: after a stall its moments hold the old direction's history."""
         self.optimizer = torch.optim.Adam([self.w_opt], lr=self.base_lr)
@@ -591,7 +612,9 @@ class DragSession:
                     self.optimizer.step()
                 self.steps_done += 1
                 if stall.update(max_dist):
-                    if restarts < self.config.stall_restarts:
+                    if self._widen_rows():
+                        stall = _StallCounter(self.config.stall_steps)
+                    elif restarts < self.config.stall_restarts:
                         restarts += 1
                         self._restart_optimizer()
                         stall = _StallCounter(self.config.stall_steps)

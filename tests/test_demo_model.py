@@ -1,6 +1,7 @@
 """The embedded demo model: it ships, it loads by default, and a drag on it really moves content."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -86,6 +87,20 @@ def test_an_ear_the_published_settings_leave_behind_lands_with_the_studio_preset
     assert ok, error
     ok, error = landed(G, drag, DragConfig.preset("paper", learning_rate=info.learning_rate, precision=precision))
     assert not ok and error > 4, error
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_mouth_the_six_published_rows_cannot_open_opens_when_the_finer_rows_join(demo, precision):
+    """open_mouth on seed 0: with the published six W+ rows the lower lip stalls short of its target,
+    with studio's other mechanisms too; studio lets the finer rows join on the stall (stall_rows) and
+    the mouth opens to the target (benchmarks/README.md, issue 17, eighth round)."""
+    G, info = demo
+    drag = make_drag("open_mouth", 0, G.z_dim, G.img_resolution)
+    studio = DragConfig.preset("studio", learning_rate=info.learning_rate, precision=precision)
+    ok, error = landed(G, drag, studio)
+    assert ok, error
+    ok, error = landed(G, drag, dataclasses.replace(studio, stall_rows=0))
+    assert not ok, error
 
 
 def test_the_cli_demo_drags_with_the_preset_it_is_given(tmp_path, capsys):

@@ -217,6 +217,21 @@ def test_a_stall_restarts_adam_before_it_ends_the_drag(G, restarts):
     assert (s.optimizer is first) == (restarts == 0)
 
 
+def test_a_stall_lets_the_finer_rows_join_once_then_ends_the_drag(G):
+    s = DragSession(G, 3, config=DragConfig(learning_rate=1e-12, w_layers=3, stall_steps=3, stall_rows=5))
+    s.set_points([(20, 20)], [(40, 20)])
+    first, before = s.optimizer, s.latent()
+    steps = list(s.run(max_steps=50))
+    assert steps[-1].reason == "stalled" and len(steps) == (3 + 1) * 2  # one stall widens, the second ends it
+    assert s.w_opt.shape[1] == 5 and s.optimizer is not first
+    assert torch.equal(s.latent(), before)  # the rows moved over, not their values
+    s.set_learning_rate(1e-2)
+    list(s.run(max_steps=2))
+    after = s.latent()
+    assert not torch.equal(after[:, 3:5], before[:, 3:5])  # the joined rows are optimised now
+    assert torch.equal(after[:, 5:], before[:, 5:])
+
+
 def test_the_automatic_region_holds_only_while_no_mask_is_set(G):
     s = DragSession(G, 2, config=DragConfig.preset("paper", auto_region=5.0))
     s.set_points([(20, 20)], [(26, 20)])
