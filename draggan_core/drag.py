@@ -341,9 +341,7 @@ class DragSession:
         self.size = G.img_size
         ws = ws_from_seed(G, ws_or_seed, truncation_psi) if isinstance(ws_or_seed, int) else ws_or_seed
         ws = self._check_latent(ws)
-        n_opt = min(self.config.w_layers, G.num_ws)
-        self.w_opt = ws[:, :n_opt].clone().requires_grad_(True)
-        self.w_fixed = ws[:, n_opt:].clone()
+        self._split_rows(ws, min(self.config.w_layers, G.num_ws))
         self.base_lr = self.config.learning_rate  # the rate distance_lr_factor scales (set_learning_rate changes it)
         self.optimizer = torch.optim.Adam([self.w_opt], lr=self.base_lr)
         self.block = self.config.feature_block if self.config.feature_block is not None else default_feature_block(G)
@@ -536,11 +534,14 @@ class DragSession:
         rows = min(self.config.stall_rows, self.G.num_ws)
         if rows <= self.w_opt.shape[1]:
             return False
-        ws = self.latent()
-        self.w_opt = ws[:, :rows].clone().requires_grad_(True)
-        self.w_fixed = ws[:, rows:].clone()
+        self._split_rows(self.latent(), rows)
         self._restart_optimizer()
         return True
+
+    def _split_rows(self, ws: torch.Tensor, rows: int) -> None:
+        """The latent's first `rows` W+ rows become the optimised ones (w_opt), the rest constants."""
+        self.w_opt = ws[:, :rows].clone().requires_grad_(True)
+        self.w_fixed = ws[:, rows:].clone()
 
     def _restart_optimizer(self) -> None:
         """A fresh Adam at the current lr: after a stall its moments hold the old direction's history."""
