@@ -3,9 +3,14 @@
 auto_fixed_region: without a mask nothing holds the rest of the image, and the cheapest way for
 the optimiser to move a small part (the lower lip) is often to move or scale everything (the
 whole head). This region keeps the features far from every handle-to-target segment as they were:
-weight 0 within `reach` of a segment, rising linearly to 1 at twice that. The reach grows with the
-drag's length, so a long drag (turning or moving a head) frees a large area and a short one a
-small area.
+weight 0 within `reach` of a segment, rising linearly to 1 at twice that. The reach is a multiple
+of the drag's length (at least a floor), so a long drag (turning or moving a head) frees a large
+area and a short one (opening a mouth) a small one: the published-style 12 px + 2 x length freed
+26 px around an open mouth's 7-px drag, and the chin's outline, the whiskers and an eye moved with
+the lip (paired MSE worse than no edit); 3 x length frees 21 px and keeps the 48 px a head turn
+needs (benchmarks/README.md, issue 17, ninth round). Points held in place (handle = target) free
+nothing: they ask for their place to stay, and the zero-length segment of a held nose next to a
+mouth freed the face around it.
 
 Coarse pull (coarse_offsets, coarse_weight): the published loss pulls a disk of r1 pixels (2 px
 at 128 px) on the 128-px block, and one point cannot say whether it means the face or the head:
@@ -21,8 +26,8 @@ import torch
 
 from .feature_layers import feature_scale
 
-BASE_REACH = 12.0 / 128  # reach of a zero-length drag, as a fraction of the image height (12 px at 128 px)
-LENGTH_FACTOR = 2.0  # the reach grows by this many times the longest drag
+REACH_FLOOR = 12.0 / 128  # the least reach, as a fraction of the image height (12 px at 128 px)
+LENGTH_FACTOR = 3.0  # the reach is this many times the longest drag, where that is more than the floor
 
 
 def segment_distance(xy: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -36,7 +41,10 @@ def segment_distance(xy: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torc
 def auto_fixed_region(size: tuple[int, int], handles: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Soft fixed weights [H, W] in [0, 1]: 0 near the drag, 1 far from it (see the module docstring)."""
     H, W = size
-    reach = BASE_REACH * H + LENGTH_FACTOR * float((targets - handles).norm(dim=1).max())
+    moving = (targets - handles).norm(dim=1) > 0
+    if bool(moving.any()):  # held points free nothing (the module docstring)
+        handles, targets = handles[moving], targets[moving]
+    reach = max(REACH_FLOOR * H, LENGTH_FACTOR * float((targets - handles).norm(dim=1).max()))
     ys, xs = torch.meshgrid(torch.arange(H, dtype=torch.float32, device=handles.device),
                             torch.arange(W, dtype=torch.float32, device=handles.device), indexing="ij")
     dist = segment_distance(torch.stack([xs.reshape(-1), ys.reshape(-1)], 1), handles, targets).amin(dim=1)
