@@ -16,8 +16,8 @@ StyleGAN3 feature maps extend past the image by a margin; FeatureField crops it 
 generator's feature_geometry), so a feature sample and an image pixel correspond exactly.
 
 What goes beyond the published algorithm is a DragConfig option whose logic lives in its own
-module: coarser blocks for context (feature_layers), snapping, patch matching and adaptive
-templates (tracking), the automatic fixed region and the pull on a coarser block (supervision);
+module: coarser blocks for context (feature_layers), snapping, patch matching, adaptive
+templates and the tie rule (tracking), the automatic fixed region and the pull on a coarser block (supervision);
 the distance-scaled learning rate is distance_lr_factor below. presets.py names the published
 settings ("paper", the defaults) and the demo benchmark's best ("studio").
 """
@@ -37,8 +37,8 @@ from .feature_layers import layered_field
 from .features import IDENTITY, FeatureGeometry
 from .presets import PRESETS
 from .supervision import auto_fixed_region, coarse_offsets, coarse_weight
-from .tracking import (PatchField, adapt_templates, best_candidates, search_between, snap_drags, track_anchored,
-                       window_distances)
+from .tracking import (PatchField, adapt_templates, best_candidates, best_near, search_between, snap_drags,
+                       track_anchored, window_distances)
 from .warp import displacement_at, displacement_field, warp_map
 from .stylegan2 import Generator, Window, ws_from_seed
 
@@ -85,6 +85,8 @@ class DragConfig:
     # then track and drag from there: moves a whole part rather than reshaping it; 0: off, as published
     warp_max_points: int = 0  # the warp fit only for drags of at most this many points (held ones included); 0: any.
     # One point can only ask for a move; several can ask to reshape, which the warp's blend of vectors gets wrong
+    track_ties: float = 0.0  # of the candidates within (1 + this) x the best match, track to the one nearest where
+    # the motion loss asked the content to go (tracking.best_near); 0: the best match, as published
     path: str = "fast"  # 'fast' or 'reference'
     precision: str = "auto"  # the per-step synthesis' number type: 'auto' (bf16 on CPUs with native bf16, else fp32),
     # 'fp32', 'bf16' or 'fp16' (draggan_core.precision)
@@ -99,8 +101,8 @@ class DragConfig:
             raise ValueError("learning_rate must be > 0, w_layers >= 1, mask_lambda >= 0")
         if self.coarse_blocks < 0 or self.stall_restarts < 0 or self.coarse_motion < 0 or self.stall_rows < 0:
             raise ValueError("coarse_blocks, coarse_motion, stall_restarts and stall_rows must be >= 0")
-        if self.auto_region < 0 or self.snap < 0 or self.track_patch < 0 or self.lr_reach < 0:
-            raise ValueError("auto_region, snap, track_patch and lr_reach must be >= 0")
+        if min(self.auto_region, self.snap, self.track_patch, self.lr_reach, self.track_ties) < 0:
+            raise ValueError("auto_region, snap, track_patch, lr_reach and track_ties must be >= 0")
         if self.warp_steps < 0 or self.warp_max_points < 0:
             raise ValueError("warp_steps and warp_max_points must be >= 0")
         if self.motion_step < 1:
@@ -699,13 +701,25 @@ class DragSession:
         self._restart_optimizer()
 
     def _track(self, field: FeatureField) -> torch.Tensor:
-        """The published search against the initial templates, or the anchored adaptive one (template_adapt > 0)."""
+        """The published search against the initial templates, with config.track_ties' tie rule, or the anchored
+        adaptive one (template_adapt > 0)."""
         rate, metric = self.config.template_adapt, self.config.track_metric
+        if not rate and self.config.track_ties:
+            cand, dist = window_distances(field, self.handles, self.templates, self.r2, metric)
+            return best_near(cand, dist, self._predicted_handles(), self.config.track_ties)
         if not rate:
             return track_points(field, self.handles, self.templates, self.r2, metric)
         handles = track_anchored(field, self.handles, self.templates, self.adapted, self.r2, metric)
         self.adapted = adapt_templates(self.adapted, field.sample(handles), rate)
         return handles
+
+    def _predicted_handles(self) -> torch.Tensor:
+        """Where each handle would be if the last step moved its content as the motion loss asked (config.motion_step
+        towards its target, never past it)."""
+        delta = self.targets - self.handles
+        dist = delta.norm(dim=1, keepdim=True)
+        step = dist.clamp(max=self.config.motion_step)
+        return self.handles + delta / dist.clamp_min(1e-8) * step
 
     def _summary(self, loss: torch.Tensor) -> tuple[float, float, list[Point]]:
         """Largest distance, loss and handle positions in one device-to-host copy (one sync per step)."""

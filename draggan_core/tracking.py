@@ -8,7 +8,8 @@ original still holds it. match_margins says how unambiguous each match is (best 
 second-best distance), for the benchmark's failure diagnosis. snap_to_features moves a handle set
 on a featureless pixel to the nearest distinctive one, which the tracker can hold; snap_drags does
 that for whole drags and keeps each target, unless the snap would swallow most of the drag: then
-the target moves with the handle (the user's drag vector stays).
+the target moves with the handle (the user's drag vector stays). best_near breaks near-ties towards
+where the motion asked the content to go (a mouth's line that opens into two lips).
 PatchField makes every one of them compare a small disk of features around each candidate instead
 of a single pixel: the neighbourhood the motion loss moves, which a look-alike pixel rarely shares.
 """
@@ -75,6 +76,21 @@ def window_distances(field, handles: torch.Tensor, templates: torch.Tensor, r2: 
 def best_candidates(cand: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
     """Per handle the candidate of least distance; ties go to the first in raster order."""
     return cand[torch.arange(len(cand), device=cand.device), dist.argmin(dim=1)]
+
+
+def best_near(cand: torch.Tensor, dist: torch.Tensor, prefer: torch.Tensor, tolerance: float) -> torch.Tensor:
+    """Per handle, of the candidates within (1 + tolerance) x the least distance, the one nearest `prefer` [N, 2].
+
+    A part that changes look as it moves can leave two places that match its template about as well:
+    a closed mouth's line opens into two lips and a dark gap between them, and the line's template
+    matches the gap or the lip that stays as well as the lip being dragged, so the published
+    tracker stays behind while the lip arrives. The step's own motion says which one moved:
+    DragSession prefers where the motion loss asked the content to go (one step towards the
+    target). Near-ties only: a clearly better match elsewhere still wins.
+    """
+    near = dist <= dist.amin(dim=1, keepdim=True) * (1 + tolerance)
+    reach = (cand - prefer[:, None]).norm(dim=-1).masked_fill(~near, float("inf"))
+    return cand[torch.arange(len(cand), device=cand.device), reach.argmin(dim=1)]
 
 
 def track_anchored(field, handles: torch.Tensor, templates: torch.Tensor, adapted: torch.Tensor, r2: int,
