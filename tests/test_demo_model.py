@@ -77,16 +77,16 @@ def landed(G, drag, config: DragConfig) -> tuple[bool, float]:
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])  # what 'auto' is on CPUs without and with native bf16
 def test_an_ear_the_published_settings_leave_behind_lands_with_the_studio_preset(demo, precision):
-    """left_ear_up on seed 1: the published settings (the last block's features alone, a fixed
-    learning rate) leave the ear where it was after 200 steps, the content still about 11 px from the
-    target; the studio preset (two coarser blocks for context, a learning rate that grows with the
-    distance left) lands it (benchmarks/README.md, issue 17)."""
+    """left_ear_up on seed 15: the published settings (the last block's features alone, a fixed
+    learning rate) use up their 200 steps with the ear's tip still about 3 px from the target; the
+    studio preset (two coarser blocks for context, a learning rate that grows with the distance
+    left) lands it within 1 px (benchmarks/README.md, issue 17)."""
     G, info = demo
-    drag = make_drag("left_ear_up", 1, G.z_dim, G.img_resolution)
+    drag = make_drag("left_ear_up", 15, G.z_dim, G.img_resolution)
     ok, error = landed(G, drag, DragConfig.preset("studio", learning_rate=info.learning_rate, precision=precision))
-    assert ok, error
+    assert ok and error <= 1.5, error
     ok, error = landed(G, drag, DragConfig.preset("paper", learning_rate=info.learning_rate, precision=precision))
-    assert not ok and error > 4, error
+    assert not ok and error > 2.5, error
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
@@ -103,14 +103,29 @@ def test_a_mouth_the_six_published_rows_cannot_open_opens_when_the_finer_rows_jo
     assert not ok, error
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_turn_whose_tracker_stays_behind_lands_when_near_ties_follow_the_motion(demo, precision):
+    """turn_head on seed 12: the head turns to the target (the world's fit: about 1.1 px off), but the
+    published tracker's best match stays about 1.9 px behind it, among places that match about as
+    well, and the drag runs out of steps; studio's tie rule (track_ties) takes the near-tie the
+    motion asked for and the drag lands (benchmarks/README.md, issue 17, ninth round)."""
+    G, info = demo
+    drag = make_drag("turn_head", 12, G.z_dim, G.img_resolution)
+    studio = DragConfig.preset("studio", learning_rate=info.learning_rate, precision=precision)
+    ok, error = landed(G, drag, studio)
+    assert ok, error
+    ok, error = landed(G, drag, dataclasses.replace(studio, track_ties=0.0))
+    assert not ok and error <= 2.0, error  # the content is there; the tracker is not
+
+
 def test_the_cli_demo_drags_with_the_preset_it_is_given(tmp_path, capsys):
     """The ear above through `draggan demo --preset`: studio reaches it (the test above: in either
     precision), and the published settings draw another picture."""
     from draggan_core import cli
     for preset in ("studio", "paper"):
-        assert cli.main(["demo", "--scenario", "left_ear_up", "--seed", "1", "--preset", preset,
+        assert cli.main(["demo", "--scenario", "left_ear_up", "--seed", "15", "--preset", preset,
                          "--out", str(tmp_path / preset)]) == 0
-    studio, _paper = capsys.readouterr().out.split("left_ear_up on seed 1: ")[1:]
+    studio, _paper = capsys.readouterr().out.split("left_ear_up on seed 15: ")[1:]
     assert studio.startswith("reached"), studio
     assert np.abs(np.asarray(Image.open(tmp_path / "studio" / "after.png"), np.int16)
                   - np.asarray(Image.open(tmp_path / "paper" / "after.png"), np.int16)).max() > 32
