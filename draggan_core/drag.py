@@ -248,6 +248,13 @@ class FeatureField:
         return (diff * weight).sum() / weight.sum().clamp_min(1e-8)
 
 
+def motion_steps(delta: torch.Tensor, step: float, least: float = 1.0) -> torch.Tensor:
+    """Per handle, the motion [N, 2] one step asks for along delta = target - handle: `step` px, never
+    past the target, at least `least` px (the published unit step)."""
+    dist = delta.norm(dim=1, keepdim=True)
+    return delta / dist.clamp_min(1e-8) * dist.clamp(max=step).clamp(min=least)
+
+
 def motion_loss(field: FeatureField, handles: torch.Tensor, targets: torch.Tensor, offsets: torch.Tensor,
                 min_distance: float = 1.0, step: float = 1.0) -> torch.Tensor:
     """Sum over handles of mean |sg(F(q)) - F(q + d)| over the disk q around the handle, d = unit(t - p).
@@ -261,7 +268,7 @@ def motion_loss(field: FeatureField, handles: torch.Tensor, targets: torch.Tenso
     active = (dist[:, 0] > min_distance)
     if not bool(active.any()):
         return handles.new_zeros(())
-    d = delta[active] / dist[active] * dist[active].clamp(max=step).clamp(min=1.0)
+    d = motion_steps(delta[active], step)
     q = handles[active, None, :] + offsets[None]  # [N, K, 2]
     n, k = q.shape[:2]
     both = field.sample(torch.cat([q.reshape(-1, 2), (q + d[:, None]).reshape(-1, 2)]))
@@ -716,10 +723,7 @@ class DragSession:
     def _predicted_handles(self) -> torch.Tensor:
         """Where each handle would be if the last step moved its content as the motion loss asked (config.motion_step
         towards its target, never past it)."""
-        delta = self.targets - self.handles
-        dist = delta.norm(dim=1, keepdim=True)
-        step = dist.clamp(max=self.config.motion_step)
-        return self.handles + delta / dist.clamp_min(1e-8) * step
+        return self.handles + motion_steps(self.targets - self.handles, self.config.motion_step, least=0.0)
 
     def _summary(self, loss: torch.Tensor) -> tuple[float, float, list[Point]]:
         """Largest distance, loss and handle positions in one device-to-host copy (one sync per step)."""
