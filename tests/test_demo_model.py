@@ -89,18 +89,22 @@ def test_an_ear_the_published_settings_leave_behind_lands_with_the_studio_preset
     assert not ok and error > 2.5, error
 
 
+def studio_with_and_without(demo, scenario: str, seed: int, precision: str, **off):
+    """landed() for the drag with studio, and with studio less the mechanism that `off` turns off."""
+    G, info = demo
+    drag = make_drag(scenario, seed, G.z_dim, G.img_resolution)
+    studio = DragConfig.preset("studio", learning_rate=info.learning_rate, precision=precision)
+    return landed(G, drag, studio), landed(G, drag, dataclasses.replace(studio, **off))
+
+
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_a_mouth_the_six_published_rows_cannot_open_opens_when_the_finer_rows_join(demo, precision):
     """open_mouth on seed 0: with the published six W+ rows the lower lip stalls short of its target,
     with studio's other mechanisms too; studio lets the finer rows join on the stall (stall_rows) and
     the mouth opens to the target (benchmarks/README.md, issue 17, eighth round)."""
-    G, info = demo
-    drag = make_drag("open_mouth", 0, G.z_dim, G.img_resolution)
-    studio = DragConfig.preset("studio", learning_rate=info.learning_rate, precision=precision)
-    ok, error = landed(G, drag, studio)
+    (ok, error), (ok_without, error_without) = studio_with_and_without(demo, "open_mouth", 0, precision, stall_rows=0)
     assert ok, error
-    ok, error = landed(G, drag, dataclasses.replace(studio, stall_rows=0))
-    assert not ok, error
+    assert not ok_without, error_without
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
@@ -109,13 +113,10 @@ def test_a_turn_whose_tracker_stays_behind_lands_when_near_ties_follow_the_motio
     published tracker's best match stays about 1.9 px behind it, among places that match about as
     well, and the drag runs out of steps; studio's tie rule (track_ties) takes the near-tie the
     motion asked for and the drag lands (benchmarks/README.md, issue 17, ninth round)."""
-    G, info = demo
-    drag = make_drag("turn_head", 12, G.z_dim, G.img_resolution)
-    studio = DragConfig.preset("studio", learning_rate=info.learning_rate, precision=precision)
-    ok, error = landed(G, drag, studio)
+    (ok, error), (ok_without, error_without) = studio_with_and_without(demo, "turn_head", 12, precision,
+                                                                       track_ties=0.0)
     assert ok, error
-    ok, error = landed(G, drag, dataclasses.replace(studio, track_ties=0.0))
-    assert not ok and error <= 2.0, error  # the content is there; the tracker is not
+    assert not ok_without and error_without <= 2.0, error_without  # the content is there; the tracker is not
 
 
 def test_the_cli_demo_drags_with_the_preset_it_is_given(tmp_path, capsys):
