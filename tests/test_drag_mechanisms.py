@@ -278,6 +278,21 @@ def test_a_stall_lets_the_finer_rows_join_once_then_ends_the_drag(G):
     assert torch.equal(after[:, 5:], before[:, 5:])
 
 
+def test_the_automatic_region_holds_harder_once_the_finer_rows_join(G):
+    config = DragConfig.preset("paper", learning_rate=1e-12, w_layers=3, stall_steps=3, stall_rows=5, auto_region=5.0,
+                               stall_hold=3.0)
+    s = DragSession(G, 3, config=config)
+    s.set_points([(20, 20)], [(26, 20)])
+    field = s.field()
+    shifted = FeatureField(field.fmap + 1, field.size)  # the held features all 1 off: the region's term is its weight
+    before = s.loss(shifted)
+    list(s.run(max_steps=5))  # the first stall lets the finer rows join
+    assert s.w_opt.shape[1] == 5
+    assert torch.allclose(s.loss(shifted) - before, torch.tensor(5.0 * (3.0 - 1.0)))
+    with pytest.raises(ValueError, match="stall_hold"):
+        DragConfig(stall_hold=-1.0)
+
+
 def test_the_automatic_region_holds_only_while_no_mask_is_set(G):
     s = DragSession(G, 2, config=DragConfig.preset("paper", auto_region=5.0))
     s.set_points([(20, 20)], [(26, 20)])
