@@ -70,6 +70,8 @@ class DragConfig:
     stall_restarts: int = 0  # on a stall, restart Adam (moments cleared) this many times before stopping
     stall_rows: int = 0  # on a stall, optimise this many W+ rows (finer styles join) and go on, before the
     # restarts and once per session; 0: stop, as published
+    shared_w: float = 0.0  # also optimise one W offset added to every W+ row, times this: the generator's own
+    # edits (a head turned, a mouth opened) are moves in W, which W+ rows reach only piecewise; 0: W+ rows, as published
     stall_hold: float = 1.0  # when stall_rows lets the finer rows join, the automatic region's weight (auto_region)
     # is multiplied by this: finer rows can redraw what the coarse ones could not (an eye, whiskers); 1: unchanged
     template_adapt: float = 0.0  # per step, adapted template += rate * (tracked feature - it); 0: published
@@ -103,8 +105,10 @@ class DragConfig:
             raise ValueError("learning_rate must be > 0, w_layers >= 1, mask_lambda >= 0")
         if self.coarse_blocks < 0 or self.stall_restarts < 0 or self.coarse_motion < 0 or self.stall_rows < 0:
             raise ValueError("coarse_blocks, coarse_motion, stall_restarts and stall_rows must be >= 0")
-        if min(self.auto_region, self.snap, self.track_patch, self.lr_reach, self.track_ties, self.stall_hold) < 0:
-            raise ValueError("auto_region, snap, track_patch, lr_reach, track_ties and stall_hold must be >= 0")
+        if min(self.auto_region, self.snap, self.track_patch, self.lr_reach, self.track_ties, self.stall_hold,
+               self.shared_w) < 0:
+            raise ValueError("auto_region, snap, track_patch, lr_reach, track_ties, stall_hold and shared_w "
+                             "must be >= 0")
         if self.warp_steps < 0 or self.warp_max_points < 0:
             raise ValueError("warp_steps and warp_max_points must be >= 0")
         if self.motion_step < 1:
@@ -354,7 +358,7 @@ class DragSession:
         ws = self._check_latent(ws)
         self._split_rows(ws, min(self.config.w_layers, G.num_ws))
         self.base_lr = self.config.learning_rate  # the rate distance_lr_factor scales (set_learning_rate changes it)
-        self.optimizer = torch.optim.Adam([self.w_opt], lr=self.base_lr)
+        self.optimizer = torch.optim.Adam(self._parameters(), lr=self.base_lr)
         self.block = self.config.feature_block if self.config.feature_block is not None else default_feature_block(G)
         n_layers = num_feature_layers(G)
         if not 0 <= self.block < n_layers:
@@ -390,13 +394,30 @@ class DragSession:
 
     def latent(self) -> torch.Tensor:
         """The current W+ latent [1, num_ws, w_dim] (detached), to save or to resume from."""
-        return torch.cat([self.w_opt.detach(), self.w_fixed], dim=1)
+        return self._ws().detach()
+
+    def _ws(self) -> torch.Tensor:
+        """The W+ latent the next step renders, with gradient to what is optimised: the rows w_opt and, with
+        config.shared_w, the offset w_shared every row shares.
+
+        A W+ drag moves each of the first rows on its own, and the cheapest way for them to carry a nose
+        sideways can be to shift or tilt the whole head (turned heads 16 of 20). One offset in W moves
+        the latent the way the mapping network's own latents differ, which is how the generator draws a
+        turned head or an open mouth (benchmarks/README.md, issue 17, tenth round: turns 20 of 20, all drags
+        85 of 92 instead of 81). Its scale makes Adam's per-coordinate step in W that many times a row's.
+        """
+        ws = torch.cat([self.w_opt, self.w_fixed], dim=1)
+        return ws if self.w_shared is None else ws + self.config.shared_w * self.w_shared
+
+    def _parameters(self) -> list[torch.Tensor]:
+        """What Adam optimises: the rows w_opt and, with config.shared_w, the shared W offset."""
+        return [self.w_opt] + ([self.w_shared] if self.w_shared is not None else [])
 
     def _features(self, full: bool, window: Window | None = None
                   ) -> tuple[FeatureField, torch.Tensor | None, "CoarsePull | None"]:
         """The feature block's field (window: only that part of it, see step_window), if full the image,
         and config.coarse_motion's coarser field."""
-        ws = torch.cat([self.w_opt, self.w_fixed], dim=1)
+        ws = self._ws()
         dense = self.config.path == "reference"
         kwargs = self._synthesis_options()
         if full:
@@ -417,11 +438,13 @@ class DragSession:
     def _synthesis_options(self) -> dict:
         """How a drag step calls the synthesis network.
 
-        Rows past w_opt are constants: grad_rows spares backward their (unread) weight gradients.
+        Rows past w_opt are constants: grad_rows spares backward their (unread) weight gradients (with a
+        shared W offset every row carries gradient).
         The non-fused modulated convolution shares one weight instead of forming a modulated copy
         per layer and step: 1.1-1.2x faster steps on a CPU (benchmarks/README.md, issue 19).
         """
-        return dict(noise_mode="const", grad_rows=self.w_opt.shape[1], fused_modconv=False, dtype=self.dtype)
+        rows = self.w_opt.shape[1] if self.w_shared is None else self.G.num_ws
+        return dict(noise_mode="const", grad_rows=rows, fused_modconv=False, dtype=self.dtype)
 
     def _coarse_pull(self, feats: list[torch.Tensor], fine: FeatureField) -> "CoarsePull | None":
         """The coarser block's field and disk for config.coarse_motion (None when off or no coarser block)."""
@@ -555,13 +578,16 @@ class DragSession:
         return True
 
     def _split_rows(self, ws: torch.Tensor, rows: int) -> None:
-        """The latent's first `rows` W+ rows become the optimised ones (w_opt), the rest constants."""
+        """The latent's first `rows` W+ rows become the optimised ones (w_opt), the rest constants; the shared
+        W offset (config.shared_w) starts again from zero, since ws already holds what it had moved."""
         self.w_opt = ws[:, :rows].clone().requires_grad_(True)
         self.w_fixed = ws[:, rows:].clone()
+        self.w_shared = (torch.zeros(1, 1, ws.shape[2], device=ws.device, requires_grad=True)
+                         if self.config.shared_w else None)
 
     def _restart_optimizer(self) -> None:
         """A fresh Adam at the current lr: after a stall its moments hold the old direction's history."""
-        self.optimizer = torch.optim.Adam([self.w_opt], lr=self.base_lr)
+        self.optimizer = torch.optim.Adam(self._parameters(), lr=self.base_lr)
 
     def set_learning_rate(self, lr: float) -> None:
         """Change the step size without losing Adam's moments (the base rate, when config.lr_reach scales it)."""
@@ -666,7 +692,7 @@ class DragSession:
         steps = min(self.config.warp_steps, max_steps)
         with torch.no_grad():
             target = self._warped_start_map()
-        optimizer = torch.optim.Adam([self.w_opt], lr=self.base_lr * WARP_LR_FACTOR)
+        optimizer = torch.optim.Adam(self._parameters(), lr=self.base_lr * WARP_LR_FACTOR)
         for i in range(steps):
             loss = (self._block_map() - target).abs().mean()
             optimizer.zero_grad(set_to_none=True)
@@ -688,7 +714,7 @@ class DragSession:
 
     def _block_map(self) -> torch.Tensor:
         """The drag block's whole feature map [1, C, h, w] (fp32, margins cropped), with gradient to w_opt."""
-        ws = torch.cat([self.w_opt, self.w_fixed], dim=1)
+        ws = self._ws()
         feats = self.G.synthesis(ws, stop_at_block=self.block, **self._synthesis_options())[1]
         return self.geometry.apply(feats[self.block].to(torch.float32))
 

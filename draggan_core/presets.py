@@ -40,7 +40,7 @@ PRESETS: dict[str, dict[str, object]] = {
     "paper": {"track_metric": "l2", "r1": None, "r2": None, "stall_steps": 60, "coarse_blocks": 0, "snap": 0.0,
               "auto_region": 0.0, "template_adapt": 0.0, "stall_restarts": 0, "motion_step": 1.0, "lr_reach": 0.0,
               "coarse_motion": 0, "track_patch": 0.0, "warp_steps": 0, "warp_max_points": 0, "stall_rows": 0,
-              "track_ties": 0.0, "stall_hold": 1.0},
+              "track_ties": 0.0, "stall_hold": 1.0, "shared_w": 0.0},
     # studio's snapping and distance-scaled learning rate, nothing that reads whole maps
     "quick": {"track_metric": "l2", "r1": None, "r2": None, "stall_steps": 60, "coarse_blocks": 0, "snap": 1.5,
               "auto_region": 0.0, "template_adapt": 0.0, "stall_restarts": 0, "motion_step": 1.0, "lr_reach": 0.015,
@@ -52,8 +52,8 @@ PRESETS: dict[str, dict[str, object]] = {
     # help there and stay off, nor did the warp fit for more points.
     "studio": {"track_metric": "l2", "r1": None, "r2": None, "stall_steps": 60, "coarse_blocks": 2, "snap": 1.5,
                "auto_region": 10.0, "template_adapt": 0.0, "stall_restarts": 0, "motion_step": 1.0,
-               "lr_reach": 0.015, "warp_steps": 150, "warp_max_points": 1, "stall_rows": 12, "track_ties": 0.15,
-               "stall_hold": 2.5},
+               "lr_reach": 0.015, "warp_steps": 150, "warp_max_points": 1, "stall_rows": 12, "track_ties": 0.25,
+               "stall_hold": 2.5, "shared_w": 4.0},
     # quick after a warp fit: the content under the points moves with them first (a part's position)
     "move": {"track_metric": "l2", "r1": None, "r2": None, "stall_steps": 60, "coarse_blocks": 0, "snap": 1.5,
              "auto_region": 0.0, "template_adapt": 0.0, "stall_restarts": 0, "motion_step": 1.0, "lr_reach": 0.015,
