@@ -263,8 +263,10 @@ def test_a_stall_restarts_adam_before_it_ends_the_drag(G, restarts):
     assert (s.optimizer is first) == (restarts == 0)
 
 
-def test_a_stall_lets_the_finer_rows_join_once_then_ends_the_drag(G):
-    s = DragSession(G, 3, config=DragConfig(learning_rate=1e-12, w_layers=3, stall_steps=3, stall_rows=5))
+@pytest.mark.parametrize("shared_w", [0.0, 2.0])
+def test_a_stall_lets_the_finer_rows_join_once_then_ends_the_drag(G, shared_w):
+    s = DragSession(G, 3, config=DragConfig(learning_rate=1e-12, w_layers=3, stall_steps=3, stall_rows=5,
+                                            shared_w=shared_w))
     s.set_points([(20, 20)], [(40, 20)])
     first, before = s.optimizer, s.latent()
     steps = list(s.run(max_steps=50))
@@ -273,9 +275,28 @@ def test_a_stall_lets_the_finer_rows_join_once_then_ends_the_drag(G):
     assert torch.equal(s.latent(), before)  # the rows moved over, not their values
     s.set_learning_rate(1e-2)
     list(s.run(max_steps=2))
-    after = s.latent()
-    assert not torch.equal(after[:, 3:5], before[:, 3:5])  # the joined rows are optimised now
-    assert torch.equal(after[:, 5:], before[:, 5:])
+    moved = s.latent() - before
+    assert float(moved[:, 3:5].abs().max()) > 0  # the joined rows are optimised now
+    rest = moved[:, 5:]  # the others stay, or move alike by the shared offset
+    assert torch.allclose(rest, rest[:, :1].expand_as(rest)) and (float(rest.abs().max()) > 0) == bool(shared_w)
+
+
+def test_a_shared_w_offset_moves_every_row_alike(G):
+    """shared_w: besides the first w_layers rows, one offset (times shared_w) that every W+ row shares."""
+    s = DragSession(G, 3, config=DragConfig(learning_rate=1e-2, w_layers=3, shared_w=2.0))
+    before = s.latent()
+    s.set_points([(20, 20)], [(26, 20)])
+    list(s.run(max_steps=3))
+    moved = s.latent() - before
+    rest = moved[:, 3:]
+    assert float(rest.abs().max()) > 0  # rows past w_layers move now, all alike, by the scaled offset
+    assert torch.allclose(rest, rest[:, :1].expand_as(rest))
+    assert torch.allclose(rest[:, 0], 2.0 * s.w_shared.detach()[:, 0])
+    assert not torch.allclose(moved[:, 0], moved[:, 3])  # the first rows also move on their own
+    plain = DragSession(G, 3, config=DragConfig(learning_rate=1e-2, w_layers=3))
+    assert plain.w_shared is None and len(plain.optimizer.param_groups[0]["params"]) == 1
+    with pytest.raises(ValueError, match="shared_w"):
+        DragConfig(shared_w=-1.0)
 
 
 def test_the_automatic_region_holds_harder_once_the_finer_rows_join(G):
@@ -415,6 +436,7 @@ def test_a_head_turn_the_constant_rate_leaves_half_way_lands_with_the_distance_s
     G, info = demo
     drag = make_drag("turn_head", 2, G.z_dim, G.img_resolution)
     studio = dict(learning_rate=info.learning_rate, precision=precision)
+    studio["shared_w"] = 0.0  # measured before the shared W offset, which needs no larger rate on this turn
     reason, error = content_error(G, drag, DragConfig.preset("studio", **studio))
     assert reason == "reached" and error <= 2.0, (reason, error)
     reason, error = content_error(G, drag, DragConfig.preset("studio", lr_reach=0.0, **studio))
