@@ -24,6 +24,8 @@ Levers, combined with '+' (e.g. bf16+compile, paper+bf16):
   no-kept-constants    layers derive their weight constants on every call (as before stylegan2.derived)
   all-rows             every W+ row optimised from the first step (what DragConfig.stall_rows opens after a stall)
   no-ties              the published tracker's plain best match (DragConfig.track_ties 0: studio before its tie rule)
+  no-shared            no shared W offset (DragConfig.shared_w 0: studio before it; rows past w_layers then need
+                       no gradient)
 
 Models: 'demo'; 'random-<res>' (channel base 16384, at most 256 channels, z/w 256); 'random-<res>-c<max>'
 (channel base 32768, at most <max> channels); 'official-<res>' (NVIDIA's config f: base 32768, at most 512
@@ -56,7 +58,7 @@ DRAGS = [
 ]
 OFFICIAL_MODELS = ["official-512", "random-256-c128", "demo"]
 MODIFIERS = ("reference", "all-grads", "fused", "autocast", "channels-last", "nonfused", "compile", "cuda-graphs",
-             "whole-map", "no-kept-constants", "all-rows", "no-ties")
+             "whole-map", "no-kept-constants", "all-rows", "no-ties", "no-shared")
 
 
 def random_model(name: str):
@@ -156,6 +158,8 @@ def run_one(model: str, lever: str, device: str, steps: int, drags: int, threads
     overrides = {"w_layers": G.num_ws} if "all-rows" in mods else {}
     if "no-ties" in mods:
         overrides["track_ties"] = 0.0
+    if "no-shared" in mods:
+        overrides["shared_w"] = 0.0
     config = DragConfig.preset(preset, path="reference" if "reference" in mods else "fast", precision=precision,
                                stall_steps=0, **overrides)
     step_s, cpu_s, first_s, handles = [], [], [], []
