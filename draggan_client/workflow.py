@@ -51,7 +51,7 @@ PRESETS_HELP = ("Published DragGAN: the algorithm as in the paper. Quick: clicks
                 "steps while a handle is far: more drags land, in the least time. Studio: also coarser features "
                 "for context, what lies far from the drag held still, and a single point first carries the "
                 "whole part under it, and a drag that stalls goes on with the finer details free to change: "
-                "the most drags land, but each step costs more (demo benchmark: Published 43%, Studio 88% of "
+                "the most drags land, but each step costs more (demo benchmark: Published 43%, Studio 90% of "
                 "drags land). Move: first shifts the picture under every point with them, then drags as "
                 "Quick: for moving a whole part (a head, an object) with several points; two points dragged "
                 "alike move everything.")
