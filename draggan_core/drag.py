@@ -403,8 +403,8 @@ class DragSession:
         A W+ drag moves each of the first rows on its own, and the cheapest way for them to carry a nose
         sideways can be to shift or tilt the whole head (turned heads 16 of 20). One offset in W moves
         the latent the way the mapping network's own latents differ, which is how the generator draws a
-        turned head or an open mouth (benchmarks/README.md, issue 17, tenth round: turns 20 of 20, all drags
-        85 of 92 instead of 81). Its scale makes Adam's per-coordinate step in W that many times a row's.
+        turned head or an open mouth (benchmarks/README.md, issue 17, tenth round, with the tie rule at 0.15:
+        turns 20 of 20, all drags 85 of 92 instead of 81). Its scale makes Adam's per-coordinate step in W that many times a row's.
         """
         ws = torch.cat([self.w_opt, self.w_fixed], dim=1)
         return ws if self.w_shared is None else ws + self.config.shared_w * self.w_shared
