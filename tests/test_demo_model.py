@@ -5,6 +5,7 @@ import dataclasses
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +16,9 @@ from draggan_core import DragConfig, DragSession, load_generator, registry
 from draggan_core.demo import world
 from draggan_core.demo.scenarios import SCENARIOS, make_drag
 from draggan_core.images import to_uint8
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+import bench_demo_drags  # noqa: E402  (the benchmark's paired-reconstruction box and MSE)
 
 
 @pytest.fixture(scope="module")
@@ -114,14 +118,11 @@ def test_a_mouth_the_six_published_rows_cannot_open_opens_when_the_finer_rows_jo
 
 
 def paired_mse(G, drag, image) -> float:
-    """The benchmark's paired reconstruction (bench_demo_drags.py): MSE between `image` and the generator's
-    image of the edited parameters, in the box around the points grown by 12 px."""
-    pts = np.array(drag.handles + drag.targets)
-    x0, y0 = np.floor(pts.min(axis=0) - 12).astype(int).clip(0, G.img_resolution)
-    x1, y1 = np.ceil(pts.max(axis=0) + 13).astype(int).clip(0, G.img_resolution)
+    """The benchmark's paired reconstruction (bench_demo_drags.region and compare): MSE between `image` and
+    the generator's image of the edited parameters, in the box around the points grown by 12 px."""
     with torch.no_grad():
         expected = G.synthesis(G.mapping(drag.z_after, None), noise_mode="const")
-    return float((image - expected)[:, :, y0:y1, x0:x1].square().mean())
+    return bench_demo_drags.compare(image, expected, bench_demo_drags.region(drag, G.img_resolution))[0]
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
